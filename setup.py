@@ -1,0 +1,14 @@
+from setuptools import find_packages, setup
+
+with open("requirements.txt") as f:
+    requirements = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+
+setup(
+    name="semipose",
+    version="0.1.0",
+    description="Semi-supervised 2D human pose estimation: PoseCons and PoseDual",
+    package_dir={"": "lib"},
+    packages=find_packages("lib"),
+    python_requires=">=3.9",
+    install_requires=requirements,
+)
