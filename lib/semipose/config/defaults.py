@@ -1,0 +1,190 @@
+"""Default configuration: every key of the reference implementation plus this project's additions.
+
+Sizes are written [width, height]. Sequences are stored as tuples so that a frozen config is
+immutable all the way down (a YAML list or a command-line list is converted on merge).
+
+MODEL.EXTRA holds the architecture-specific keys and comes in two templates:
+``resnet_extra()`` (SimpleBaseline deconv head, the default) and ``hrnet_extra()`` (HRNet stages,
+W32 values). The reference replaces EXTRA wholesale with whatever a YAML file gives, so an HRNet
+file's EXTRA has no NUM_LAYERS and a ResNet file's EXTRA has no STAGE keys. Here a YAML's EXTRA is
+merged into one template, chosen by its content (STAGE2 -> HRNet, NUM_LAYERS -> ResNet, neither ->
+the architecture named by MODEL.NAME / MODEL.BACKBONE). That gives the same key sets as the
+reference while still rejecting misspelt keys inside EXTRA and filling omitted ones with defaults.
+"""
+from __future__ import annotations
+
+from yacs.config import CfgNode as CN
+
+
+def resnet_extra() -> CN:
+    """MODEL.EXTRA template for ResNet backbones with the deconvolution head."""
+    e = CN()
+    e.NUM_LAYERS = 50  # ResNet depth: 18/34 BasicBlock, 50/101/152 Bottleneck
+    e.DECONV_WITH_BIAS = False  # bias in the transposed convolutions of the head
+    e.NUM_DECONV_LAYERS = 3  # number of 2x upsampling transposed convolutions
+    e.NUM_DECONV_FILTERS = (256, 256, 256)  # output channels of each transposed convolution
+    e.NUM_DECONV_KERNELS = (4, 4, 4)  # kernel size of each transposed convolution (2, 3 or 4)
+    e.FINAL_CONV_KERNEL = 1  # kernel of the final heatmap conv (padding 1 if 3, else 0)
+    e.TARGET_TYPE = "gaussian"  # heatmap target kind; only 'gaussian' exists
+    e.HEATMAP_SIZE = (64, 64)  # target heatmap [w, h]; an int v in YAML means [v, v]
+    e.SIGMA = 2.0  # Gaussian std of the target, in heatmap pixels
+    return e
+
+
+def _hrnet_stage(num_modules: int, num_branches: int, base: int = 32) -> CN:
+    s = CN()
+    s.NUM_MODULES = num_modules  # repeated high-resolution modules in this stage
+    s.NUM_BRANCHES = num_branches  # parallel resolutions in this stage
+    s.NUM_BLOCKS = (4,) * num_branches  # residual blocks per branch
+    s.NUM_CHANNELS = tuple(base * 2 ** i for i in range(num_branches))  # width per branch
+    s.BLOCK = "BASIC"  # block type per branch: BASIC or BOTTLENECK
+    s.FUSE_METHOD = "SUM"  # how branches are fused; only SUM exists
+    return s
+
+
+def hrnet_extra() -> CN:
+    """MODEL.EXTRA template for HRNet (the reference's W32 defaults: 1 module per stage)."""
+    e = CN()
+    e.PRETRAINED_LAYERS = ("*",)  # top-level module names taken from the ImageNet file; '*' = all
+    e.STEM_INPLANES = 64  # stem width (declared by the reference, not read by it)
+    e.FINAL_CONV_KERNEL = 1  # kernel of the final heatmap conv
+    e.STAGE2 = _hrnet_stage(1, 2)  # second stage: 2 branches
+    e.STAGE3 = _hrnet_stage(1, 3)  # third stage: 3 branches
+    e.STAGE4 = _hrnet_stage(1, 4)  # fourth stage: 4 branches
+    e.TARGET_TYPE = "gaussian"  # heatmap target kind; only 'gaussian' exists
+    e.HEATMAP_SIZE = (64, 64)  # target heatmap [w, h]
+    e.SIGMA = 2.0  # Gaussian std of the target, in heatmap pixels
+    return e
+
+
+_C = CN()
+# ---- top level (reference) ----
+_C.LOCAL_RANK = 0  # DDP rank (set by --local_rank); rank != 0 skips logging, evaluation and saving
+_C.UNSUP_TRANSFORM = True  # PoseCons/PoseDual: random affine on the hard view and the teacher heatmaps
+_C.CONS_RAND_AUG = False  # mixed datasets add a RandAugment copy of the unlabeled crop (hard-view base)
+_C.RAND_MAGNITUDE = 10  # RandAugment magnitude M (N is fixed at 2)
+_C.MASK_JOINT_NUM = 0  # Joint Cutout draws per unlabeled sample; 0 = off
+_C.RAW_INPUT = False  # build the unlabeled dataset without augmentation
+_C.SAVE_INTER = 0  # >0: also save a bare state dict every SAVE_INTER epochs
+_C.OUTPUT_DIR = ""  # root of run folders: OUTPUT_DIR/<TRAIN_DATASET>/<name>/<cfg name>
+_C.LOG_DIR = ""  # root of tensorboard folders
+_C.DATA_DIR = ""  # prefix for data/model paths, applied by apply_dirs()
+_C.GPUS = "0"  # comma-separated GPU ids
+_C.WORKERS = 4  # DataLoader worker processes (train and val)
+_C.PRINT_FREQ = 20  # log every N iterations (and the last one)
+# ---- top level (project additions) ----
+_C.SEED = 1314  # seed of every random generator of a run
+_C.DEVICE = ""  # '' = cuda if available else cpu; or 'cpu', 'cuda', 'cuda:<i>'
+_C.CUTOUT_MODE = "reference"  # 'reference': clamp swap and 24-channel draws; 'corrected': true bounds, supervised joints
+_C.HARD_AFFINE_ALIGN_CORNERS = False  # align_corners of affine_grid/grid_sample in the hard-view affine
+
+_C.CUDNN = CN()
+_C.CUDNN.BENCHMARK = False  # torch.backends.cudnn.benchmark
+_C.CUDNN.DETERMINISTIC = False  # torch.backends.cudnn.deterministic
+_C.CUDNN.ENABLED = True  # torch.backends.cudnn.enabled
+
+_C.MODEL = CN()
+_C.MODEL.NAME = "pose_resnet"  # pose_resnet, pose_hrnet (supervised), pose_cons, pose_dual (semi-supervised)
+_C.MODEL.BACKBONE = "resnet"  # pose_cons/pose_dual backbone: resnet or hrnet
+_C.MODEL.PRM = False  # pose_resnet/pose_hrnet: PRM attention block before the final conv
+_C.MODEL.INIT_WEIGHTS = True  # initialise from MODEL.PRETRAINED when training ('' = random init)
+_C.MODEL.PRETRAINED = ""  # ImageNet (or dual) initialisation file
+_C.MODEL.TCH_PRETRAINED = ""  # declared by the reference, unused (only path-prefixed)
+_C.MODEL.SEG_PRETRAINED = ""  # declared by the reference, unused (only path-prefixed)
+_C.MODEL.NUM_JOINTS = 16  # heatmap channels (24 = union space in every semi-supervised config)
+_C.MODEL.IMAGE_SIZE = (256, 256)  # network input [w, h]; an int v in YAML means [v, v]
+_C.MODEL.GROUPS = 1  # pose_resnet: Bottleneck groups (ResNeXt style)
+_C.MODEL.WIDTH_PER_GROUP = 64  # pose_resnet: Bottleneck width per group
+_C.MODEL.STYLE = "pytorch"  # 'pytorch' (stride on the 3x3) or 'caffe' (stride on the first 1x1)
+_C.MODEL.EXTRA = resnet_extra()  # architecture keys; see the module docstring for how YAML merges
+
+_C.LOSS = CN()
+_C.LOSS.USE_TARGET_WEIGHT = True  # JointsMSELoss multiplies prediction and target by the joint weight
+
+_C.DATASET = CN()
+_C.DATASET.ROOT = ""  # data root ('data/' in the experiment files)
+_C.DATASET.PSEUDO_ANNO = ""  # declared by the reference, unused (only path-prefixed)
+_C.DATASET.TRAIN_DATASET = "mpii"  # coco, mpii, ai_challenger, mix_coco_coco, mix_mpii_ai
+_C.DATASET.TEST_DATASET = "mpii"  # coco, mpii, ai_challenger
+_C.DATASET.TRAIN_SET = "train"  # training image set (COCO: 'train' -> train2017)
+_C.DATASET.TEST_SET = "valid"  # evaluation image set (COCO: 'val'/'validation' -> val2017)
+_C.DATASET.TRAIN_UNSUP_SET = ""  # mix_coco_coco unlabeled image set; '' = TRAIN_SET
+_C.DATASET.DATA_FORMAT = "jpg"  # 'jpg' files or 'zip' archives (<folder>.zip@/<folder>/<file>)
+_C.DATASET.HYBRID_JOINTS_TYPE = ""  # only appended to the dataset part of the run folder name
+_C.DATASET.SELECT_DATA = False  # drop training boxes whose joints stray from the box centre
+_C.DATASET.TRAIN_LEN = -1  # >0: keep the first N labeled training person instances
+_C.DATASET.AI_ROOT = ""  # declared by the reference, unused
+_C.DATASET.BOX_THRE = (0, 0)  # declared by the reference, unused
+_C.DATASET.SCORE_THRE = (0,)  # declared by the reference, unused
+_C.DATASET.COLOR_RGB = False  # convert decoded BGR images to RGB (False everywhere: nets see BGR)
+_C.DATASET.PROB_HALF_BODY = 0.0  # probability of a half-body crop (0 = never)
+_C.DATASET.NUM_JOINTS_HALF_BODY = 8  # minimum visible joints for a half-body crop
+_C.DATASET.FLIP = True  # random horizontal flip with probability 0.5
+_C.DATASET.SCALE_FACTOR = 0.25  # scale augmentation range (dataset and hard-view affine)
+_C.DATASET.ROT_FACTOR = 30  # rotation augmentation std in degrees (dataset and hard-view affine)
+_C.DATASET.SKIP_BAD_IMAGES = False  # skip unreadable images with a warning instead of failing
+
+_C.TRAIN = CN()
+_C.TRAIN.LR_FACTOR = 0.1  # MultiStepLR gamma
+_C.TRAIN.LR_STEP = (90, 110)  # MultiStepLR milestones (epochs)
+_C.TRAIN.LR = 0.001  # base learning rate
+_C.TRAIN.OPTIMIZER = "adam"  # 'adam' (torch defaults, no weight decay) or 'sgd'
+_C.TRAIN.MOMENTUM = 0.9  # SGD momentum
+_C.TRAIN.WD = 0.0001  # SGD weight decay
+_C.TRAIN.NESTEROV = False  # SGD Nesterov momentum
+_C.TRAIN.GAMMA1 = 0.99  # declared by the reference, unused
+_C.TRAIN.GAMMA2 = 0.0  # declared by the reference, unused
+_C.TRAIN.BEGIN_EPOCH = 0  # first epoch
+_C.TRAIN.END_EPOCH = 140  # epochs run: BEGIN_EPOCH .. END_EPOCH-1
+_C.TRAIN.RESUME = True  # resume from <run folder>/checkpoint.pth.tar if present
+_C.TRAIN.CHECKPOINT = ""  # declared by the reference, unused
+_C.TRAIN.BATCH_SIZE = 32  # per-GPU batch (of labeled/unlabeled pairs for mixed datasets)
+_C.TRAIN.SHUFFLE = True  # declared by the reference, unused (training always shuffles)
+_C.TRAIN.AMP = ""  # mixed precision: '' (off), 'bf16' or 'fp16'
+_C.TRAIN.CHANNELS_LAST = False  # channels-last memory format for nets and batches
+_C.TRAIN.COMPILE = False  # torch.compile the nets
+_C.TRAIN.SYNC_BN = False  # SyncBatchNorm under DDP
+_C.TRAIN.STOP_ON_NONFINITE = True  # stop with an error when a loss becomes NaN/inf
+
+_C.TEST = CN()
+_C.TEST.BATCH_SIZE = 32  # per-GPU evaluation batch
+_C.TEST.INTERVAL = 1  # validate every N epochs (and after the last)
+_C.TEST.FLIP_TEST = False  # average with the prediction on the flipped image
+_C.TEST.POST_PROCESS = True  # sub-pixel refinement of heatmap maxima
+_C.TEST.SHIFT_HEATMAP = True  # flip test: shift the flipped heatmap 1 px (else 0.75 px by resampling)
+_C.TEST.POST_TYPE = "shift"  # refinement: 'shift' (quarter offset) or 'dark' (Taylor expansion)
+_C.TEST.USE_GT_BBOX = False  # COCO evaluation on GT boxes (else TEST.COCO_BBOX_FILE detections)
+_C.TEST.OKS_THRE = 0.5  # OKS-NMS threshold
+_C.TEST.IN_VIS_THRE = 0.0  # joints above this confidence enter the rescoring mean
+_C.TEST.COCO_BBOX_FILE = ""  # detection JSON for COCO val-with-detections and for unlabeled2017
+_C.TEST.BBOX_THRE = 1.0  # declared by the reference, unused
+_C.TEST.MODEL_FILE = ""  # weights to evaluate; '' = <run folder>/final_state.pth.tar
+_C.TEST.IMAGE_THRE = 0.0  # detection boxes scoring below this are dropped
+_C.TEST.NMS_THRE = 1.0  # declared by the reference, unused
+_C.TEST.SAVE_RESULT = True  # write the keypoint result JSON
+_C.TEST.BEST_METRIC = "net1"  # checkpoint selection metric: 'net1', 'net2' or 'ensemble'
+
+_C.DEBUG = CN()
+_C.DEBUG.DEBUG = False  # enable the debug image dumps below
+_C.DEBUG.SAVE_BATCH_IMAGES_GT = False  # dump batch images with GT joints
+_C.DEBUG.SAVE_BATCH_IMAGES_PRED = False  # dump batch images with predicted joints
+_C.DEBUG.SAVE_HEATMAPS_GT = False  # dump GT heatmaps
+_C.DEBUG.SAVE_HEATMAPS_PRED = False  # dump predicted heatmaps
+
+_C.MONITOR = CN()
+_C.MONITOR.ENABLED = True  # track teacher-confidence statistics on a fixed unlabeled sample
+_C.MONITOR.NUM_SAMPLES = 64  # size of that fixed sample
+_C.MONITOR.LOW_MAX_THRE = 0.1  # a heatmap maximum below this counts as a low-confidence joint
+_C.MONITOR.WARN_RISE = 0.2  # warn when the low-confidence fraction rises by more than this
+
+_C.SYNTHETIC = CN()
+_C.SYNTHETIC.GENERATE_IF_MISSING = False  # create the synthetic dataset under DATASET.ROOT if absent
+_C.SYNTHETIC.SEED = 0  # generator seed of the synthetic dataset
+_C.SYNTHETIC.NUM_TRAIN = 2000  # synthetic train2017 images
+_C.SYNTHETIC.NUM_VAL = 200  # synthetic val2017 images
+_C.SYNTHETIC.NUM_UNLABELED = 2000  # synthetic unlabeled2017 images (with detection file)
+
+
+def get_defaults() -> CN:
+    """A fresh, unfrozen copy of the defaults (ResNet EXTRA)."""
+    return _C.clone()

@@ -1,0 +1,67 @@
+"""Names and folders derived from a config: model names, run folders, data-dir prefixing."""
+from __future__ import annotations
+
+import os
+from typing import Tuple
+
+from yacs.config import CfgNode as CN
+
+# Path-valued keys that DATA_DIR prefixes (OUTPUT_DIR too, but not LOG_DIR), as in the reference.
+DATA_DIR_KEYS = ("DATASET.ROOT", "TEST.COCO_BBOX_FILE", "TEST.MODEL_FILE", "MODEL.PRETRAINED",
+                 "MODEL.TCH_PRETRAINED", "MODEL.SEG_PRETRAINED", "DATASET.PSEUDO_ANNO", "OUTPUT_DIR")
+
+
+def apply_dirs(cfg: CN, model_dir: str = "", log_dir: str = "", data_dir: str = "") -> CN:
+    """A frozen copy of ``cfg`` with the --modelDir/--logDir/--dataDir overrides applied.
+
+    Non-empty arguments replace OUTPUT_DIR / LOG_DIR / DATA_DIR; then, if DATA_DIR is set, it is
+    joined in front of each DATA_DIR_KEYS path. Unlike the reference, empty paths stay empty
+    (empty means 'not set', e.g. TEST.MODEL_FILE '') and DATASET.AI_ROOT is left alone. Apply once.
+    """
+    out = cfg.clone()
+    out.defrost()
+    if model_dir:
+        out.OUTPUT_DIR = model_dir
+    if log_dir:
+        out.LOG_DIR = log_dir
+    if data_dir:
+        out.DATA_DIR = data_dir
+    if out.DATA_DIR:
+        for full in DATA_DIR_KEYS:
+            *parents, leaf = full.split(".")
+            node = out
+            for p in parents:
+                node = node[p]
+            if node[leaf]:
+                node[leaf] = os.path.join(out.DATA_DIR, node[leaf])
+    out.freeze()
+    return out
+
+
+def model_name(cfg: CN) -> Tuple[str, str]:
+    """(name, full_name), e.g. ('pose_dual_18', '256x192_pose_dual_18_d256d256d256').
+
+    name = <MODEL.NAME>_<NUM_LAYERS> (ResNet) or <MODEL.NAME>_<STAGE2 width> (HRNet); full_name
+    = <H>x<W>_<name>_<d<f> per deconv filter> (empty suffix for HRNet, keeping the underscore).
+    """
+    name = cfg.MODEL.NAME
+    if name not in ("pose_resnet", "pose_dual", "pose_cons", "pose_hrnet"):
+        raise ValueError(f"model_name: MODEL.NAME {name!r} is not a known model")
+    extra = cfg.MODEL.EXTRA
+    if "NUM_LAYERS" in extra:
+        name = f"{name}_{extra.NUM_LAYERS}"
+    else:
+        name = f"{name}_{extra.STAGE2.NUM_CHANNELS[0]}"
+    suffix = "".join(f"d{f}" for f in extra.get("NUM_DECONV_FILTERS", ()))
+    width, height = cfg.MODEL.IMAGE_SIZE
+    return name, f"{height}x{width}_{name}_{suffix}"
+
+
+def output_dir(cfg: CN, cfg_path: str) -> str:
+    """Run folder OUTPUT_DIR/<TRAIN_DATASET[_HYBRID_JOINTS_TYPE]>/<name>/<cfg file stem> (not created)."""
+    dataset = cfg.DATASET.TRAIN_DATASET
+    if cfg.DATASET.HYBRID_JOINTS_TYPE:
+        dataset = f"{dataset}_{cfg.DATASET.HYBRID_JOINTS_TYPE}"
+    dataset = dataset.replace(":", "_")
+    stem = os.path.splitext(os.path.basename(cfg_path))[0]
+    return os.path.join(cfg.OUTPUT_DIR, dataset, model_name(cfg)[0], stem)

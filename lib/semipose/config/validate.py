@@ -1,0 +1,105 @@
+"""Checks of enumerated values and of relations between keys, run on every loaded config."""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Tuple
+
+from yacs.config import CfgNode as CN
+
+from .merge import ConfigError, is_hrnet_model
+
+TRAIN_DATASETS = ("coco", "mpii", "ai_challenger", "mix_coco_coco", "mix_mpii_ai")
+TEST_DATASETS = ("coco", "mpii", "ai_challenger")
+
+# dotted key -> allowed values
+CHOICES: Dict[str, Tuple[Any, ...]] = {
+    "MODEL.NAME": ("pose_resnet", "pose_hrnet", "pose_cons", "pose_dual"),
+    "MODEL.BACKBONE": ("resnet", "hrnet"),
+    "MODEL.STYLE": ("pytorch", "caffe"),
+    "MODEL.EXTRA.TARGET_TYPE": ("gaussian",),
+    "MODEL.EXTRA.FINAL_CONV_KERNEL": (1, 3),
+    "DATASET.TRAIN_DATASET": TRAIN_DATASETS,
+    "DATASET.TEST_DATASET": TEST_DATASETS,
+    "DATASET.DATA_FORMAT": ("jpg", "zip"),
+    "TRAIN.OPTIMIZER": ("adam", "sgd"),
+    "TRAIN.AMP": ("", "bf16", "fp16"),
+    "TEST.POST_TYPE": ("shift", "dark"),
+    "TEST.BEST_METRIC": ("net1", "net2", "ensemble"),
+    "CUTOUT_MODE": ("reference", "corrected"),
+}
+RESNET_DEPTHS = (18, 34, 50, 101, 152)
+HRNET_BLOCKS = ("BASIC", "BOTTLENECK")
+
+# keys that must be > 0, and keys that must be >= 0
+POSITIVE = ("MODEL.NUM_JOINTS", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "TEST.INTERVAL", "TRAIN.LR",
+            "PRINT_FREQ", "MODEL.EXTRA.SIGMA")
+NON_NEGATIVE = ("WORKERS", "MASK_JOINT_NUM", "SAVE_INTER", "TRAIN.BEGIN_EPOCH", "LOCAL_RANK",
+                "SYNTHETIC.NUM_TRAIN", "SYNTHETIC.NUM_VAL", "SYNTHETIC.NUM_UNLABELED",
+                "MONITOR.NUM_SAMPLES", "DATASET.SCALE_FACTOR", "DATASET.ROT_FACTOR")
+
+
+def get_key(cfg: CN, full_key: str) -> Any:
+    node = cfg
+    for part in full_key.split("."):
+        node = node[part]
+    return node
+
+
+def _check(ok: bool, msg: str, source: str) -> None:
+    if not ok:
+        raise ConfigError(f"{msg} (config {source})")
+
+
+def _check_resnet_extra(extra: CN, source: str) -> None:
+    _check(extra.NUM_LAYERS in RESNET_DEPTHS,
+           f"MODEL.EXTRA.NUM_LAYERS is {extra.NUM_LAYERS}; choose one of {RESNET_DEPTHS}", source)
+    n = extra.NUM_DECONV_LAYERS
+    _check(len(extra.NUM_DECONV_FILTERS) == n and len(extra.NUM_DECONV_KERNELS) == n,
+           f"MODEL.EXTRA.NUM_DECONV_FILTERS {list(extra.NUM_DECONV_FILTERS)} and NUM_DECONV_KERNELS "
+           f"{list(extra.NUM_DECONV_KERNELS)} need NUM_DECONV_LAYERS = {n} entries each", source)
+    bad = [k for k in extra.NUM_DECONV_KERNELS if k not in (2, 3, 4)]
+    _check(not bad, f"MODEL.EXTRA.NUM_DECONV_KERNELS has {bad}; each kernel must be 2, 3 or 4", source)
+
+
+def _check_hrnet_extra(extra: CN, source: str) -> None:
+    for i, stage_name in enumerate(("STAGE2", "STAGE3", "STAGE4")):
+        stage, key = extra[stage_name], f"MODEL.EXTRA.{stage_name}"
+        _check(stage.NUM_BRANCHES == i + 2, f"{key}.NUM_BRANCHES is {stage.NUM_BRANCHES}; HRNet "
+               f"{stage_name} has {i + 2} branches", source)
+        _check(len(stage.NUM_BLOCKS) == len(stage.NUM_CHANNELS) == stage.NUM_BRANCHES,
+               f"{key}.NUM_BLOCKS {list(stage.NUM_BLOCKS)} and NUM_CHANNELS {list(stage.NUM_CHANNELS)} "
+               f"need NUM_BRANCHES = {stage.NUM_BRANCHES} entries each", source)
+        _check(stage.NUM_MODULES >= 1, f"{key}.NUM_MODULES must be >= 1", source)
+        _check(stage.BLOCK in HRNET_BLOCKS, f"{key}.BLOCK is {stage.BLOCK!r}; choose one of {HRNET_BLOCKS}",
+               source)
+        _check(stage.FUSE_METHOD == "SUM", f"{key}.FUSE_METHOD is {stage.FUSE_METHOD!r}; only 'SUM' exists",
+               source)
+
+
+def validate(cfg: CN, source: str) -> None:
+    """Raise ConfigError naming the key, the value and the allowed values for the first problem."""
+    for key, allowed in CHOICES.items():
+        value = get_key(cfg, key)
+        _check(value in allowed, f"{key} is {value!r}; choose one of {list(allowed)}", source)
+    for key in POSITIVE:
+        _check(get_key(cfg, key) > 0, f"{key} is {get_key(cfg, key)!r}; it must be > 0", source)
+    for key in NON_NEGATIVE:
+        _check(get_key(cfg, key) >= 0, f"{key} is {get_key(cfg, key)!r}; it must be >= 0", source)
+    for key in ("MODEL.IMAGE_SIZE", "MODEL.EXTRA.HEATMAP_SIZE"):
+        _check(min(get_key(cfg, key)) > 0, f"{key} is {list(get_key(cfg, key))}; sizes must be > 0", source)
+    _check(re.fullmatch(r"|cpu|cuda(:\d+)?|mps", cfg.DEVICE) is not None,
+           f"DEVICE is {cfg.DEVICE!r}; use '', 'cpu', 'cuda', 'cuda:<index>' or 'mps'", source)
+    _check(cfg.TRAIN.END_EPOCH > cfg.TRAIN.BEGIN_EPOCH,
+           f"TRAIN.END_EPOCH ({cfg.TRAIN.END_EPOCH}) must exceed TRAIN.BEGIN_EPOCH "
+           f"({cfg.TRAIN.BEGIN_EPOCH})", source)
+    steps = list(cfg.TRAIN.LR_STEP)
+    _check(steps == sorted(steps), f"TRAIN.LR_STEP {steps} must be increasing", source)
+
+    hrnet = is_hrnet_model(cfg.MODEL.NAME, cfg.MODEL.BACKBONE)
+    has_stages = "STAGE2" in cfg.MODEL.EXTRA
+    _check(hrnet == has_stages,
+           f"MODEL.NAME {cfg.MODEL.NAME!r} with MODEL.BACKBONE {cfg.MODEL.BACKBONE!r} is "
+           f"{'an HRNet' if hrnet else 'a ResNet'} model but MODEL.EXTRA holds "
+           f"{'HRNet (STAGE2..4)' if has_stages else 'ResNet (NUM_LAYERS)'} keys; give MODEL.EXTRA "
+           f"of the matching architecture", source)
+    (_check_hrnet_extra if has_stages else _check_resnet_extra)(cfg.MODEL.EXTRA, source)
