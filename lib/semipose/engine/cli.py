@@ -1,0 +1,55 @@
+"""Command-line pieces shared by pose_estimation/train.py and valid.py."""
+from __future__ import annotations
+
+import argparse
+from typing import List, Sequence
+
+from yacs.config import CfgNode
+
+from ..config import apply_dirs, load_cfg
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=description,
+        epilog="Trailing KEY VALUE pairs override config keys, e.g. TRAIN.END_EPOCH 5 DEVICE cpu.")
+    p.add_argument("--cfg", required=True, help="experiment YAML file")
+    p.add_argument("--gpus", default="", help="GPU ids, e.g. '0' (sets DEVICE cuda:<first id>; "
+                   "use torchrun for several GPUs)")
+    p.add_argument("--workers", type=int, default=None, help="data loader workers (WORKERS)")
+    p.add_argument("--modelDir", default="", help="override OUTPUT_DIR")
+    p.add_argument("--logDir", default="", help="override LOG_DIR (TensorBoard root)")
+    p.add_argument("--dataDir", default="", help="prefix for DATASET.ROOT, model files, OUTPUT_DIR")
+    p.add_argument("--data-format", dest="data_format", default="",
+                   help="DATASET.DATA_FORMAT: 'jpg' (folders) or 'zip' (<folder>.zip archives)")
+    p.add_argument("--frequent", type=int, default=None, help="log every N iterations (PRINT_FREQ)")
+    p.add_argument("--NoDebug", default="", help="non-empty: DEBUG.DEBUG False, TEST.SAVE_RESULT False")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--distributed", action="store_true",
+                   help="join a process group (torch.distributed.launch); torchrun needs no flag")
+    p.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None,
+                   help="set by torch.distributed.launch (LOCAL_RANK also read from the environment)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return p
+
+
+def flag_opts(args: argparse.Namespace) -> List[str]:
+    """Config overrides implied by the common flags."""
+    opts: List[str] = []
+    if args.gpus:
+        opts += ["GPUS", args.gpus, "DEVICE", f"cuda:{args.gpus.split(',')[0].strip()}"]
+    if args.workers is not None:
+        opts += ["WORKERS", str(args.workers)]
+    if args.data_format:
+        opts += ["DATASET.DATA_FORMAT", args.data_format]
+    if args.frequent is not None:
+        opts += ["PRINT_FREQ", str(args.frequent)]
+    if args.NoDebug:
+        opts += ["DEBUG.DEBUG", "False", "TEST.SAVE_RESULT", "False"]
+    return opts
+
+
+def load_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> CfgNode:
+    """The frozen config: YAML, then flag overrides, then trailing KEY VALUE pairs, then dirs."""
+    cfg = load_cfg(args.cfg, list(flag_opts(args)) + list(extra) + list(args.opts or []))
+    return apply_dirs(cfg, args.modelDir, args.logDir, args.dataDir)

@@ -1,0 +1,87 @@
+"""Logging: a file + console logger, running averages, TensorBoard scalars, a scalar history."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from typing import Dict, List, Optional
+
+from .checkpoint import atomic_write_text
+
+
+def setup_logger(output_dir: str, cfg_name: str, phase: str, is_main: bool = True) -> logging.Logger:
+    """Logger 'semipose' writing to console and ``<output_dir>/<cfg>_<time>_<phase>.log`` (rank 0)."""
+    logger = logging.getLogger("semipose")
+    logger.setLevel(logging.INFO if is_main else logging.WARNING)
+    logger.propagate = False
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    console = logging.StreamHandler()
+    console.setFormatter(fmt)
+    logger.addHandler(console)
+    if is_main:
+        os.makedirs(output_dir, exist_ok=True)
+        stamp = time.strftime("%Y-%m-%d-%H-%M")
+        fh = logging.FileHandler(os.path.join(output_dir, f"{cfg_name}_{stamp}_{phase}.log"))
+        fh.setFormatter(fmt)
+        logger.addHandler(fh)
+    return logger
+
+
+class AverageMeter:
+    """Running value, sum, count and average."""
+
+    def __init__(self) -> None:
+        self.val = self.sum = self.avg = 0.0
+        self.count = 0
+
+    def update(self, val: float, n: int = 1) -> None:
+        self.val = float(val)
+        self.sum += float(val) * n
+        self.count += n
+        self.avg = self.sum / max(self.count, 1)
+
+
+class ScalarLog:
+    """TensorBoard scalars (rank 0 only) plus an in-memory history saved as JSON for plots."""
+
+    def __init__(self, tb_dir: Optional[str], history_path: Optional[str], enabled: bool = True):
+        self.enabled = enabled
+        self.history: Dict[str, List[List[float]]] = defaultdict(list)
+        self.history_path = history_path
+        self.writer = None
+        if enabled and tb_dir:
+            from tensorboardX import SummaryWriter
+            os.makedirs(tb_dir, exist_ok=True)
+            self.writer = SummaryWriter(log_dir=tb_dir)
+
+    def add(self, tag: str, value: float, step: int) -> None:
+        if not self.enabled:
+            return
+        self.history[tag].append([step, float(value)])
+        if self.writer is not None:
+            self.writer.add_scalar(tag, float(value), step)
+
+    def load(self) -> None:
+        """Continue a resumed run's history."""
+        if self.history_path and os.path.exists(self.history_path):
+            with open(self.history_path) as f:
+                for k, v in json.load(f).items():
+                    self.history[k] = v
+
+    def flush(self) -> None:
+        if not self.enabled:
+            return
+        if self.writer is not None:
+            self.writer.flush()
+        if self.history_path:
+            atomic_write_text(json.dumps(self.history), self.history_path)
+
+    def close(self) -> None:
+        self.flush()
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,242 @@
+"""The one training loop: data, nets, method, optimiser, resume, epochs, validation, checkpoints.
+
+Everything device-, precision- and process-related lives here; the method object only turns a batch
+into named losses. Only rank 0 writes logs, TensorBoard, results and checkpoints.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from yacs.config import CfgNode
+
+from ..config import dump_cfg, model_name, output_dir as run_dir
+from ..data.loaders import set_loader_epoch
+from ..methods import CollapseMonitor
+from ..transforms.heatmap import accuracy
+from ..utils.dist import DistInfo, barrier
+from ..utils.seed import seed_everything
+from ..models.checkpoint import nets_state_dict
+from .checkpoint import FINAL, atomic_torch_save
+from .log import AverageMeter, ScalarLog, setup_logger
+from .optim import build_optimizer, set_epoch_lr
+from .setup import (build_data, build_method_for, move_batch, prepare_synthetic,
+                    resume_loader)
+from .state import load_state, save_state
+from .validate import run_validation
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN/inf; the last good checkpoint is kept."""
+
+
+class Trainer:
+    """Train ``cfg`` (a frozen CfgNode loaded from ``cfg_path``) on this process's device."""
+
+    def __init__(self, cfg: CfgNode, cfg_path: str, info: DistInfo, progress: bool = True):
+        self.cfg, self.info, self.device, self.progress = cfg, info, info.device, progress
+        self.out_dir = run_dir(cfg, cfg_path)
+        self.cfg_name = os.path.splitext(os.path.basename(cfg_path))[0]
+        self.arch_name = model_name(cfg)[1]
+        if info.is_main:
+            os.makedirs(self.out_dir, exist_ok=True)
+            dump_cfg(cfg, os.path.join(self.out_dir, "config.yaml"))
+        self.log = setup_logger(self.out_dir, self.cfg_name, "train", info.is_main)
+        self.log.info("run folder %s; device %s; world size %d; torch %s", self.out_dir,
+                      self.device, info.world_size, torch.__version__)
+        seed_everything(cfg.SEED + info.rank, deterministic=cfg.CUDNN.DETERMINISTIC)
+        torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK
+        torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
+
+        if info.is_main:
+            prepare_synthetic(cfg, self.log)
+        barrier(info)
+        self.train_set, self.val_set, self.train_loader, self.val_loader = build_data(cfg, info)
+        self.log.info("train: %d items/epoch (%d batches); val: %d persons",
+                      len(self.train_set), len(self.train_loader), len(self.val_set))
+        self.method, self.model = build_method_for(cfg, info, self.log)
+        self.optimizer = build_optimizer(cfg, self.method.parameters())
+        amp = cfg.TRAIN.AMP
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        tb = os.path.join(cfg.LOG_DIR or self.out_dir, cfg.DATASET.TRAIN_DATASET,
+                          model_name(cfg)[0], self.cfg_name) if info.is_main else None
+        self.scalars = ScalarLog(tb, os.path.join(self.out_dir, "history.json"), info.is_main)
+        self.monitor = CollapseMonitor.from_cfg(cfg) if self._monitor_on() else None
+        self.monitor_images = self._monitor_crops() if self.monitor else None
+
+        self.begin_epoch, self.start_iter = cfg.TRAIN.BEGIN_EPOCH, 0
+        self.best_perf, self.global_step, self.last_results = -math.inf, 0, {}
+        if cfg.TRAIN.RESUME:
+            resumed = load_state(self)
+            if resumed:
+                self.scalars.load()
+                self.log.info("resumed from %s at epoch %d, iteration %d (best %.4f)", resumed,
+                              self.begin_epoch, self.start_iter, self.best_perf)
+        self._stop_signal: Optional[int] = None
+
+    # ------------------------------------------------------------------------------ helpers
+    def _monitor_on(self) -> bool:
+        return bool(self.cfg.MONITOR.ENABLED) and hasattr(self.train_set, "unlabeled")
+
+    def _monitor_crops(self) -> torch.Tensor:
+        """A fixed set of unlabeled crops (epoch-0 draws), spread over the unlabeled set."""
+        u = self.train_set.unlabeled
+        n = min(int(self.cfg.MONITOR.NUM_SAMPLES), len(u))
+        idx = np.linspace(0, len(u) - 1, n).astype(int)
+        return torch.stack([u.get(int(i), np.random.default_rng([self.cfg.SEED, int(i)]))["image"]
+                            for i in idx])
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.log.warning("received signal %d: saving a checkpoint after this step", signum)
+        self._stop_signal = signum
+
+    # ------------------------------------------------------------------------------ loop
+    def fit(self) -> Dict[str, Any]:
+        """Train from begin_epoch to TRAIN.END_EPOCH; returns the last validation results."""
+        cfg = self.cfg
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for epoch in range(self.begin_epoch, cfg.TRAIN.END_EPOCH):
+                finished = self.train_one_epoch(epoch)
+                if not finished:  # stopped by a signal: checkpoint mid-epoch and leave
+                    save_state(self, epoch, self.start_iter, is_best=False)
+                    self.log.warning("stopped at epoch %d iteration %d; resume with "
+                                     "TRAIN.RESUME True", epoch, self.start_iter)
+                    return self.last_results
+                is_best = False
+                last = epoch + 1 == cfg.TRAIN.END_EPOCH
+                if (epoch + 1) % cfg.TEST.INTERVAL == 0 or last:
+                    is_best = self.validate(epoch)
+                self.start_iter = 0
+                save_state(self, epoch + 1, 0, is_best)
+            if self.info.is_main:
+                atomic_torch_save(nets_state_dict(self.method.nets),
+                                  os.path.join(self.out_dir, FINAL))
+                self._visualise()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            self.scalars.close()
+        return self.last_results
+
+    def train_one_epoch(self, epoch: int) -> bool:
+        """One pass over the training loader; False when a signal asked to stop."""
+        cfg, info = self.cfg, self.info
+        self.model.train()
+        set_loader_epoch(self.train_loader, epoch)
+        lr = set_epoch_lr(self.optimizer, cfg, epoch)
+        loader = resume_loader(self.train_loader, self.start_iter)
+        total = len(self.train_loader)
+        meters: Dict[str, AverageMeter] = {}
+        acc_m, bt, dt = AverageMeter(), AverageMeter(), AverageMeter()
+        bar = tqdm(total=total, initial=self.start_iter, desc=f"epoch {epoch}",
+                   disable=not (self.progress and info.is_main), dynamic_ncols=True, leave=False)
+        end = time.time()
+        for i, batch in enumerate(loader, start=self.start_iter):
+            dt.update(time.time() - end)
+            batch = move_batch(batch, self.device, cfg.TRAIN.CHANNELS_LAST)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                losses = self.model(batch)
+            values = {k: float(v.detach()) for k, v in losses.items()}
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
+            if bad and cfg.TRAIN.STOP_ON_NONFINITE:
+                raise NonFiniteLossError(
+                    f"non-finite loss at epoch {epoch} iteration {i} (global step "
+                    f"{self.global_step}): {', '.join(f'{k}={values[k]}' for k in bad)}. The last "
+                    f"good checkpoint in {self.out_dir} is kept; lower TRAIN.LR or check the data.")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(losses["loss"]).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+            labeled = batch["labeled"] if "labeled" in batch else batch
+            n = labeled["image"].shape[0]
+            for k, v in values.items():
+                meters.setdefault(k, AverageMeter()).update(v, n)
+            sup = self.method.last["sup_heatmaps"].float().cpu().numpy()
+            _, avg_acc, cnt, _ = accuracy(sup, labeled["target"].float().cpu().numpy())
+            acc_m.update(avg_acc, cnt)
+            bt.update(time.time() - end)
+            self.global_step += 1
+            if info.is_main:
+                for k, v in values.items():
+                    self.scalars.add(f"train/{k}", v, self.global_step)
+                self.scalars.add("train/accuracy", avg_acc, self.global_step)
+            if info.is_main and ((i + 1) % cfg.PRINT_FREQ == 0 or i + 1 == total):
+                speed = n * info.world_size / max(bt.val, 1e-9)
+                terms = "\t".join(f"{k}: {m.val:.6f}" for k, m in meters.items() if k != "loss")
+                self.log.info(
+                    "Epoch: [%d][%d/%d]\tTime %.3fs (%.3fs)\tSpeed %.1f samples/s\tData %.3fs "
+                    "(%.3fs)\tLoss %.5f (%.5f)\tAccuracy %.3f (%.3f)\t%s", epoch, i + 1, total,
+                    bt.val, bt.avg, speed, dt.val, dt.avg, meters["loss"].val,
+                    meters["loss"].avg, acc_m.val, acc_m.avg, terms)
+            bar.set_postfix(loss=f"{meters['loss'].avg:.5f}", acc=f"{acc_m.avg:.3f}")
+            bar.update(1)
+            self.start_iter = i + 1
+            end = time.time()
+            if self._stop_signal is not None and self.start_iter < total:
+                bar.close()
+                return False
+        bar.close()
+        if info.is_main:
+            self.scalars.add("train/lr", lr, epoch)
+            for k, m in meters.items():
+                self.scalars.add(f"epoch/{k}", m.avg, epoch)
+            self.scalars.add("epoch/accuracy", acc_m.avg, epoch)
+        skipped = getattr(self.train_set, "skipped", 0)
+        if skipped:
+            self.log.warning("skipped %d unreadable images so far (DATASET.SKIP_BAD_IMAGES)",
+                             skipped)
+        self._monitor(epoch)
+        return True
+
+    def _monitor(self, epoch: int) -> None:
+        if self.monitor is None or not self.info.is_main:
+            return
+        mask = torch.from_numpy(self.train_set.unlabeled_mask > 0)
+        stats = self.monitor.measure(self.method, self.monitor_images.to(self.device),
+                                     mask.to(self.device))
+        for k, v in stats.items():
+            self.scalars.add(f"monitor/{k}", v, epoch)
+        self.log.info("collapse monitor: %s",
+                      ", ".join(f"{k}={v:.4f}" for k, v in sorted(stats.items())))
+        for w in self.monitor.update(stats):
+            self.log.warning("collapse monitor: %s", w)
+
+    def validate(self, epoch: int) -> bool:
+        """Evaluate every net; returns whether the selection metric improved."""
+        results, pred = run_validation(self.cfg, self.model, self.val_set, self.val_loader,
+                                       self.info, self.out_dir, self.arch_name, self.progress)
+        if not self.info.is_main:
+            return False
+        self.last_results, self.last_pred = results, pred
+        for net, (metrics, _) in results.items():
+            for k, v in metrics.items():
+                self.scalars.add(f"val_{net}/{k}", v, epoch)
+        if pred.get("loss") is not None:
+            self.scalars.add("val/loss", pred["loss"], epoch)
+        self.scalars.flush()
+        key = self.cfg.TEST.BEST_METRIC if self.cfg.TEST.BEST_METRIC in results else "net1"
+        perf = float(results[key][1])
+        is_best = perf > self.best_perf
+        self.best_perf = max(self.best_perf, perf)
+        self.log.info("epoch %d: %s metric %.4f (best %.4f)", epoch, key, perf, self.best_perf)
+        return is_best
+
+    def _visualise(self) -> None:
+        from .visualize import save_curves, save_prediction_grid
+        try:
+            save_curves(self.scalars.history, os.path.join(self.out_dir, "training_curves.png"))
+            if getattr(self, "last_pred", None):
+                save_prediction_grid(self.val_set, self.last_pred,
+                                     os.path.join(self.out_dir, "predictions.png"))
+        except Exception as exc:  # figures are a convenience; never fail a finished run
+            self.log.warning("could not draw figures: %s", exc)

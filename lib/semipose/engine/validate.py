@@ -1,0 +1,125 @@
+"""Validation: predict with every network of a method, then score per dataset (COCO AP, MPII PCKh,
+AIC). Sharded across ranks under DDP and gathered on rank 0, where scoring happens."""
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from typing import Any, Dict, Mapping, Tuple
+
+import numpy as np
+import torch
+from yacs.config import CfgNode
+
+from ..evaluation.predict import merge_results, predict
+from ..evaluation.table import format_table, write_table
+from ..utils.dist import DistInfo, all_gather_objects
+
+logger = logging.getLogger("semipose")
+
+# Output-file prefixes per network, as in the reference (eval_1/2/3, MPII pred file names).
+_PREFIX = {"net1": "eval_1", "net2": "eval_2", "ensemble": "eval_3"}
+_MPII_FILE = {"net1": "pred.mat", "net2": "head2_pred.mat", "ensemble": "ensemble_pred.mat"}
+
+Results = Dict[str, Tuple[Mapping[str, float], float]]
+
+
+def score(cfg: CfgNode, val_set: Any, pred: Dict[str, Any], output_dir: str) -> Results:
+    """Score each network's predictions: name -> (OrderedDict of metrics, main metric)."""
+    out: Results = OrderedDict()
+    name = cfg.DATASET.TEST_DATASET
+    for net, kpts in pred["preds"].items():
+        if name == "coco":
+            from ..evaluation.coco_eval import evaluate_coco
+            boxes = {k: pred[k] for k in ("center", "scale", "area", "score", "raw_box")}
+            out[net] = evaluate_coco(
+                kpts, boxes, pred["image_ids"], val_set.annotation_file, val_set.image_set,
+                output_dir, val_set.joint_set, prefix=_PREFIX.get(net, net),
+                in_vis_thre=cfg.TEST.IN_VIS_THRE, oks_thre=cfg.TEST.OKS_THRE,
+                save_result=cfg.TEST.SAVE_RESULT)
+        elif name == "mpii":
+            from ..evaluation.mpii_eval import evaluate_mpii
+            out[net] = evaluate_mpii(kpts, val_set.joint_set, val_set.gt_file, output_dir,
+                                     pred_file_name=_MPII_FILE.get(net, f"{net}_pred.mat"),
+                                     test_set=cfg.DATASET.TEST_SET)
+        elif name == "ai_challenger":
+            from ..evaluation.aic_eval import evaluate_aic
+            npy = val_set.gt_npy_file if os.path.isfile(val_set.gt_npy_file) else None
+            out[net] = evaluate_aic(kpts, val_set.records, val_set.joint_set,
+                                    val_set.annotation_file, output_dir, gt_npy=npy,
+                                    pred_file_name=_MPII_FILE.get(net, f"{net}_pred.mat"))
+        else:
+            raise ValueError(f"DATASET.TEST_DATASET '{name}' has no evaluator")
+    return out
+
+
+def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: Any,
+                   info: DistInfo, output_dir: str, arch_name: str, progress: bool = True
+                   ) -> Tuple[Results, Dict[str, Any]]:
+    """Predict on this rank's shard, gather, score on rank 0 (other ranks get an empty dict).
+
+    Returns (results, merged predictions). The method's nets are put in eval mode and restored.
+    """
+    method = getattr(method, "module", method)
+    modes = {n: m.training for n, m in method.nets.items()}
+    method.nets.eval()
+    models = {n: method.nets[n] for n in method.net_names}
+    averages = {"ensemble": list(method.net_names)} if len(models) > 1 else None
+    try:
+        part = predict(models, loader, info.device, flip_test=cfg.TEST.FLIP_TEST,
+                       flip_pairs=val_set.joint_set.flip_pairs,
+                       shift_mode="shift" if cfg.TEST.SHIFT_HEATMAP else "grid",
+                       post_process=cfg.TEST.POST_PROCESS, post_type=cfg.TEST.POST_TYPE,
+                       progress=progress and info.is_main, averages=averages,
+                       loss_fn=method.loss)
+    finally:
+        for n, m in method.nets.items():
+            m.train(modes[n])
+    parts = all_gather_objects(part, info)
+    if not info.is_main:
+        return OrderedDict(), {}
+    pred = merge_results(parts)
+    if len(pred["index"]) != len(val_set):
+        raise RuntimeError(f"validation gathered {len(pred['index'])} of {len(val_set)} samples")
+    np.save(os.path.join(output_dir, "all_preds.npy"), pred["preds"]["net1"])
+    results = score(cfg, val_set, pred, output_dir)
+    tables = []
+    for net, (metrics, _) in results.items():
+        table = format_table(metrics, f"{arch_name} [{net}]")
+        logger.info("%s results:\n%s", net, table)
+        tables.append(f"### {net}\n\n{table}\n")
+    write_table(os.path.join(output_dir, "results.md"), "\n".join(tables))
+    return results, pred
+
+
+def evaluate_checkpoint(cfg: CfgNode, cfg_path: str, info: DistInfo, progress: bool = True
+                        ) -> Results:
+    """valid.py: load TEST.MODEL_FILE (or the run's final_state.pth.tar) and score it."""
+    from ..config import model_name, output_dir
+    from ..data.build import build_val_dataset
+    from ..data.loaders import build_loader
+    from ..methods import build_method
+    from ..models.checkpoint import load_checkpoint
+    from .checkpoint import FINAL
+    from .log import setup_logger
+    from .setup import build_nets
+
+    out_dir = output_dir(cfg, cfg_path)
+    name = os.path.splitext(os.path.basename(cfg_path))[0]
+    log = setup_logger(out_dir, name, "valid", info.is_main)
+    path = cfg.TEST.MODEL_FILE or os.path.join(out_dir, FINAL)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"model file {path} not found: pass --model-file PATH (or TEST.MODEL_FILE), or train "
+            f"first so that {os.path.join(out_dir, FINAL)} exists")
+    val_set = build_val_dataset(cfg)
+    loader = build_loader(val_set, cfg.TEST.BATCH_SIZE, cfg.WORKERS, shuffle=False,
+                          distributed=info.distributed, seed=cfg.SEED, rank=info.rank,
+                          world_size=info.world_size, pin_memory=info.device.type == "cuda")
+    method = build_method(cfg, build_nets(cfg, init=False, log=log))
+    layout = load_checkpoint(path, method.nets)
+    log.info("loaded %s (%s layout) into %s", path, layout, model_name(cfg)[0])
+    method.to(info.device)
+    results, _ = run_validation(cfg, method, val_set, loader, info, out_dir, model_name(cfg)[1],
+                                progress)
+    return results

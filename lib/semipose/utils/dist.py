@@ -1,0 +1,94 @@
+"""Distributed helpers: process-group setup from torchrun / torch.distributed.launch, gathers."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(requested: str, local_rank: int = 0) -> torch.device:
+    """'' -> CUDA (this process's local GPU) when available, else CPU; otherwise the named device."""
+    if requested:
+        dev = torch.device(requested)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"DEVICE='{requested}' but CUDA is not available; set DEVICE cpu or ''")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def init_distributed(requested_device: str, force: bool = False,
+                     local_rank_arg: Optional[int] = None) -> DistInfo:
+    """Join the process group when launched by torchrun or torch.distributed.launch.
+
+    The launcher sets WORLD_SIZE/RANK/MASTER_ADDR; the local rank comes from LOCAL_RANK or the legacy
+    ``--local_rank`` argument. Backend: nccl on CUDA, gloo on CPU.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if local_rank_arg is not None and "LOCAL_RANK" not in os.environ:
+        os.environ["LOCAL_RANK"] = str(local_rank_arg)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world <= 1 and not force:
+        return DistInfo(device=pick_device(requested_device))
+    if world <= 1 and force:
+        if "MASTER_ADDR" not in os.environ:
+            # --distributed on a single process without a launcher: a group of one.
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", "29500")
+            os.environ.setdefault("RANK", "0")
+            os.environ.setdefault("WORLD_SIZE", "1")
+    device = pick_device(requested_device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
+
+
+def all_gather_objects(obj: Any, info: DistInfo) -> List[Any]:
+    """Gather a picklable object from every rank (returns [obj] when not distributed)."""
+    if not info.distributed:
+        return [obj]
+    out: List[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, info: DistInfo, src: int = 0) -> Any:
+    if not info.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
+
+
+def cleanup(info: DistInfo) -> None:
+    if info.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,34 @@
+"""Train a pose model: supervised, PoseCons or PoseDual (chosen by MODEL.NAME in the config).
+
+    python pose_estimation/train.py --cfg experiments/synthetic/posedual.yaml
+    torchrun --nproc_per_node=4 pose_estimation/train.py --cfg FILE [KEY VALUE ...]
+"""
+from __future__ import annotations
+
+import sys
+
+from semipose.engine.cli import base_parser, load_from_args
+from semipose.engine.trainer import NonFiniteLossError, Trainer
+from semipose.utils.dist import cleanup, init_distributed
+
+
+def main(argv=None) -> int:
+    p = base_parser(__doc__.strip().splitlines()[0])
+    p.add_argument("--pretrained_model", default="", help="initialisation file (MODEL.PRETRAINED)")
+    p.add_argument("--num_gpus", type=int, default=None, help="accepted for compatibility; unused")
+    args = p.parse_args(argv)
+    extra = ["MODEL.PRETRAINED", args.pretrained_model] if args.pretrained_model else []
+    cfg = load_from_args(args, extra)
+    info = init_distributed(cfg.DEVICE, force=args.distributed, local_rank_arg=args.local_rank)
+    try:
+        Trainer(cfg, args.cfg, info, progress=not args.no_progress).fit()
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        cleanup(info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Score a trained model on the validation set (COCO OKS AP, MPII PCKh or AIC).
+
+    python pose_estimation/valid.py --cfg FILE --model-file PATH [KEY VALUE ...]
+
+Reads this project's checkpoints and the reference implementation's released ones
+(pose_resnet, pose_hrnet, pose_cons, pose_dual layouts).
+"""
+from __future__ import annotations
+
+import sys
+
+from semipose.engine.cli import base_parser, load_from_args
+from semipose.engine.validate import evaluate_checkpoint
+from semipose.utils.dist import cleanup, init_distributed
+
+
+def main(argv=None) -> int:
+    p = base_parser(__doc__.strip().splitlines()[0])
+    p.add_argument("--model-file", dest="model_file", default="",
+                   help="weights to score (TEST.MODEL_FILE); default <run folder>/final_state.pth.tar")
+    p.add_argument("--use-detect-bbox", dest="use_detect_bbox", action="store_true",
+                   help="use the detection boxes of TEST.COCO_BBOX_FILE (TEST.USE_GT_BBOX False)")
+    p.add_argument("--flip-test", dest="flip_test", action="store_true",
+                   help="average with the horizontally flipped input (TEST.FLIP_TEST)")
+    p.add_argument("--post-process", dest="post_process", action="store_true",
+                   help="quarter-pixel refinement of the argmax (TEST.POST_PROCESS True)")
+    p.add_argument("--shift-heatmap", dest="shift_heatmap", action="store_true",
+                   help="flip test: shift flipped heatmaps by 1 px (TEST.SHIFT_HEATMAP True)")
+    p.add_argument("--coco-bbox-file", dest="coco_bbox_file", default="",
+                   help="detection result json (TEST.COCO_BBOX_FILE)")
+    args = p.parse_args(argv)
+    extra = []
+    if args.model_file:
+        extra += ["TEST.MODEL_FILE", args.model_file]
+    if args.use_detect_bbox:
+        extra += ["TEST.USE_GT_BBOX", "False"]
+    if args.flip_test:
+        extra += ["TEST.FLIP_TEST", "True"]
+    if args.post_process:
+        extra += ["TEST.POST_PROCESS", "True"]
+    if args.shift_heatmap:
+        extra += ["TEST.SHIFT_HEATMAP", "True"]
+    if args.coco_bbox_file:
+        extra += ["TEST.COCO_BBOX_FILE", args.coco_bbox_file]
+    cfg = load_from_args(args, extra)
+    info = init_distributed(cfg.DEVICE, force=args.distributed, local_rank_arg=args.local_rank)
+    try:
+        evaluate_checkpoint(cfg, args.cfg, info, progress=not args.no_progress)
+    finally:
+        cleanup(info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
