@@ -1,0 +1,50 @@
+"""Training methods: one object per method, same interface (see base.Method).
+
+``build_method(cfg, nets)`` picks the method from MODEL.NAME; ``num_nets(cfg)`` says how many nets
+the trainer must build for it.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Type
+
+import torch
+
+from .base import Method, NetsArg, SemiMethod
+from .monitor import CollapseMonitor
+from .posecons import PoseCons
+from .posedual import PoseDual
+from .supervised import Supervised
+
+METHODS: Dict[str, Type[Method]] = {
+    "pose_resnet": Supervised,
+    "pose_hrnet": Supervised,
+    "pose_cons": PoseCons,
+    "pose_dual": PoseDual,
+}
+
+
+def method_class(name: str) -> Type[Method]:
+    """Method class of a MODEL.NAME value."""
+    if name not in METHODS:
+        raise ValueError(f"MODEL.NAME {name!r} has no training method; use one of {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def num_nets(cfg) -> int:
+    """Number of nets MODEL.NAME needs (2 for pose_dual, else 1)."""
+    return len(method_class(cfg.MODEL.NAME).net_names)
+
+
+def build_method(cfg, nets: NetsArg, seed: Optional[int] = None,
+                 joint_mask: Optional[torch.Tensor] = None) -> Method:
+    """Method for MODEL.NAME around ``nets`` (ModuleDict "net1"[, "net2"], a list, or one module).
+
+    ``seed`` overrides cfg.SEED for the hard-view generator (pass SEED + rank under DDP);
+    ``joint_mask`` [J] bool fixes the joints a corrected cutout may use (default: per sample from
+    the unlabeled target_weight).
+    """
+    return method_class(cfg.MODEL.NAME).from_cfg(cfg, nets, seed=seed, joint_mask=joint_mask)
+
+
+__all__ = ["Method", "SemiMethod", "Supervised", "PoseCons", "PoseDual", "CollapseMonitor",
+           "METHODS", "method_class", "num_nets", "build_method"]

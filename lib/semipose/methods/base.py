@@ -1,0 +1,164 @@
+"""Common shape of a training method: the nets, the loss, the hard view, the RNG.
+
+A method is an ``nn.Module`` whose ``forward(batch)`` is ``training_step(batch)``, so a trainer can
+wrap the whole method in DistributedDataParallel: each iteration is then one forward (several net
+passes inside) and one backward, which DDP supports without ``static_graph``. The nets themselves
+are plain modules (images [N, 3, H, W] in, heatmaps [N, J, h, w] out) held in ``self.nets``.
+
+After each step ``self.last`` holds detached tensors of that step for logging, the collapse
+monitor and visualisation (keys listed per method); ``self.last["sup_heatmaps"]`` is always net 1's
+prediction on the labeled images (for the training accuracy).
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from ..losses import JointsMSELoss
+from ..transforms.batch import (CUTOUT_MODES, hard_affine_theta, joint_cutout, max_preds_tensor,
+                                warp)
+
+NetsArg = Union[nn.ModuleDict, Mapping[str, nn.Module], Sequence[nn.Module], nn.Module]
+Batch = Dict[str, object]
+
+
+def as_module_dict(nets: NetsArg, names: Tuple[str, ...]) -> nn.ModuleDict:
+    """Normalise nets given as a ModuleDict, a mapping, a list or a single module."""
+    if isinstance(nets, nn.Module) and not isinstance(nets, nn.ModuleDict):
+        nets = [nets]
+    if isinstance(nets, (list, tuple)):
+        nets = {f"net{i + 1}": m for i, m in enumerate(nets)}
+    nets = nets if isinstance(nets, nn.ModuleDict) else nn.ModuleDict(dict(nets))
+    if tuple(nets.keys()) != names:
+        raise ValueError(f"expected nets named {names}, got {tuple(nets.keys())}")
+    return nets
+
+
+def labeled_part(batch: Batch) -> Dict[str, torch.Tensor]:
+    """The labeled sample dict of a paired batch, or the batch itself for plain datasets."""
+    return batch["labeled"] if "labeled" in batch else batch  # type: ignore[return-value]
+
+
+class Method(nn.Module):
+    """Base class. Subclasses set ``net_names`` and implement ``training_step``."""
+
+    net_names: Tuple[str, ...] = ("net1",)
+
+    def __init__(self, nets: NetsArg, loss: Optional[nn.Module] = None):
+        super().__init__()
+        self.nets = as_module_dict(nets, self.net_names)
+        self.loss = loss if loss is not None else JointsMSELoss(use_target_weight=True)
+        self.last: Dict[str, torch.Tensor] = {}
+
+    def forward(self, batch: Batch) -> Dict[str, torch.Tensor]:
+        return self.training_step(batch)
+
+    def training_step(self, batch: Batch) -> Dict[str, torch.Tensor]:
+        """Returns {"loss": total (with grad), "loss_pose", "loss_cons", ...} (others detached)."""
+        raise NotImplementedError
+
+    def eval_models(self) -> Dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """name -> callable(images [N, 3, H, W]) -> heatmaps [N, J, h, w]."""
+        return {name: self.nets[name] for name in self.net_names}
+
+    def predict(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Every entry of ``eval_models`` on one batch, running each net once."""
+        return {name: self.nets[name](images) for name in self.net_names}
+
+
+class SemiMethod(Method):
+    """Shared machinery of PoseCons and PoseDual: the hard view and its RNG.
+
+    Args:
+        nets: the nets (see ``net_names``).
+        scale_factor, rot_factor: hard affine ranges (DATASET.SCALE_FACTOR / ROT_FACTOR).
+        mask_joint_num: Joint Cutout draws per unlabeled sample (0 = off).
+        unsup_transform: apply the hard affine to the hard view and the teacher heatmaps.
+        cons_rand_aug: build the hard view from batch["unlabeled_aug"]["image"].
+        cutout_mode: 'reference' or 'corrected' (see transforms.batch.joint_cutout).
+        align_corners: for affine_grid / grid_sample of the hard affine.
+        joint_mask: optional [J] bool of supervised joints for the corrected cutout; when None the
+            unlabeled target_weight > 0 gives it per sample.
+        seed: seeds the per-device torch generator of the hard view (use a different seed per
+            DDP rank).
+        loss: heatmap loss (default JointsMSELoss(use_target_weight=True)).
+    """
+
+    def __init__(self, nets: NetsArg, scale_factor: float = 0.25, rot_factor: float = 30.0,
+                 mask_joint_num: int = 0, unsup_transform: bool = True,
+                 cons_rand_aug: bool = False, cutout_mode: str = "reference",
+                 align_corners: bool = False, joint_mask: Optional[torch.Tensor] = None,
+                 seed: int = 0, loss: Optional[nn.Module] = None):
+        super().__init__(nets, loss)
+        if cutout_mode not in CUTOUT_MODES:
+            raise ValueError(f"CUTOUT_MODE {cutout_mode!r} unknown; use one of {CUTOUT_MODES}")
+        self.scale_factor, self.rot_factor = float(scale_factor), float(rot_factor)
+        self.mask_joint_num = int(mask_joint_num)
+        self.unsup_transform, self.cons_rand_aug = bool(unsup_transform), bool(cons_rand_aug)
+        self.cutout_mode, self.align_corners = cutout_mode, bool(align_corners)
+        # A non-persistent buffer follows .to(device) and stays out of checkpoints.
+        self.register_buffer("joint_mask", None if joint_mask is None else
+                             torch.as_tensor(joint_mask, dtype=torch.bool), persistent=False)
+        self.seed = int(seed)
+        self._generators: Dict[str, torch.Generator] = {}
+
+    @classmethod
+    def from_cfg(cls, cfg, nets: NetsArg, seed: Optional[int] = None,
+                 joint_mask: Optional[torch.Tensor] = None) -> "SemiMethod":
+        """Build from a config: UNSUP_TRANSFORM, CONS_RAND_AUG, MASK_JOINT_NUM, CUTOUT_MODE,
+        HARD_AFFINE_ALIGN_CORNERS, DATASET.SCALE_FACTOR / ROT_FACTOR, LOSS.USE_TARGET_WEIGHT, SEED
+        (``seed`` overrides SEED, e.g. SEED + rank)."""
+        return cls(nets, scale_factor=cfg.DATASET.SCALE_FACTOR, rot_factor=cfg.DATASET.ROT_FACTOR,
+                   mask_joint_num=cfg.MASK_JOINT_NUM, unsup_transform=cfg.UNSUP_TRANSFORM,
+                   cons_rand_aug=cfg.CONS_RAND_AUG, cutout_mode=cfg.CUTOUT_MODE,
+                   align_corners=cfg.HARD_AFFINE_ALIGN_CORNERS, joint_mask=joint_mask,
+                   seed=cfg.SEED if seed is None else seed,
+                   loss=JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT))
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The hard-view generator of ``device`` (created and seeded on first use)."""
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    def hard_base(self, batch: Batch) -> torch.Tensor:
+        """Images the hard view starts from: the RandAugment copy or the easy unlabeled crop."""
+        if not self.cons_rand_aug:
+            return batch["unlabeled"]["image"]  # type: ignore[index]
+        if "unlabeled_aug" not in batch:
+            raise KeyError("CONS_RAND_AUG is True but the batch has no 'unlabeled_aug' entry; "
+                           "enable CONS_RAND_AUG in the dataset too or set it False")
+        return batch["unlabeled_aug"]["image"]  # type: ignore[index]
+
+    def cutout_mask_for(self, unlabeled: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
+        """Joints a corrected cutout may centre on: [J] or per sample [N, J] bool."""
+        if self.joint_mask is not None:
+            return self.joint_mask.to(unlabeled["image"].device)
+        w = unlabeled.get("target_weight")
+        return None if w is None else w.reshape(w.shape[0], -1) > 0
+
+    def cutout(self, images: torch.Tensor, teacher: torch.Tensor,
+               joint_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Joint Cutout centred on the teacher argmax [N, J, h, w] mapped to image pixels."""
+        if self.mask_joint_num <= 0:
+            return images  # every op of the hard view is out of place, so no copy is needed
+        coords, _ = max_preds_tensor(teacher)
+        # The stride is derived from the sizes (the reference hard-codes 4); Python scalars avoid
+        # a host-to-device copy.
+        joints_px = torch.stack([coords[..., 0] * (images.shape[3] / teacher.shape[3]),
+                                 coords[..., 1] * (images.shape[2] / teacher.shape[2])], -1)
+        return joint_cutout(images, joints_px, self.mask_joint_num,
+                            self.generator(images.device), self.cutout_mode, joint_mask)
+
+    def draw_theta(self, n: int, device: torch.device) -> torch.Tensor:
+        """Per-sample hard affine [n, 2, 3] (identity when UNSUP_TRANSFORM is off)."""
+        if not self.unsup_transform:
+            return torch.eye(2, 3, device=device).expand(n, 2, 3).clone()
+        return hard_affine_theta(n, self.scale_factor, self.rot_factor,
+                                 self.generator(device), device)
+
+    def apply_theta(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return warp(x, theta, self.align_corners) if self.unsup_transform else x

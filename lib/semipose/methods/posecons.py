@@ -1,0 +1,46 @@
+"""PoseCons: one net is its own teacher across an easy and a hard view."""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+
+from .base import Batch, SemiMethod
+
+
+class PoseCons(SemiMethod):
+    """Single-net consistency training.
+
+    1. sup = f(x_L) -> loss_pose = MSE(sup, target_L, w_L).
+    2. Teacher (no grad, the net stays in its current, normally train, mode so BatchNorm uses
+       batch statistics as in the reference): t = f(x_U).
+    3. Hard view = cutout(base, argmax(t) * stride) then warp by theta; T = warp(t, theta).
+    4. s = f(hard) -> loss_cons = MSE(s, T, w_U). loss = loss_pose + loss_cons.
+
+    ``last``: "sup_heatmaps", "teacher_heatmaps" (t), "teacher_warped" (T), "hard_images",
+    "student_heatmaps" (s), "theta" [N, 2, 3] — all detached.
+    """
+
+    net_names = ("net1",)
+
+    def training_step(self, batch: Batch) -> Dict[str, torch.Tensor]:
+        lab, unl = batch["labeled"], batch["unlabeled"]
+        net = self.nets["net1"]
+        sup = net(lab["image"])
+        loss_pose = self.loss(sup, lab["target"], lab.get("target_weight"))
+
+        x_u = unl["image"]
+        with torch.no_grad():
+            t = net(x_u)
+            hard = self.cutout(self.hard_base(batch), t, self.cutout_mask_for(unl))
+            theta = self.draw_theta(x_u.shape[0], x_u.device)
+            hard = self.apply_theta(hard, theta)
+            t_warped = self.apply_theta(t, theta)
+        s = net(hard)
+        loss_cons = self.loss(s, t_warped, unl.get("target_weight"))
+
+        self.last = {"sup_heatmaps": sup.detach(), "teacher_heatmaps": t,
+                     "teacher_warped": t_warped, "hard_images": hard,
+                     "student_heatmaps": s.detach(), "theta": theta}
+        return {"loss": loss_pose + loss_cons, "loss_pose": loss_pose.detach(),
+                "loss_cons": loss_cons.detach()}

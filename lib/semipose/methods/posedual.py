@@ -1,0 +1,73 @@
+"""PoseDual: two nets teach each other across an easy and a hard view."""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import torch
+
+from .base import Batch, SemiMethod
+
+
+class PoseDual(SemiMethod):
+    """Dual-network cross supervision.
+
+    1. sup1 = f1(x_L), sup2 = f2(x_L); loss_pose = 0.5 MSE(sup1) + 0.5 MSE(sup2).
+    2. Teachers (no grad, nets in their current, normally train, mode): t1 = f1(x_U), t2 = f2(x_U).
+    3. h1 = cutout(base, argmax(t2) * stride), h2 = cutout(base, argmax(t1) * stride): each
+       student's cutout centres on the other net's joints (independent draws); one theta per
+       sample shared by both branches: h1, h2, T1 = warp(t1), T2 = warp(t2).
+    4. s1 = f1(h1), s2 = f2(h2); loss_cons = MSE(s1, T2, w_U) + MSE(s2, T1, w_U) (cross).
+
+    ``last``: "sup_heatmaps" (net 1), "sup_heatmaps_2", "teacher_heatmaps" / "teacher_heatmaps_2"
+    (t1 / t2), "teacher_warped" / "teacher_warped_2" (T1 / T2), "hard_images" / "hard_images_2"
+    (h1 / h2), "student_heatmaps" / "student_heatmaps_2" (s1 / s2), "theta" — all detached.
+    Extra loss keys: "loss_pose_1", "loss_pose_2", "loss_cons_1" (f1's term), "loss_cons_2".
+    """
+
+    net_names = ("net1", "net2")
+
+    def training_step(self, batch: Batch) -> Dict[str, torch.Tensor]:
+        lab, unl = batch["labeled"], batch["unlabeled"]
+        f1, f2 = self.nets["net1"], self.nets["net2"]
+        w_l, w_u = lab.get("target_weight"), unl.get("target_weight")
+        sup1, sup2 = f1(lab["image"]), f2(lab["image"])
+        pose1 = self.loss(sup1, lab["target"], w_l)
+        pose2 = self.loss(sup2, lab["target"], w_l)
+
+        x_u = unl["image"]
+        with torch.no_grad():
+            t1, t2 = f1(x_u), f2(x_u)
+            base, mask = self.hard_base(batch), self.cutout_mask_for(unl)
+            h1 = self.cutout(base, t2, mask)
+            h2 = self.cutout(base, t1, mask)
+            theta = self.draw_theta(x_u.shape[0], x_u.device)
+            h1, h2 = self.apply_theta(h1, theta), self.apply_theta(h2, theta)
+            tw1, tw2 = self.apply_theta(t1, theta), self.apply_theta(t2, theta)
+        s1, s2 = f1(h1), f2(h2)
+        cons1 = self.loss(s1, tw2, w_u)
+        cons2 = self.loss(s2, tw1, w_u)
+
+        loss_pose = 0.5 * pose1 + 0.5 * pose2
+        loss_cons = cons1 + cons2
+        self.last = {"sup_heatmaps": sup1.detach(), "sup_heatmaps_2": sup2.detach(),
+                     "teacher_heatmaps": t1, "teacher_heatmaps_2": t2,
+                     "teacher_warped": tw1, "teacher_warped_2": tw2,
+                     "hard_images": h1, "hard_images_2": h2,
+                     "student_heatmaps": s1.detach(), "student_heatmaps_2": s2.detach(),
+                     "theta": theta}
+        return {"loss": loss_pose + loss_cons, "loss_pose": loss_pose.detach(),
+                "loss_cons": loss_cons.detach(), "loss_pose_1": pose1.detach(),
+                "loss_pose_2": pose2.detach(), "loss_cons_1": cons1.detach(),
+                "loss_cons_2": cons2.detach()}
+
+    def eval_models(self) -> Dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """net1, net2 and "ensemble" = mean of the two heatmaps (as the reference's validation)."""
+        f1, f2 = self.nets["net1"], self.nets["net2"]
+        models = super().eval_models()
+        models["ensemble"] = lambda x: 0.5 * f1(x) + 0.5 * f2(x)
+        return models
+
+    def predict(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        out = super().predict(images)
+        out["ensemble"] = 0.5 * out["net1"] + 0.5 * out["net2"]
+        return out

@@ -1,0 +1,184 @@
+"""Device-agnostic batch operations on tensors for the hard (student) view.
+
+Everything here runs on whatever device its inputs live on, draws randomness from an explicit
+``torch.Generator`` on that device, and avoids host-device synchronisation and Python loops over
+samples or joints, so it can sit inside the training step of PoseCons / PoseDual.
+
+Coordinates are (x, y) in pixels of the tensor they refer to; tensors are N x C x H x W.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+Number = Union[float, torch.Tensor]
+
+CUTOUT_MODES = ("reference", "corrected")
+
+
+def theta_from(rot_deg: Number, scale: Number) -> torch.Tensor:
+    """Affine matrices of a rotation about the centre (degrees) and an isotropic scale.
+
+    theta = [[s cos r, s sin r, 0], [-s sin r, s cos r, 0]], the layout of a rotation matrix about
+    the origin, applied in the normalised [-1, 1] coordinates of ``affine_grid``.
+    Args: rot_deg, scale: floats or tensors of shape [N]. Returns float32 [N, 2, 3] ([1, 2, 3] for floats).
+    """
+    r = torch.as_tensor(rot_deg, dtype=torch.float32).reshape(-1)
+    s = torch.as_tensor(scale, dtype=torch.float32, device=r.device).reshape(-1)
+    r, s = torch.broadcast_tensors(r, s)
+    rad = r * (math.pi / 180.0)
+    c, sn = s * torch.cos(rad), s * torch.sin(rad)
+    zero = torch.zeros_like(c)
+    return torch.stack([torch.stack([c, sn, zero], -1), torch.stack([-sn, c, zero], -1)], 1)
+
+
+def hard_affine_theta(n: int, scale_factor: float, rot_factor: float,
+                      generator: Optional[torch.Generator] = None,
+                      device: Union[str, torch.device, None] = None,
+                      rot_prob: float = 0.8) -> torch.Tensor:
+    """Random per-sample theta of the hard view (no translation, no flip).
+
+    s = clip(randn * sf + 1, 1 - sf, 1 + sf); r = clip(randn * rf, -2 rf, 2 rf) with probability
+    ``rot_prob`` (0.8, unlike the 0.6 of the dataset augmentation) else 0.
+    Returns float32 [n, 2, 3] on ``device`` (which must match the generator's device).
+    """
+    if generator is not None and device is None:
+        device = generator.device
+    kw = dict(generator=generator, device=device, dtype=torch.float32)
+    s = (torch.randn(n, **kw) * scale_factor + 1).clamp(1 - scale_factor, 1 + scale_factor)
+    r = (torch.randn(n, **kw) * rot_factor).clamp(-2 * rot_factor, 2 * rot_factor)
+    r = torch.where(torch.rand(n, **kw) <= rot_prob, r, torch.zeros_like(r))
+    return theta_from(r, s)
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
+    """Warp a batch [N, C, H, W] with theta [N, 2, 3]: bilinear sampling, zero padding.
+
+    Output normalised position p samples the input at theta @ p. The grid and the sampling run in
+    float32 even under autocast, so reduced-precision inputs do not perturb theta; the result keeps
+    the input dtype.
+    """
+    grid = F.affine_grid(theta.float(), list(x.shape), align_corners=align_corners)
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=align_corners)
+    return out.to(x.dtype)
+
+
+def warp_points(points: torch.Tensor, theta: torch.Tensor, width: int, height: int,
+                align_corners: bool = False) -> torch.Tensor:
+    """Where pixel points [N, J, 2] (x, y) of an input land after ``warp`` with theta [N, 2, 3].
+
+    The warp samples the input at A @ p, so an input point q appears at A^-1 @ q (normalised).
+    Returns float [N, J, 2] in output pixels (same width/height as the input).
+    """
+    size = torch.tensor([width, height], dtype=torch.float32, device=points.device)
+    if align_corners:
+        q = points.float() * 2 / (size - 1) - 1
+    else:
+        q = (points.float() * 2 + 1) / size - 1
+    a_inv = torch.linalg.inv(theta[:, :, :2].float())
+    p = torch.einsum("nij,nkj->nki", a_inv, q - theta[:, None, :, 2].float())
+    if align_corners:
+        return (p + 1) * (size - 1) / 2
+    return ((p + 1) * size - 1) / 2
+
+
+def max_preds_tensor(hm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Flat argmax of heatmaps [N, J, h, w] -> (coords float [N, J, 2] (x, y), maxvals [N, J, 1]).
+
+    Unlike the evaluation decoder, negative maxima are not masked: the cutout centres of the
+    reference use the raw argmax.
+    """
+    n, j, _, w = hm.shape
+    maxvals, idx = hm.reshape(n, j, -1).max(dim=2)
+    coords = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], -1)
+    return coords.to(torch.float32), maxvals.unsqueeze(-1)
+
+
+def cutout_boxes(joints: torch.Tensor, jitter: torch.Tensor, half_sizes: torch.Tensor,
+                 chosen: torch.Tensor, height: int, width: int, mode: str = "reference",
+                 valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Union of the Joint Cutout boxes as a mask [N, H, W] (True = pixel to zero).
+
+    Args:
+        joints: [N, J, 2] centres (x, y) in image pixels.
+        jitter: [N, J, 2] pixel offsets added before truncation toward zero.
+        half_sizes: [N, J, 2] integer half widths/heights (x, y).
+        chosen: [N, K] joint indices; ``valid`` [N, K] bool drops draws (samples with no joint).
+        height, width: image size. mode: 'reference' clamps x to [0, height] and y to [0, width]
+            (the reference swaps the two, so rows >= width are never masked); 'corrected' clamps
+            to the true bounds.
+    Box of a chosen joint: x in [cx - hx, cx + hx), y in [cy - hy, cy + hy) after clamping.
+    """
+    if mode not in CUTOUT_MODES:
+        raise ValueError(f"cutout mode {mode!r} unknown; CUTOUT_MODE must be one of {CUTOUT_MODES}")
+    idx = chosen.long().unsqueeze(-1).expand(-1, -1, 2)
+    centre = torch.trunc(joints.float() + jitter.float()).long().gather(1, idx)  # [N, K, 2]
+    half = half_sizes.long().gather(1, idx)
+    lo, hi = centre - half, centre + half
+    # Python-int bounds: no host-to-device copy inside the step.
+    x_max, y_max = (height, width) if mode == "reference" else (width, height)
+    x0, x1 = lo[..., :1].clamp(0, x_max), hi[..., :1].clamp(0, x_max)
+    y0, y1 = lo[..., 1:].clamp(0, y_max), hi[..., 1:].clamp(0, y_max)
+    cols = torch.arange(width, device=joints.device)
+    rows = torch.arange(height, device=joints.device)
+    in_x = (cols >= x0) & (cols < x1)  # [N, K, W]
+    in_y = (rows >= y0) & (rows < y1)  # [N, K, H]
+    if valid is not None:
+        in_y = in_y & valid.unsqueeze(-1)
+    # Union over the K boxes: count of boxes covering each pixel via one batched product.
+    return torch.bmm(in_y.transpose(1, 2).float(), in_x.float()) > 0
+
+
+def choose_joints(n: int, k: int, num_joints: int, generator: Optional[torch.Generator],
+                  device: Union[str, torch.device], joint_mask: Optional[torch.Tensor] = None,
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Draw k joint indices per sample, with replacement -> (chosen [n, k] long, valid [n, k] bool).
+
+    Without ``joint_mask`` the draw is uniform over all ``num_joints`` channels. With a mask
+    ([J] or [n, J] bool) it is uniform over the True joints of each sample; samples without any
+    True joint get ``valid`` False. Sync-free: a uniform rank is mapped to the joint index by
+    searching the running count of allowed joints.
+    """
+    if joint_mask is None:
+        chosen = torch.randint(0, num_joints, (n, k), generator=generator, device=device)
+        return chosen, torch.ones(n, k, dtype=torch.bool, device=device)
+    mask = joint_mask.to(device=device, dtype=torch.bool).expand(n, num_joints)
+    counts = mask.long().cumsum(1)  # [n, J], non-decreasing
+    total = counts[:, -1:]
+    u = torch.rand(n, k, generator=generator, device=device)
+    rank = (u * total).long().clamp(max=(total - 1).clamp(min=0)) + 1
+    chosen = torch.searchsorted(counts, rank).clamp(max=num_joints - 1)
+    return chosen, (total > 0).expand(n, k)
+
+
+def joint_cutout(images: torch.Tensor, joints_px: torch.Tensor, k: int,
+                 generator: Optional[torch.Generator] = None, mode: str = "reference",
+                 joint_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Joint Cutout: zero k boxes centred near predicted joints; returns a new [N, C, H, W] tensor.
+
+    Args:
+        images: [N, C, H, W] normalised images (zero = the mean colour).
+        joints_px: [N, J, 2] joint centres (x, y) in image pixels (teacher argmax x stride).
+        k: number of draws per sample, with replacement (0 returns a copy).
+        generator: torch generator on the images' device.
+        mode: 'reference' draws among all J channels and keeps the reference's swapped clamp;
+            'corrected' draws among ``joint_mask`` joints ([J] or [N, J] bool) and clamps to the
+            true image bounds.
+    Draw order: jitter 10 * randn [N, J, 2], half sizes randint(10, 20) [N, J, 2], then joints.
+    """
+    if mode not in CUTOUT_MODES:
+        raise ValueError(f"cutout mode {mode!r} unknown; CUTOUT_MODE must be one of {CUTOUT_MODES}")
+    if k <= 0:
+        return images.clone()
+    n, _, height, width = images.shape
+    num_joints, device = joints_px.shape[1], images.device
+    jitter = 10.0 * torch.randn(n, num_joints, 2, generator=generator, device=device)
+    half = torch.randint(10, 20, (n, num_joints, 2), generator=generator, device=device)
+    chosen, valid = choose_joints(n, k, num_joints, generator, device,
+                                  joint_mask if mode == "corrected" else None)
+    mask = cutout_boxes(joints_px, jitter, half, chosen, height, width, mode, valid)
+    return images.masked_fill(mask.unsqueeze(1), 0)
