@@ -1,0 +1,198 @@
+"""Build pose nets from a config and initialise them from ImageNet (or dual-init) files.
+
+``build_net(cfg)`` reads MODEL.NAME / MODEL.BACKBONE / MODEL.EXTRA and returns a plain module
+(images [N, 3, H, W] -> heatmaps [N, J, H/4, W/4]). ``init_weights`` / ``init_nets`` apply the
+reference's random head initialisation and then load backbone tensors with an explicit, strict key
+check (only the ImageNet classifier and the checkpoint's BN step counters may be absent/extra).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from typing import Dict, List, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .checkpoint import (copy_tensors, list_keys, load_checkpoint, nets_state_dict, read_state,
+                         to_reference_state_dict)
+from .hrnet import PoseHighResolutionNet, StageSpec
+from .resnet import PoseResNet
+
+__all__ = ["build_net", "init_weights", "init_nets", "init_nets_from_cfg", "pretrained_layers",
+           "load_checkpoint", "nets_state_dict", "to_reference_state_dict", "backbone_kind"]
+logger = logging.getLogger(__name__)
+
+RESNET_NAMES = ("pose_resnet", "pose_cons", "pose_dual")
+HRNET_NAMES = ("pose_hrnet",)
+IMAGENET_DIR = "models/pytorch/imagenet/"
+DUAL_MARKER = "resnet2.conv1.weight"  # a dual init file holds per-net 'resnet.'/'resnet2.' tensors
+DUAL_PREFIXES = ("resnet.", "resnet2.")
+
+
+def _extra(cfg, key: str):
+    extra = cfg.MODEL.EXTRA
+    if key not in extra:
+        raise KeyError(f"MODEL.EXTRA.{key} is missing from the config; MODEL.NAME={cfg.MODEL.NAME} "
+                       f"with backbone {backbone_kind(cfg)!r} needs it")
+    return extra[key]
+
+
+def backbone_kind(cfg) -> str:
+    """'resnet' or 'hrnet' for a config (MODEL.BACKBONE only matters for pose_cons/pose_dual)."""
+    name = cfg.MODEL.NAME
+    if name in HRNET_NAMES:
+        return "hrnet"
+    if name not in RESNET_NAMES:
+        raise ValueError(f"MODEL.NAME must be one of {RESNET_NAMES + HRNET_NAMES}, got {name!r}")
+    if name == "pose_resnet":
+        return "resnet"
+    backbone = cfg.MODEL.get("BACKBONE", "resnet")
+    if backbone not in ("resnet", "hrnet"):
+        raise ValueError(f"MODEL.BACKBONE must be 'resnet' or 'hrnet', got {backbone!r}")
+    return backbone
+
+
+def _stage(cfg, key: str) -> StageSpec:
+    s = _extra(cfg, key)
+    return StageSpec(num_modules=int(s.NUM_MODULES), num_branches=int(s.NUM_BRANCHES),
+                     num_blocks=tuple(s.NUM_BLOCKS), num_channels=tuple(s.NUM_CHANNELS),
+                     block=s.get("BLOCK", "BASIC"), fuse_method=s.get("FUSE_METHOD", "SUM"))
+
+
+def build_net(cfg) -> nn.Module:
+    """One pose net for ``cfg`` (MODEL.NAME, MODEL.BACKBONE, MODEL.NUM_JOINTS, MODEL.EXTRA.*).
+
+    Two-net methods call this once per net. The returned module maps [N, 3, H, W] images to
+    [N, MODEL.NUM_JOINTS, H/4, W/4] heatmaps; no initialisation beyond PyTorch defaults.
+    """
+    if cfg.MODEL.get("PRM", False):
+        raise ValueError("MODEL.PRM=True (attention block before the final conv) is not "
+                         "supported; set MODEL.PRM False")
+    num_joints = int(cfg.MODEL.NUM_JOINTS)
+    if backbone_kind(cfg) == "hrnet":
+        stages = [_stage(cfg, k) for k in ("STAGE2", "STAGE3", "STAGE4")]
+        return PoseHighResolutionNet(num_joints, stages,
+                                     int(cfg.MODEL.EXTRA.get("FINAL_CONV_KERNEL", 1)))
+    n_deconv = int(_extra(cfg, "NUM_DECONV_LAYERS"))
+    filters, kernels = list(_extra(cfg, "NUM_DECONV_FILTERS")), list(_extra(cfg, "NUM_DECONV_KERNELS"))
+    if len(filters) != n_deconv or len(kernels) != n_deconv:
+        raise ValueError(f"MODEL.EXTRA.NUM_DECONV_LAYERS={n_deconv} but NUM_DECONV_FILTERS={filters} "
+                         f"and NUM_DECONV_KERNELS={kernels}; give one entry per layer")
+    return PoseResNet(
+        depth=int(_extra(cfg, "NUM_LAYERS")), num_joints=num_joints,
+        deconv_filters=filters, deconv_kernels=kernels,
+        deconv_with_bias=bool(_extra(cfg, "DECONV_WITH_BIAS")),
+        final_conv_kernel=int(_extra(cfg, "FINAL_CONV_KERNEL")),
+        style=cfg.MODEL.get("STYLE", "pytorch"), groups=int(cfg.MODEL.get("GROUPS", 1)),
+        width_per_group=int(cfg.MODEL.get("WIDTH_PER_GROUP", 64)))
+
+
+def pretrained_layers(cfg) -> List[str]:
+    """MODEL.EXTRA.PRETRAINED_LAYERS for HRNet configs, ['*'] otherwise."""
+    return list(cfg.MODEL.EXTRA.get("PRETRAINED_LAYERS", ["*"]))
+
+
+def _read_init_file(path: str) -> Mapping[str, torch.Tensor] | None:
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"pretrained weights file {path!r} (MODEL.PRETRAINED) does not exist; put ImageNet "
+            f"files under {IMAGENET_DIR} (e.g. {IMAGENET_DIR}resnet18-5c106cde.pth), or set "
+            "MODEL.PRETRAINED '' to train from random initialisation")
+    return read_state(path)
+
+
+def _selected(key: str, layers: Sequence[str]) -> bool:
+    return layers[0] == "*" or key.split(".", 1)[0] in layers
+
+
+def _load_backbone(net: nn.Module, state: Mapping[str, torch.Tensor], layers: Sequence[str],
+                   source: str) -> List[str]:
+    """Copy backbone tensors of ``state`` (ImageNet layout, no prefix) into ``net``; strict.
+
+    Ignored on purpose: tensors outside ``layers``, the classifier / head tensors of the file
+    (``net.imagenet_only_key``), and missing ``num_batches_tracked`` counters (old files lack them).
+    """
+    head = tuple(getattr(net, "head_modules", ()))
+    targets = {k: v for k, v in net.state_dict().items()
+               if _selected(k, layers) and k.split(".", 1)[0] not in head}
+    used: Dict[str, torch.Tensor] = OrderedDict()
+    unexpected, head_keys = [], []
+    for k, v in state.items():
+        if not _selected(k, layers) or net.imagenet_only_key(k):
+            continue
+        if k.split(".", 1)[0] in head + ("final_layer_1",):
+            head_keys.append(k)  # heads always start random (reference init), never from a file
+        elif k in targets:
+            used[k] = v
+        else:
+            unexpected.append(k)
+    missing = [k for k in targets if k not in used and not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(
+            f"{source}: does not match the {type(net).__name__} backbone; "
+            f"missing {list_keys(missing)}; unexpected {list_keys(unexpected)}. "
+            "Is it an ImageNet file for the configured depth/width (torchvision key layout)?")
+    if head_keys:
+        logger.warning("%s: ignored %d head tensors (%s); heads start from random init",
+                       source, len(head_keys), list_keys(head_keys))
+    copy_tensors(net, used, source)
+    return list(used)
+
+
+def _init_one(net: nn.Module, state: Mapping[str, torch.Tensor] | None, layers: Sequence[str],
+              source: str) -> List[str]:
+    net.reference_init()
+    if state is None:
+        logger.info("no pretrained file given: %s starts from random initialisation",
+                    type(net).__name__)
+        return []
+    loaded = _load_backbone(net, state, layers, source)
+    logger.info("loaded %d backbone tensors into %s from %s", len(loaded), type(net).__name__,
+                source)
+    return loaded
+
+
+def init_weights(net: nn.Module, pretrained_path: str,
+                 pretrained_layers: Sequence[str] = ("*",)) -> List[str]:
+    """Reference initialisation of one net, then its backbone from an ImageNet file.
+
+    ResNet: head deconvs and final conv N(0, 0.001), head BN (1, 0), backbone from the file.
+    HRNet: every conv N(0, 0.001), every BN (1, 0), then the file's tensors whose first key
+    component is in ``pretrained_layers`` ('*' = all). ``pretrained_path`` '' = random init.
+    Returns the names of the loaded tensors.
+    """
+    layers = list(pretrained_layers) or ["*"]
+    return _init_one(net, _read_init_file(pretrained_path), layers, pretrained_path)
+
+
+def init_nets(nets: Sequence[nn.Module], pretrained_path: str,
+              pretrained_layers: Sequence[str] = ("*",)) -> List[List[str]]:
+    """``init_weights`` for every net of a method, reading the file once.
+
+    A dual init file (holding ``resnet2.conv1.weight``) gives net i the tensors under its own
+    prefix ('resnet.', 'resnet2.'); any other file initialises every net's backbone identically
+    (heads stay independently random).
+    """
+    layers = list(pretrained_layers) or ["*"]
+    state = _read_init_file(pretrained_path)
+    if state is None or DUAL_MARKER not in state:
+        return [_init_one(net, state, layers, pretrained_path) for net in nets]
+    if len(nets) > len(DUAL_PREFIXES):
+        raise ValueError(f"{pretrained_path}: a dual init file serves at most 2 nets, got {len(nets)}")
+    out = []
+    for net, prefix in zip(nets, DUAL_PREFIXES):
+        part = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
+        out.append(_init_one(net, part, layers, f"{pretrained_path} [{prefix}*]"))
+    return out
+
+
+def init_nets_from_cfg(nets: Sequence[nn.Module], cfg) -> List[List[str]]:
+    """``init_nets`` with MODEL.PRETRAINED and PRETRAINED_LAYERS (no-op if MODEL.INIT_WEIGHTS is
+    False)."""
+    if not cfg.MODEL.get("INIT_WEIGHTS", True):
+        return [[] for _ in nets]
+    return init_nets(nets, cfg.MODEL.PRETRAINED, pretrained_layers(cfg))
