@@ -363,3 +363,5 @@ def test_hrnet_init_loads_only_pretrained_layers(tmp_path):
                    net.final_layer.weight.reshape(-1), net.transition3[3][0][0].weight.reshape(-1)])
     assert abs(w.std().item() - 0.001) < 1e-4 and torch.all(net.stage3[0].branches[0][0].bn1.weight == 1)
     init_weights(build_net(cfg), str(tmp_path / "hrnet_tiny.pth"))  # '*' takes everything
+    with pytest.raises(ValueError, match="PRETRAINED_LAYERS is empty"):
+        init_weights(net, str(tmp_path / "hrnet_tiny.pth"), [])

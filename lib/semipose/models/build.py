@@ -105,6 +105,14 @@ def _read_init_file(path: str) -> Mapping[str, torch.Tensor] | None:
     return read_state(path)
 
 
+def _layers(layers: Sequence[str]) -> List[str]:
+    layers = list(layers)
+    if not layers:
+        raise ValueError("MODEL.EXTRA.PRETRAINED_LAYERS is empty; list top-level module names "
+                         "(conv1, layer1, stage2, ...) or '*' for all")
+    return layers
+
+
 def _selected(key: str, layers: Sequence[str]) -> bool:
     return layers[0] == "*" or key.split(".", 1)[0] in layers
 
@@ -165,7 +173,7 @@ def init_weights(net: nn.Module, pretrained_path: str,
     component is in ``pretrained_layers`` ('*' = all). ``pretrained_path`` '' = random init.
     Returns the names of the loaded tensors.
     """
-    layers = list(pretrained_layers) or ["*"]
+    layers = _layers(pretrained_layers)
     return _init_one(net, _read_init_file(pretrained_path), layers, pretrained_path)
 
 
@@ -177,7 +185,7 @@ def init_nets(nets: Sequence[nn.Module], pretrained_path: str,
     prefix ('resnet.', 'resnet2.'); any other file initialises every net's backbone identically
     (heads stay independently random).
     """
-    layers = list(pretrained_layers) or ["*"]
+    layers = _layers(pretrained_layers)
     state = _read_init_file(pretrained_path)
     if state is None or DUAL_MARKER not in state:
         return [_init_one(net, state, layers, pretrained_path) for net in nets]
