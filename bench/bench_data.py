@@ -1,0 +1,120 @@
+"""Throughput and peak memory of the per-sample training pipeline (single process, CPU).
+
+    python bench/bench_data.py                 # real COCO fixture images (tests/data/fixtures)
+    python bench/bench_data.py --synthetic 20  # N generated 640x480 JPEGs with random person boxes
+
+Measures samples/s of PoseDataset.__getitem__ (decode, augment, warp to 256x192, normalise,
+Gaussian targets) and of a paired item (labeled + unlabeled [+ RandAugment twin]); prints the
+median over repeats and the process's peak RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+
+from semipose.data.coco import CocoDataset
+from semipose.data.dataset import PoseDataset
+from semipose.data.keypoints import COCO, UNION, labeled_union_ids
+from semipose.data.paired import PairedDataset
+from semipose.transforms.affine import box_to_center_scale
+from semipose.transforms.randaugment import RandAugment
+from semipose.transforms.sample import SampleTransform
+
+SIZE, HM = (192, 256), (48, 64)
+FIXTURE = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "fixtures")
+
+
+def synthetic_records(folder: str, n: int, seed: int = 0) -> list:
+    """n smooth random 640x480 JPEGs (natural-image-like file sizes), one person box each."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        low = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+        img = cv2.resize(low, (640, 480), interpolation=cv2.INTER_CUBIC)
+        img = cv2.add(img, rng.integers(0, 20, img.shape, dtype=np.uint8))
+        path = os.path.join(folder, f"{i:012d}.jpg")
+        cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        x, y = rng.uniform(0, 300), rng.uniform(0, 150)
+        box = [x, y, rng.uniform(80, 300), rng.uniform(150, 320)]
+        c, s = box_to_center_scale(box, SIZE[0] / SIZE[1])
+        joints = np.zeros((UNION.num_joints, 2), np.float32)
+        vis = np.zeros(UNION.num_joints, np.float32)
+        ids = labeled_union_ids(COCO)
+        joints[ids] = np.column_stack([rng.uniform(box[0], box[0] + box[2], ids.size),
+                                       rng.uniform(box[1], box[1] + box[3], ids.size)])
+        vis[ids] = 1
+        records.append({"image": path, "image_id": i, "center": c, "scale": s, "joints": joints,
+                        "joints_vis": vis, "score": 1.0,
+                        "raw_box": np.asarray(box, np.float32)})
+    return records
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+
+
+def timed(fns: dict, n: int, repeats: int) -> dict:
+    """Median rate (calls/s) of each ``fn(i)``, i in range(n), over ``repeats`` passes.
+
+    The functions take turns within every repeat, so background load on a shared machine hits
+    all of them alike.
+    """
+    rates = {name: [] for name in fns}
+    for fn in fns.values():
+        fn(0)  # warm-up
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for i in range(n):
+                fn(i)
+            rates[name].append(n / (time.perf_counter() - t0))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--synthetic", type=int, default=0, help="generate N JPEGs instead of the fixture")
+    ap.add_argument("--samples", type=int, default=200, help="samples per repeat")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    cv2.setNumThreads(1)  # DataLoader workers run OpenCV single-threaded; measure that
+    base_mib = current_rss_mib()  # after importing torch/cv2/numpy
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.synthetic:
+            records = synthetic_records(tmp, args.synthetic)
+            source = f"{args.synthetic} synthetic 640x480 JPEGs"
+        else:
+            records = CocoDataset(FIXTURE, "val2017", UNION.num_joints, SIZE, is_train=True).records
+            source = f"COCO val2017 fixture ({len(records)} persons, 4 real JPEGs)"
+        t = SampleTransform(SIZE, HM, 2, UNION.flip_pairs, True, joint_set=UNION)
+        ds = PoseDataset(records, t, True, seed=0)
+        n = args.samples
+        paired = PairedDataset(ds, ds, labeled_union_ids(COCO), seed=0)
+        paired_ra = PairedDataset(ds, ds, labeled_union_ids(COCO), RandAugment(2, 20), seed=0)
+        rates = timed({"single": lambda i: ds[i % len(ds)],
+                       "pair": lambda i: paired[i % len(paired)],
+                       "pair_ra": lambda i: paired_ra[i % len(paired_ra)]}, n, args.repeats)
+        single, pair, pair_ra = rates["single"], rates["pair"], rates["pair_ra"]
+
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"source: {source}; crop {SIZE[1]}x{SIZE[0]}, heatmap {HM[1]}x{HM[0]}, 1 process, "
+          f"cv2 threads 1; median of {args.repeats} x {n} samples")
+    print(f"train sample (decode+aug+warp+targets): {single:8.1f} samples/s")
+    print(f"paired item (labeled + unlabeled):      {pair:8.1f} items/s")
+    print(f"paired item + RandAugment(2, 20) twin:  {pair_ra:8.1f} items/s")
+    print(f"peak RSS: {peak_mib:.0f} MiB (after imports: {base_mib:.0f} MiB)  (python {sys.version.split()[0]}, numpy {np.__version__}, "
+          f"opencv {cv2.__version__})")
+
+
+if __name__ == "__main__":
+    main()

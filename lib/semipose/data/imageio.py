@@ -1,0 +1,119 @@
+"""Image decoding from folders or zip archives.
+
+Zip members are addressed as ``"<archive>.zip@/<member>"`` (e.g.
+``data/coco/images/val2017.zip@/val2017/000000000785.jpg``). Each process keeps one open
+``ZipFile`` per archive: opening a large archive re-reads its central directory, far too slow
+per sample, and a handle inherited through ``fork`` shares its file offset with the parent,
+so handles are keyed by process id and reopened in every DataLoader worker.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from typing import Dict, Optional, Tuple
+
+import cv2
+import numpy as np
+
+ZIP_SEPARATOR = ".zip@/"
+
+# OpenCV's default honours EXIF orientation; the reference ignores it, and boxes/keypoints in
+# the annotation files refer to the stored (unrotated) pixel grid.
+_IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+
+_ZIP_HANDLES: Dict[Tuple[int, str], zipfile.ZipFile] = {}
+
+
+class ImageReadError(OSError):
+    """An image (or zip member) is missing or cannot be decoded; the message names the path."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot read image '{path}': {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def split_zip_path(path: str) -> Optional[Tuple[str, str]]:
+    """``"a/b.zip@/dir/x.jpg"`` -> ``("a/b.zip", "dir/x.jpg")``; None for a plain file path."""
+    pos = path.find(ZIP_SEPARATOR)
+    if pos < 0:
+        return None
+    return path[: pos + len(".zip")], path[pos + len(ZIP_SEPARATOR):]
+
+
+def zip_member_path(archive: str, member: str) -> str:
+    """Inverse of :func:`split_zip_path`."""
+    if not archive.endswith(".zip"):
+        raise ValueError(f"zip archive path must end in '.zip', got '{archive}'")
+    return f"{archive}@/{member}"
+
+
+def _zip_handle(archive: str) -> zipfile.ZipFile:
+    key = (os.getpid(), archive)
+    handle = _ZIP_HANDLES.get(key)
+    if handle is None:
+        if not os.path.isfile(archive):
+            raise ImageReadError(archive, "zip archive not found; check DATASET.ROOT and "
+                                          "DATASET.DATA_FORMAT (use 'jpg' for image folders)")
+        try:
+            handle = zipfile.ZipFile(archive, "r")
+        except zipfile.BadZipFile as exc:
+            raise ImageReadError(archive, f"not a valid zip archive ({exc}); re-create it") from exc
+        # Handles of other processes (inherited through fork) must not be used or closed here.
+        for stale in [k for k in _ZIP_HANDLES if k[0] != key[0]]:
+            del _ZIP_HANDLES[stale]
+        _ZIP_HANDLES[key] = handle
+    return handle
+
+
+def read_bytes(path: str) -> bytes:
+    """Raw bytes of a file or of a zip member (``"<archive>.zip@/<member>"``)."""
+    parts = split_zip_path(path)
+    if parts is None:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError as exc:
+            raise ImageReadError(path, "file not found; check DATASET.ROOT and the image "
+                                       "folder layout") from exc
+    archive, member = parts
+    try:
+        return _zip_handle(archive).read(member)
+    except KeyError as exc:
+        raise ImageReadError(path, f"member '{member}' not in archive '{archive}'; the archive "
+                                   "must contain '<folder>/<file>' entries") from exc
+    except (zipfile.BadZipFile, OSError) as exc:
+        if isinstance(exc, ImageReadError):
+            raise
+        raise ImageReadError(path, f"zip read failed ({exc}); re-create the archive") from exc
+
+
+def decode_bytes(data: bytes, path: str = "<bytes>", color_rgb: bool = False) -> np.ndarray:
+    """Decode encoded image bytes -> uint8 [H, W, 3], BGR unless ``color_rgb``."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_FLAGS)
+    if img is None:
+        raise ImageReadError(path, "not a decodable image (corrupt or truncated file); replace "
+                                   "it, or set DATASET.SKIP_BAD_IMAGES True to skip such images")
+    if color_rgb:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
+
+
+def read_image(path: str, color_rgb: bool = False) -> np.ndarray:
+    """Read an image file or zip member -> uint8 [H, W, 3] (BGR unless ``color_rgb``).
+
+    Raises ImageReadError (an OSError) naming the path when it is missing or undecodable.
+    """
+    if split_zip_path(path) is None:
+        img = cv2.imread(path, _IMREAD_FLAGS)
+        if img is not None:
+            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if color_rgb else img
+        # imread gives no reason; re-read to tell "missing" from "corrupt".
+    return decode_bytes(read_bytes(path), path, color_rgb)
+
+
+def close_zip_handles() -> None:
+    """Close this process's open archives (tests, or before forking many workers)."""
+    pid = os.getpid()
+    for key in [k for k in _ZIP_HANDLES if k[0] == pid]:
+        _ZIP_HANDLES.pop(key).close()

@@ -1,0 +1,79 @@
+"""DataLoaders: samplers (DistributedSampler + set_epoch), seeded workers, epoch propagation.
+
+Call ``set_loader_epoch(loader, epoch)`` before iterating each epoch: it fixes the shuffle
+order, the DistributedSampler partition and the datasets' augmentation/pairing draws to
+functions of (seed, epoch), so a resumed run sees the same data as an uninterrupted one.
+Workers are not persistent: they are re-created each epoch and so pick up the new epoch.
+"""
+from __future__ import annotations
+
+import inspect
+import random
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+def seed_worker(worker_id: int) -> None:
+    """worker_init_fn: seed python/numpy/torch from the loader's per-worker seed.
+
+    torch already gives worker k the seed base + k (base drawn from the loader's generator);
+    python and numpy are derived from it so no two workers share a stream.
+    """
+    seed = torch.initial_seed() % (2 ** 32)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool,
+                 distributed: bool = False, seed: int = 0, drop_last: bool = False,
+                 pin_memory: Optional[bool] = None, rank: Optional[int] = None,
+                 world_size: Optional[int] = None) -> DataLoader:
+    """DataLoader over ``dataset`` (default collate: sample dicts -> batched dicts).
+
+    Args:
+        batch_size: per process (per rank under DDP).
+        distributed: shard with a DistributedSampler (rank/world_size from the process group
+            unless given).
+        seed: shuffle / worker seed base (cfg.SEED).
+        pin_memory: default True only when CUDA is available.
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    sampler = None
+    if distributed:
+        if world_size is None:
+            world_size = dist.get_world_size() if dist.is_initialized() else 1
+        if rank is None:
+            rank = dist.get_rank() if dist.is_initialized() else 0
+        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank,
+                                     shuffle=shuffle, seed=int(seed), drop_last=drop_last)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+        sampler=sampler, num_workers=workers, drop_last=drop_last,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        worker_init_fn=seed_worker if workers > 0 else None, generator=generator,
+        persistent_workers=False)
+    loader.base_seed = int(seed)
+    loader.rank = int(rank or 0)
+    return loader
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Make the loader's next pass epoch ``epoch``: sampler, shuffle order, dataset draws."""
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    if loader.generator is not None:
+        # The shuffle order and worker seeds come from this generator; reseeding it per epoch
+        # makes them independent of how many epochs this process has already run.
+        loader.generator.manual_seed(getattr(loader, "base_seed", 0) * 1_000_003 + int(epoch))
+    set_epoch = getattr(loader.dataset, "set_epoch", None)
+    if set_epoch is None:
+        return
+    if "rank" in inspect.signature(set_epoch).parameters:  # paired: per-rank labeled draws
+        set_epoch(epoch, rank=getattr(loader, "rank", 0))
+    else:
+        set_epoch(epoch)
