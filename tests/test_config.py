@@ -190,7 +190,8 @@ def test_frozen_and_defaults_fresh():
 
 def test_opts_override():
     cfg = load_cfg(COCO1K, ["TRAIN.LR", "0.002", "TRAIN.LR_STEP", "[5, 8]", "MODEL.EXTRA.SIGMA", "3",
-                            "DEVICE", "cpu", "TEST.FLIP_TEST", "True", "MODEL.IMAGE_SIZE", "[96,128]"])
+                            "DEVICE", "cpu", "TEST.FLIP_TEST", "True", "MODEL.IMAGE_SIZE", "[96,128]",
+                            "MODEL.EXTRA.HEATMAP_SIZE", "[24,32]"])
     assert cfg.TRAIN.LR == 0.002 and cfg.TRAIN.LR_STEP == (5, 8) and cfg.MODEL.EXTRA.SIGMA == 3.0
     assert cfg.DEVICE == "cpu" and cfg.TEST.FLIP_TEST is True and cfg.MODEL.IMAGE_SIZE == (96, 128)
     with pytest.raises(ConfigError, match="KEY VALUE"):
@@ -237,3 +238,12 @@ def test_dump_round_trip(tmp_path):
             plain = yaml.safe_load(f)
         assert plain["TRAIN"]["LR"] == 0.0005 and isinstance(plain["TRAIN"]["LR_STEP"], list)
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["config.yaml"]  # no temp files left
+
+
+def test_image_and_heatmap_sizes_must_match_the_network():
+    from semipose.config import ConfigError
+    path = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
+    with pytest.raises(ConfigError, match="multiples of 32"):
+        load_cfg(path, ["MODEL.IMAGE_SIZE", "[48, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[12, 16]"])
+    with pytest.raises(ConfigError, match=r"use \[24, 32\]"):
+        load_cfg(path, ["MODEL.EXTRA.HEATMAP_SIZE", "[48, 64]"])

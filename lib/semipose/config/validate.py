@@ -103,3 +103,17 @@ def validate(cfg: CN, source: str) -> None:
            f"{'HRNet (STAGE2..4)' if has_stages else 'ResNet (NUM_LAYERS)'} keys; give MODEL.EXTRA "
            f"of the matching architecture", source)
     (_check_hrnet_extra if has_stages else _check_resnet_extra)(cfg.MODEL.EXTRA, source)
+    _check_sizes(cfg, has_stages, source)
+
+
+def _check_sizes(cfg: CN, hrnet: bool, source: str) -> None:
+    """The backbones downsample by 32 and the heads output stride 4 (HRNet) or
+    32 / 2**NUM_DECONV_LAYERS (ResNet): other sizes would give heatmaps of the wrong shape."""
+    img, hm = list(cfg.MODEL.IMAGE_SIZE), list(cfg.MODEL.EXTRA.HEATMAP_SIZE)
+    _check(all(v % 32 == 0 for v in img),
+           f"MODEL.IMAGE_SIZE {img}: both sides must be multiples of 32 (the backbone "
+           f"downsamples by 32), e.g. [192, 256]", source)
+    stride = 4 if hrnet else 32 // 2 ** cfg.MODEL.EXTRA.NUM_DECONV_LAYERS
+    want = [v // stride for v in img]
+    _check(hm == want, f"MODEL.EXTRA.HEATMAP_SIZE {hm} does not match the network output for "
+           f"MODEL.IMAGE_SIZE {img} (stride {stride}); use {want}", source)
