@@ -2,14 +2,19 @@
 
     python pose_estimation/train.py --cfg experiments/synthetic/posedual.yaml
     torchrun --nproc_per_node=4 pose_estimation/train.py --cfg FILE [KEY VALUE ...]
+    python -m torch.distributed.launch --nproc_per_node=4 pose_estimation/train.py --distributed --cfg FILE
+
+SIGINT/SIGTERM save a checkpoint after the current step and exit with status 0; continue with
+TRAIN.RESUME True. Exit status 2: a user error (bad config, missing file, unreadable image, ...),
+printed as one 'error: ...' line; 3: a non-finite loss.
 """
 from __future__ import annotations
 
 import sys
 
-from semipose.engine.cli import base_parser, load_from_args
+from semipose.engine.cli import USER_ERRORS, base_parser, error_line, load_from_args
 from semipose.engine.trainer import NonFiniteLossError, Trainer
-from semipose.utils.dist import cleanup, init_distributed
+from semipose.utils.dist import DistInfo, cleanup, init_distributed
 
 
 def main(argv=None) -> int:
@@ -18,13 +23,17 @@ def main(argv=None) -> int:
     p.add_argument("--num_gpus", type=int, default=None, help="accepted for compatibility; unused")
     args = p.parse_args(argv)
     extra = ["MODEL.PRETRAINED", args.pretrained_model] if args.pretrained_model else []
-    cfg = load_from_args(args, extra)
-    info = init_distributed(cfg.DEVICE, force=args.distributed, local_rank_arg=args.local_rank)
+    info = DistInfo()
     try:
+        cfg = load_from_args(args, extra)
+        info = init_distributed(cfg.DEVICE, force=args.distributed, local_rank_arg=args.local_rank)
         Trainer(cfg, args.cfg, info, progress=not args.no_progress).fit()
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except USER_ERRORS as exc:
+        print(f"error: {error_line(exc)}", file=sys.stderr)
+        return 2
     finally:
         cleanup(info)
     return 0

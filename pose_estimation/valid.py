@@ -3,15 +3,16 @@
     python pose_estimation/valid.py --cfg FILE --model-file PATH [KEY VALUE ...]
 
 Reads this project's checkpoints and the reference implementation's released ones
-(pose_resnet, pose_hrnet, pose_cons, pose_dual layouts).
+(pose_resnet, pose_hrnet, pose_cons, pose_dual layouts). Runs sharded under torchrun as train.py
+does. Exit status 2: a user error (missing file, checkpoint of another model, ...), one line.
 """
 from __future__ import annotations
 
 import sys
 
-from semipose.engine.cli import base_parser, load_from_args
+from semipose.engine.cli import USER_ERRORS, base_parser, error_line, load_from_args
 from semipose.engine.validate import evaluate_checkpoint
-from semipose.utils.dist import cleanup, init_distributed
+from semipose.utils.dist import DistInfo, cleanup, init_distributed
 
 
 def main(argv=None) -> int:
@@ -42,10 +43,14 @@ def main(argv=None) -> int:
         extra += ["TEST.SHIFT_HEATMAP", "True"]
     if args.coco_bbox_file:
         extra += ["TEST.COCO_BBOX_FILE", args.coco_bbox_file]
-    cfg = load_from_args(args, extra)
-    info = init_distributed(cfg.DEVICE, force=args.distributed, local_rank_arg=args.local_rank)
+    info = DistInfo()
     try:
+        cfg = load_from_args(args, extra)
+        info = init_distributed(cfg.DEVICE, force=args.distributed, local_rank_arg=args.local_rank)
         evaluate_checkpoint(cfg, args.cfg, info, progress=not args.no_progress)
+    except USER_ERRORS as exc:
+        print(f"error: {error_line(exc)}", file=sys.stderr)
+        return 2
     finally:
         cleanup(info)
     return 0

@@ -27,8 +27,10 @@ _ZIP_HANDLES: Dict[Tuple[int, str], zipfile.ZipFile] = {}
 class ImageReadError(OSError):
     """An image (or zip member) is missing or cannot be decoded; the message names the path."""
 
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"cannot read image '{path}': {reason}")
+    def __init__(self, path: str, reason: Optional[str] = None) -> None:
+        # One argument: a complete message, as a DataLoader passes when it re-raises a worker's
+        # error in the main process (so the type survives the worker boundary).
+        super().__init__(path if reason is None else f"cannot read image '{path}': {reason}")
         self.path = path
         self.reason = reason
 

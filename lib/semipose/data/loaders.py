@@ -4,11 +4,18 @@ Call ``set_loader_epoch(loader, epoch)`` before iterating each epoch: it fixes t
 order, the DistributedSampler partition and the datasets' augmentation/pairing draws to
 functions of (seed, epoch), so a resumed run sees the same data as an uninterrupted one.
 Workers are not persistent: they are re-created each epoch and so pick up the new epoch.
+
+Shuffling always goes through a ``DistributedSampler`` (one replica when not distributed): its
+order is ``randperm(n)`` from a generator seeded with ``seed + epoch``, independent of how the
+loader is iterated. (A plain ``shuffle=True`` DataLoader draws its worker base seed from the same
+generator *before* the permutation, so listing ``loader.batch_sampler`` directly — as a mid-epoch
+resume does — would give another order than iterating the loader.)
 """
 from __future__ import annotations
 
 import inspect
 import random
+import signal
 from typing import Optional
 
 import numpy as np
@@ -18,15 +25,21 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 def seed_worker(worker_id: int) -> None:
-    """worker_init_fn: seed python/numpy/torch from the loader's per-worker seed.
+    """worker_init_fn: seed python/numpy/torch from the loader's per-worker seed; ignore
+    SIGINT/SIGTERM.
 
     torch already gives worker k the seed base + k (base drawn from the loader's generator);
-    python and numpy are derived from it so no two workers share a stream.
+    python and numpy are derived from it so no two workers share a stream. Ctrl-C or a
+    scheduler's SIGTERM reaches the whole process group: the main process checkpoints and
+    stops after the current step, which needs its workers alive until then (they exit on
+    their own once the main process shuts the loader down or dies).
     """
     seed = torch.initial_seed() % (2 ** 32)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool,
@@ -37,28 +50,33 @@ def build_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool,
 
     Args:
         batch_size: per process (per rank under DDP).
+        shuffle: epoch-seeded permutation (a function of ``seed`` and the epoch set by
+            ``set_loader_epoch``; the same however the loader is iterated).
         distributed: shard with a DistributedSampler (rank/world_size from the process group
-            unless given).
+            unless given). Shards are padded by repeating items so all ranks run the same
+            number of steps; evaluation drops the repeats by dataset index.
         seed: shuffle / worker seed base (cfg.SEED).
         pin_memory: default True only when CUDA is available.
     """
-    generator = torch.Generator().manual_seed(int(seed))
-    sampler = None
     if distributed:
         if world_size is None:
             world_size = dist.get_world_size() if dist.is_initialized() else 1
         if rank is None:
             rank = dist.get_rank() if dist.is_initialized() else 0
-        sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank,
+    else:
+        world_size, rank = 1, 0
+    sampler = None
+    if distributed or shuffle:
+        sampler = DistributedSampler(dataset, num_replicas=int(world_size), rank=int(rank),
                                      shuffle=shuffle, seed=int(seed), drop_last=drop_last)
     loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
-        sampler=sampler, num_workers=workers, drop_last=drop_last,
+        dataset, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=workers,
+        drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        worker_init_fn=seed_worker if workers > 0 else None, generator=generator,
-        persistent_workers=False)
+        worker_init_fn=seed_worker if workers > 0 else None,
+        generator=torch.Generator().manual_seed(int(seed)), persistent_workers=False)
     loader.base_seed = int(seed)
-    loader.rank = int(rank or 0)
+    loader.rank = int(rank)
     return loader
 
 
@@ -67,8 +85,8 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
     if loader.generator is not None:
-        # The shuffle order and worker seeds come from this generator; reseeding it per epoch
-        # makes them independent of how many epochs this process has already run.
+        # Worker base seeds come from this generator; reseeding it per epoch makes them
+        # independent of how many epochs this process has already run.
         loader.generator.manual_seed(getattr(loader, "base_seed", 0) * 1_000_003 + int(epoch))
     set_epoch = getattr(loader.dataset, "set_epoch", None)
     if set_epoch is None:

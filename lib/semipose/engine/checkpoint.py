@@ -2,11 +2,15 @@
 
 ``checkpoint.pth.tar`` holds everything needed to continue a run; ``model_best.pth.tar`` and
 ``final_state.pth.tar`` hold bare weights (our 'net1.'/'net2.' layout). Every write goes to a
-temporary file in the same folder and is renamed over the target, so a crash or SIGKILL at any moment
-leaves the previous file intact.
+temporary file in the same folder, flushed to disk and renamed over the target (then the folder
+entry is synced), so a crash, SIGKILL or power loss at any moment leaves either the previous or the
+new file, never a truncated one. A killed write can leave a ``.tmp_*`` file behind; resuming the
+run removes those.
 """
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import tempfile
 from typing import Any, Dict, Optional
@@ -16,19 +20,41 @@ import torch
 CHECKPOINT = "checkpoint.pth.tar"
 BEST = "model_best.pth.tar"
 FINAL = "final_state.pth.tar"
+_TMP_PREFIX = ".tmp_"
+
+logger = logging.getLogger("semipose")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file exists but cannot be used; the message names it and what to do."""
+
+
+def _sync_dir(folder: str) -> None:
+    """Make a rename durable (POSIX: fsync the directory); a no-op where unsupported."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
     """torch.save to ``path`` via a temporary sibling file and os.replace."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=os.path.basename(path), dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=os.path.basename(path), dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _sync_dir(folder)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -39,17 +65,35 @@ def atomic_write_text(text: str, path: str) -> None:
     """Write a text file atomically (temp file + rename)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=folder)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _sync_dir(folder)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def remove_stale_temp_files(output_dir: str) -> int:
+    """Delete the ``.tmp_*`` files a killed write left in ``output_dir``; returns how many.
+
+    Only call it when no other process writes to that folder (e.g. when a run resumes).
+    """
+    stale = glob.glob(os.path.join(glob.escape(output_dir), _TMP_PREFIX + "*"))
+    for f in stale:
+        try:
+            os.remove(f)
+        except OSError:
+            pass
+    if stale:
+        logger.info("removed %d temporary file(s) left by an interrupted write in %s",
+                    len(stale), output_dir)
+    return len(stale)
 
 
 def load_resume_state(output_dir: str) -> Optional[Dict[str, Any]]:
@@ -58,8 +102,13 @@ def load_resume_state(output_dir: str) -> Optional[Dict[str, Any]]:
     if not os.path.exists(path):
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a truncated file from another tool, say
-        raise RuntimeError(
-            f"cannot read resume checkpoint {path}: {exc}. Delete it or set TRAIN.RESUME False."
-        ) from exc
+        raise CheckpointError(
+            f"cannot read resume checkpoint {path}: {exc}. Delete it (or move it away) or set "
+            f"TRAIN.RESUME False.") from exc
+    if not isinstance(state, dict) or "state_dict" not in state or "epoch" not in state:
+        raise CheckpointError(
+            f"{path} is not a resumable checkpoint (no 'state_dict'/'epoch' entries); bare weights "
+            f"go to MODEL.PRETRAINED or TEST.MODEL_FILE. Move it away or set TRAIN.RESUME False.")
+    return state

@@ -7,6 +7,27 @@ from typing import List, Sequence
 from yacs.config import CfgNode
 
 from ..config import apply_dirs, load_cfg
+from .checkpoint import CheckpointError
+
+# Errors that mean "fix the input": a missing or unreadable file (FileNotFoundError,
+# ImageReadError), a bad config key or value (ConfigError), a checkpoint of another model, an
+# empty dataset... Their messages name the file or key and what to do, so the command-line tools
+# print them as one line; anything else is a bug and keeps its traceback.
+USER_ERRORS = (OSError, ValueError, KeyError, CheckpointError)
+
+
+def error_line(exc: BaseException) -> str:
+    """The one-line message of a user error.
+
+    A DataLoader re-raises a worker's error with the worker's traceback in the message; only its
+    last line (the original message) is kept.
+    """
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    if "Original Traceback" in text:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        head, sep, rest = lines[-1].partition(": ")
+        text = (rest if sep and " " not in head else lines[-1]) + " (in a DataLoader worker)"
+    return " ".join(text.split())
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:

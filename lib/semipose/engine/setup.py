@@ -77,7 +77,11 @@ def build_method_for(cfg: CfgNode, info: DistInfo, log: logging.Logger
     nets = build_nets(cfg, bool(cfg.MODEL.INIT_WEIGHTS), log)
     method = build_method(cfg, nets, seed=cfg.SEED + info.rank)
     if cfg.TRAIN.SYNC_BN and info.distributed:
-        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        if info.device.type == "cpu":  # torch's SyncBatchNorm runs on accelerators only
+            log.warning("TRAIN.SYNC_BN is ignored on CPU: each rank keeps its own BatchNorm "
+                        "statistics")
+        else:
+            method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
     method.to(info.device)
     if cfg.TRAIN.CHANNELS_LAST:
         method.to(memory_format=torch.channels_last)
@@ -126,6 +130,17 @@ def resume_loader(loader: DataLoader, start: int) -> DataLoader:
     if start <= 0:
         return loader
     batches = list(loader.batch_sampler)[start:]
+    # The same generator: worker seeds are drawn from it rather than from the global torch RNG,
+    # whose state must stay as in the uninterrupted run.
     return DataLoader(loader.dataset, batch_sampler=_IndexBatches(batches),
                       num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-                      pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn)
+                      pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn,
+                      generator=loader.generator)
+
+
+def skipped_images(dataset: Any) -> int:
+    """Unreadable images skipped so far (DATASET.SKIP_BAD_IMAGES) by a PoseDataset or by both
+    sides of a PairedDataset."""
+    parts = [dataset] + [getattr(dataset, k) for k in ("labeled", "unlabeled")
+                         if hasattr(dataset, k)]
+    return sum(int(getattr(p, "skipped", 0)) for p in parts)

@@ -20,14 +20,14 @@ from ..config import dump_cfg, model_name, output_dir as run_dir
 from ..data.loaders import set_loader_epoch
 from ..methods import CollapseMonitor
 from ..transforms.heatmap import accuracy
-from ..utils.dist import DistInfo, barrier
+from ..utils.dist import DistInfo, any_rank, barrier
 from ..utils.seed import seed_everything
 from ..models.checkpoint import nets_state_dict
 from .checkpoint import FINAL, atomic_torch_save
 from .log import AverageMeter, ScalarLog, setup_logger
 from .optim import build_optimizer, set_epoch_lr
 from .setup import (build_data, build_method_for, move_batch, prepare_synthetic,
-                    resume_loader)
+                    resume_loader, skipped_images)
 from .state import load_state, save_state
 from .validate import run_validation
 
@@ -73,6 +73,7 @@ class Trainer:
 
         self.begin_epoch, self.start_iter = cfg.TRAIN.BEGIN_EPOCH, 0
         self.best_perf, self.global_step, self.last_results = -math.inf, 0, {}
+        self.meters: Dict[str, AverageMeter] = {}  # this epoch's running averages (resumable)
         if cfg.TRAIN.RESUME:
             resumed = load_state(self)
             if resumed:
@@ -94,8 +95,14 @@ class Trainer:
                             for i in idx])
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self._stop_signal is not None:  # a second Ctrl-C: stop now (checkpoints are atomic)
+            raise KeyboardInterrupt
         self.log.warning("received signal %d: saving a checkpoint after this step", signum)
         self._stop_signal = signum
+
+    def _stop_requested(self) -> bool:
+        """Whether any rank got SIGINT/SIGTERM (all ranks must stop at the same step)."""
+        return any_rank([self._stop_signal is not None], self.info)[0]
 
     # ------------------------------------------------------------------------------ loop
     def fit(self) -> Dict[str, Any]:
@@ -116,6 +123,10 @@ class Trainer:
                     is_best = self.validate(epoch)
                 self.start_iter = 0
                 save_state(self, epoch + 1, 0, is_best)
+                if epoch + 1 < cfg.TRAIN.END_EPOCH and self._stop_requested():
+                    self.log.warning("stopped after epoch %d; resume with TRAIN.RESUME True",
+                                     epoch)
+                    return self.last_results
             if self.info.is_main:
                 atomic_torch_save(nets_state_dict(self.method.nets),
                                   os.path.join(self.out_dir, FINAL))
@@ -134,8 +145,11 @@ class Trainer:
         lr = set_epoch_lr(self.optimizer, cfg, epoch)
         loader = resume_loader(self.train_loader, self.start_iter)
         total = len(self.train_loader)
-        meters: Dict[str, AverageMeter] = {}
-        acc_m, bt, dt = AverageMeter(), AverageMeter(), AverageMeter()
+        if self.start_iter == 0:  # else: continue the averages restored with the checkpoint
+            self.meters = {}
+        meters = self.meters
+        acc_m = meters.setdefault("accuracy", AverageMeter())
+        bt, dt = AverageMeter(), AverageMeter()
         bar = tqdm(total=total, initial=self.start_iter, desc=f"epoch {epoch}",
                    disable=not (self.progress and info.is_main), dynamic_ncols=True, leave=False)
         end = time.time()
@@ -147,11 +161,13 @@ class Trainer:
                 losses = self.model(batch)
             values = {k: float(v.detach()) for k, v in losses.items()}
             bad = [k for k, v in values.items() if not math.isfinite(v)]
-            if bad and cfg.TRAIN.STOP_ON_NONFINITE:
+            if cfg.TRAIN.STOP_ON_NONFINITE and any_rank([bool(bad)], info)[0]:
+                terms = ", ".join(f"{k}={values[k]}" for k in bad) or "on another rank"
                 raise NonFiniteLossError(
                     f"non-finite loss at epoch {epoch} iteration {i} (global step "
-                    f"{self.global_step}): {', '.join(f'{k}={values[k]}' for k in bad)}. The last "
-                    f"good checkpoint in {self.out_dir} is kept; lower TRAIN.LR or check the data.")
+                    f"{self.global_step}): {terms}. Nothing of this step was applied and the last "
+                    f"good checkpoint in {self.out_dir} is kept; lower TRAIN.LR, try TRAIN.AMP '' "
+                    f"or check the data.")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(losses["loss"]).backward()
             self.scaler.step(self.optimizer)
@@ -172,7 +188,8 @@ class Trainer:
                 self.scalars.add("train/accuracy", avg_acc, self.global_step)
             if info.is_main and ((i + 1) % cfg.PRINT_FREQ == 0 or i + 1 == total):
                 speed = n * info.world_size / max(bt.val, 1e-9)
-                terms = "\t".join(f"{k}: {m.val:.6f}" for k, m in meters.items() if k != "loss")
+                terms = "\t".join(f"{k}: {m.val:.6f}" for k, m in meters.items()
+                              if k not in ("loss", "accuracy"))
                 self.log.info(
                     "Epoch: [%d][%d/%d]\tTime %.3fs (%.3fs)\tSpeed %.1f samples/s\tData %.3fs "
                     "(%.3fs)\tLoss %.5f (%.5f)\tAccuracy %.3f (%.3f)\t%s", epoch, i + 1, total,
@@ -182,7 +199,7 @@ class Trainer:
             bar.update(1)
             self.start_iter = i + 1
             end = time.time()
-            if self._stop_signal is not None and self.start_iter < total:
+            if self.start_iter < total and self._stop_requested():
                 bar.close()
                 return False
         bar.close()
@@ -190,8 +207,7 @@ class Trainer:
             self.scalars.add("train/lr", lr, epoch)
             for k, m in meters.items():
                 self.scalars.add(f"epoch/{k}", m.avg, epoch)
-            self.scalars.add("epoch/accuracy", acc_m.avg, epoch)
-        skipped = getattr(self.train_set, "skipped", 0)
+        skipped = skipped_images(self.train_set)
         if skipped:
             self.log.warning("skipped %d unreadable images so far (DATASET.SKIP_BAD_IMAGES)",
                              skipped)

@@ -13,7 +13,7 @@ from yacs.config import CfgNode
 
 from ..evaluation.predict import merge_results, predict
 from ..evaluation.table import format_table, write_table
-from ..utils.dist import DistInfo, all_gather_objects
+from ..utils.dist import DistInfo, all_gather_objects, broadcast_buffers
 
 logger = logging.getLogger("semipose")
 
@@ -61,6 +61,7 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
     Returns (results, merged predictions). The method's nets are put in eval mode and restored.
     """
     method = getattr(method, "module", method)
+    broadcast_buffers(method, info)  # rank 0's BatchNorm statistics, the ones it saves
     modes = {n: m.training for n, m in method.nets.items()}
     method.nets.eval()
     models = {n: method.nets[n] for n in method.net_names}
@@ -80,7 +81,10 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
         return OrderedDict(), {}
     pred = merge_results(parts)
     if len(pred["index"]) != len(val_set):
-        raise RuntimeError(f"validation gathered {len(pred['index'])} of {len(val_set)} samples")
+        raise RuntimeError(
+            f"validation gathered {len(pred['index'])} of {len(val_set)} samples; with "
+            f"DATASET.SKIP_BAD_IMAGES an unreadable validation image leaves its persons without a "
+            f"prediction: replace or remove those images (see the warnings above)")
     np.save(os.path.join(output_dir, "all_preds.npy"), pred["preds"]["net1"])
     results = score(cfg, val_set, pred, output_dir)
     tables = []

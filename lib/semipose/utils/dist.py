@@ -1,12 +1,20 @@
-"""Distributed helpers: process-group setup from torchrun / torch.distributed.launch, gathers."""
+"""Distributed helpers: process-group setup from torchrun / torch.distributed.launch, gathers,
+agreement on per-step flags, buffer broadcast.
+
+Launch (one process per device; gloo on CPU, nccl on CUDA)::
+
+    torchrun --nproc_per_node=N pose_estimation/train.py --cfg FILE
+    python -m torch.distributed.launch --nproc_per_node=N pose_estimation/train.py --distributed --cfg FILE
+"""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -27,12 +35,18 @@ class DistInfo:
         return self.rank == 0
 
 
-def pick_device(requested: str, local_rank: int = 0) -> torch.device:
-    """'' -> CUDA (this process's local GPU) when available, else CPU; otherwise the named device."""
+def pick_device(requested: str, local_rank: int = 0, distributed: bool = False) -> torch.device:
+    """'' -> CUDA (this process's local GPU) when available, else CPU; otherwise the named device.
+
+    Under a launcher (``distributed``) every CUDA process takes GPU ``local_rank`` whatever index
+    DEVICE names, so that ranks never share a GPU; choose the GPUs with CUDA_VISIBLE_DEVICES.
+    """
     if requested:
         dev = torch.device(requested)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"DEVICE='{requested}' but CUDA is not available; set DEVICE cpu or ''")
+        if dev.type == "cuda" and distributed:
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank % torch.cuda.device_count())
@@ -59,7 +73,7 @@ def init_distributed(requested_device: str, force: bool = False,
             os.environ.setdefault("MASTER_PORT", "29500")
             os.environ.setdefault("RANK", "0")
             os.environ.setdefault("WORLD_SIZE", "1")
-    device = pick_device(requested_device, local_rank)
+    device = pick_device(requested_device, local_rank, distributed=True)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
@@ -82,6 +96,30 @@ def broadcast_object(obj: Any, info: DistInfo, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def any_rank(flags: Sequence[bool], info: DistInfo) -> List[bool]:
+    """Element-wise OR of ``flags`` over all ranks (one small all-reduce; identity when not
+    distributed). Ranks use it to take the same decision at the same step (stop on a signal,
+    stop on a non-finite loss); deciding alone would leave the others waiting in a collective.
+    """
+    if not info.distributed:
+        return [bool(f) for f in flags]
+    t = torch.tensor([int(bool(f)) for f in flags], dtype=torch.int32, device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
+def broadcast_buffers(module: nn.Module, info: DistInfo, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each forward, but each rank then updates them with its
+    own batch; evaluating after training needs the statistics that rank 0 saves.
+    """
+    if not info.distributed:
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf.data, src=src)
 
 
 def barrier(info: DistInfo) -> None:
