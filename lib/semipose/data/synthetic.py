@@ -1,0 +1,283 @@
+"""Generator of a synthetic people dataset in the COCO folder layout (no downloads needed).
+
+Layout under ``out_dir`` (``formats`` picks the datasets; COCO is the default)::
+
+    coco/annotations/person_keypoints_train2017.json     COCO keypoint annotations
+    coco/annotations/person_keypoints_val2017.json
+    coco/annotations/image_info_unlabeled2017.json       images + categories (annotations: [])
+    coco/images/{train2017,val2017,unlabeled2017}/%012d.jpg
+    coco/person_detection_results/synthetic_val2017_detections.json        detector-style boxes
+    coco/person_detection_results/synthetic_unlabeled2017_detections.json
+    mpii/annot/{train,validation}.json, mpii/annot/gt_validation.mat, mpii/images/%09d.jpg
+    ai_challenger/{train,validation}/keypoint_<set>_annotation.json, .../images/<sha1>.jpg
+
+Sizes: COCO train/val/unlabeled have num_train/num_val/num_unlabeled images. MPII train and
+validation have ceil(num_train / 2) and ceil(num_val / 2) images; AI Challenger train and validation
+ceil(num_unlabeled / 2) and ceil(num_val / 2) (AIC plays the unlabeled role in MPII+AIC training).
+
+Image ids: COCO id = split code * 10**8 + index + 1 (train 1, val 2, unlabeled 3), unique across
+splits. Each image is rendered from ``np.random.default_rng([seed, split code, index])``, so the
+same seed gives byte-identical files whatever the number of worker processes. Images are written
+first, annotation files last, every file atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+from typing import Dict, List, Sequence
+
+import cv2
+import numpy as np
+
+from semipose.data import synthetic_formats as fmt
+from semipose.data.keypoints import COCO, UNION
+from semipose.data.synthetic_body import Draws
+from semipose.data.synthetic_render import noise_tiles, render_scene
+from semipose.data.synthetic_scene import sample_scene
+
+JPEG_QUALITY = 90
+FORMATS = ("coco", "mpii", "aic")
+_CODES = {("coco", "train2017"): 1, ("coco", "val2017"): 2, ("coco", "unlabeled2017"): 3,
+          ("mpii", "train"): 4, ("mpii", "validation"): 5, ("aic", "train"): 6, ("aic", "validation"): 7}
+_ID_STRIDE = 10 ** 8
+_COCO_IDX = np.array([UNION.index(n) for n in COCO.names])
+
+
+def _half(n: int) -> int:
+    return (n + 1) // 2
+
+
+def _r2(a) -> list:
+    return np.round(np.asarray(a, np.float64), 2).tolist()
+
+
+def _compact(person: Dict) -> Dict:
+    """JSON-ready person; the box is taken from the rounded hull so that the two agree exactly and
+    every rounded labeled joint stays inside both (rounding is monotone)."""
+    hull = np.round(person["hull"], 2)
+    lo, hi = hull.min(0), hull.max(0)
+    bbox = [float(lo[0]), float(lo[1]), round(float(hi[0] - lo[0]), 2), round(float(hi[1] - lo[1]), 2)]
+    return {"joints": _r2(person["joints"]), "vis": person["vis"].tolist(), "bbox": bbox,
+            "area": round(person["area"], 2), "hull": hull.ravel().tolist()}
+
+
+def _render_one(task: tuple) -> Dict:
+    """Render, encode and write one image; return its compact annotation record."""
+    seed, code, index, path, with_dets = task
+    rng = np.random.default_rng([seed, code, index])
+    img, people = render_scene(sample_scene(rng))
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError(f"JPEG encoding failed for {path}")
+    fmt.atomic_write(path, buf.tobytes())
+    h, w = img.shape[:2]
+    persons = [_compact(p) for p in people if (p["vis"] > 0).any() and len(p["hull"]) >= 3]
+    out = {"width": w, "height": h, "persons": persons}
+    if with_dets:  # a separate stream, so detections never change the rendered image
+        gt = [(p["bbox"], 1.0 - float((np.asarray(p["vis"])[_COCO_IDX] == 2).mean()))
+              for p in persons if (np.asarray(p["vis"])[_COCO_IDX] > 0).any()]
+        out["dets"] = fmt.simulate_detections(Draws(np.random.default_rng([seed, code, index, 1])), gt, w, h)
+    return out
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # one process per core already
+    noise_tiles()
+
+
+def _check_formats(formats: Sequence[str]) -> List[str]:
+    if isinstance(formats, str):
+        formats = (formats,)
+    out = []
+    for f in formats:
+        name = {"ai_challenger": "aic"}.get(f, f)
+        if name not in FORMATS:
+            raise ValueError(f"unknown synthetic dataset format '{f}': use any of {FORMATS}")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _plan(out_dir: str, seed: int, counts: Dict[tuple, int]) -> Dict[tuple, Dict]:
+    """Per split: image folder, file names and ids."""
+    plan = {}
+    for (ds, split), n in counts.items():
+        code = _CODES[(ds, split)]
+        if ds == "coco":
+            folder = os.path.join(out_dir, "coco", "images", split)
+            ids = [code * _ID_STRIDE + i + 1 for i in range(n)]
+            names = ["%012d.jpg" % i for i in ids]
+        elif ds == "mpii":
+            folder = os.path.join(out_dir, "mpii", "images")
+            names = ["%d%08d.jpg" % (code, i) for i in range(n)]
+            ids = names
+        else:
+            folder = os.path.join(out_dir, "ai_challenger", split, "images")
+            ids = [hashlib.sha1(f"semipose-synthetic-{seed}-{split}-{i}".encode()).hexdigest()
+                   for i in range(n)]
+            names = [f"{i}.jpg" for i in ids]
+        plan[(ds, split)] = {"code": code, "folder": folder, "ids": ids, "names": names}
+    return plan
+
+
+def _run(tasks: List[tuple], workers: int, show_progress: bool) -> List[Dict]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tasks), disable=not show_progress, desc="synthetic images", unit="img")
+    results = []
+    if workers > 1 and len(tasks) > 1:
+        import multiprocessing as mp
+
+        # spawn, not fork: a forked child inherits OpenCV's (or torch's) thread pool state from the
+        # parent and can deadlock in its first parallel OpenCV call.
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, initializer=_init_worker) as pool:
+            for r in pool.imap(_render_one, tasks, chunksize=8):
+                results.append(r)
+                bar.update()
+    else:
+        for t in tasks:
+            results.append(_render_one(t))
+            bar.update()
+    bar.close()
+    return results
+
+
+def generate(out_dir: str, seed: int = 0, num_train: int = 2000, num_val: int = 200,
+             num_unlabeled: int = 2000, show_progress: bool = True, formats: Sequence[str] = ("coco",),
+             workers: int = 1) -> Dict[str, str]:
+    """Write the synthetic dataset under ``out_dir``; return {name: path} of what was written.
+
+    Keys: "root"; with COCO "coco_train", "coco_val", "coco_unlabeled" (annotation files),
+    "coco_val_detections", "coco_unlabeled_detections", "coco_images"; with MPII "mpii_train",
+    "mpii_validation", "mpii_gt_validation", "mpii_images"; with AIC "aic_train", "aic_validation",
+    "aic_images" (the folder holding train/ and validation/). ``workers`` > 1 renders in that many
+    processes (same bytes as one process).
+    """
+    for name, n in (("num_train", num_train), ("num_val", num_val), ("num_unlabeled", num_unlabeled)):
+        if not 0 <= n < _ID_STRIDE:
+            raise ValueError(f"{name}={n} is out of range: use 0 <= {name} < {_ID_STRIDE}")
+    fmts = _check_formats(formats)
+    counts: Dict[tuple, int] = {}
+    if "coco" in fmts:
+        counts.update({("coco", "train2017"): num_train, ("coco", "val2017"): num_val,
+                       ("coco", "unlabeled2017"): num_unlabeled})
+    if "mpii" in fmts:
+        counts.update({("mpii", "train"): _half(num_train), ("mpii", "validation"): _half(num_val)})
+    if "aic" in fmts:
+        counts.update({("aic", "train"): _half(num_unlabeled), ("aic", "validation"): _half(num_val)})
+    plan = _plan(out_dir, seed, counts)
+    tasks, owners = [], []
+    for key, p in plan.items():
+        os.makedirs(p["folder"], exist_ok=True)
+        dets = key in (("coco", "val2017"), ("coco", "unlabeled2017"))
+        for i, name in enumerate(p["names"]):
+            tasks.append((seed, p["code"], i, os.path.join(p["folder"], name), dets))
+            owners.append(key)
+    results = _run(tasks, max(1, int(workers)), show_progress)
+    by_split: Dict[tuple, List[Dict]] = {k: [] for k in plan}
+    for key, r in zip(owners, results):
+        by_split[key].append(r)
+    paths = {"root": out_dir}
+    if "coco" in fmts:
+        paths.update(_write_coco(out_dir, seed, plan, by_split))
+    if "mpii" in fmts:
+        paths.update(_write_mpii(out_dir, plan, by_split))
+    if "aic" in fmts:
+        paths.update(_write_aic(out_dir, plan, by_split))
+    return paths
+
+
+def _write_coco(out_dir: str, seed: int, plan: Dict, res: Dict) -> Dict[str, str]:
+    ann_dir = os.path.join(out_dir, "coco", "annotations")
+    det_dir = os.path.join(out_dir, "coco", "person_detection_results")
+    os.makedirs(ann_dir, exist_ok=True)
+    os.makedirs(det_dir, exist_ok=True)
+    paths, ann_id = {"coco_images": os.path.join(out_dir, "coco", "images")}, 1
+    splits = (("train2017", "coco_train"), ("val2017", "coco_val"), ("unlabeled2017", "coco_unlabeled"))
+    for split, key in splits:
+        p, rs = plan[("coco", split)], res[("coco", split)]
+        images = [{"id": i, "file_name": n, "width": r["width"], "height": r["height"], "license": 1}
+                  for i, n, r in zip(p["ids"], p["names"], rs)]
+        anns = None
+        if split != "unlabeled2017":
+            anns = []
+            for image_id, r in zip(p["ids"], rs):
+                for person in r["persons"]:
+                    a = fmt.coco_annotation(person, image_id, ann_id)
+                    if a is not None:
+                        anns.append(a)
+                        ann_id += 1
+        prefix = "image_info" if anns is None else "person_keypoints"
+        paths[key] = os.path.join(ann_dir, f"{prefix}_{split}.json")
+        fmt.write_json(paths[key], fmt.coco_file(images, anns, seed))
+        if split != "train2017":
+            dets = [d for image_id, r in zip(p["ids"], rs) for d in fmt.coco_detections(image_id, r["dets"])]
+            paths[key + "_detections"] = os.path.join(det_dir, f"synthetic_{split}_detections.json")
+            fmt.write_json(paths[key + "_detections"], dets)
+    return paths
+
+
+def _write_mpii(out_dir: str, plan: Dict, res: Dict) -> Dict[str, str]:
+    annot = os.path.join(out_dir, "mpii", "annot")
+    os.makedirs(annot, exist_ok=True)
+    paths = {"mpii_images": os.path.join(out_dir, "mpii", "images")}
+    for split in ("train", "validation"):
+        records, heads = [], []
+        for name, r in zip(plan[("mpii", split)]["names"], res[("mpii", split)]):
+            for person in r["persons"]:
+                rec = fmt.mpii_record(person, name)
+                if rec is not None:
+                    records.append(rec)
+                    heads.append(fmt.head_box(np.asarray(person["joints"])))
+        paths["mpii_" + split] = os.path.join(annot, f"{split}.json")
+        fmt.write_json(paths["mpii_" + split], records)
+        if split == "validation":
+            paths["mpii_gt_validation"] = os.path.join(annot, "gt_validation.mat")
+            fmt.atomic_write(paths["mpii_gt_validation"], fmt.mpii_gt_mat(records, heads))
+    return paths
+
+
+def _write_aic(out_dir: str, plan: Dict, res: Dict) -> Dict[str, str]:
+    paths = {"aic_images": os.path.join(out_dir, "ai_challenger")}
+    for split in ("train", "validation"):
+        p = plan[("aic", split)]
+        entries = [fmt.aic_entry(r["persons"], i) for i, r in zip(p["ids"], res[("aic", split)])]
+        paths["aic_" + split] = os.path.join(out_dir, "ai_challenger", split,
+                                             f"keypoint_{split}_annotation.json")
+        fmt.write_json(paths["aic_" + split], entries)
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> Dict[str, str]:
+    ap = argparse.ArgumentParser(
+        prog="python -m semipose.data.synthetic",
+        description="Write a synthetic people dataset in the COCO folder layout (and optionally "
+                    "MPII / AI Challenger layouts) so that the whole pipeline runs without downloads.")
+    ap.add_argument("--out", required=True,
+                    help="dataset root to write (coco/, mpii/, ai_challenger/ go inside)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="random seed; the same seed gives identical files (default 0)")
+    ap.add_argument("--num-train", type=int, default=2000,
+                    help="COCO train2017 images (default 2000); MPII train gets half")
+    ap.add_argument("--num-val", type=int, default=200,
+                    help="COCO val2017 images (default 200); MPII/AIC validation get half")
+    ap.add_argument("--num-unlabeled", type=int, default=2000,
+                    help="COCO unlabeled2017 images (default 2000); AIC train gets half")
+    ap.add_argument("--formats", nargs="+", default=["coco"], choices=list(FORMATS) + ["ai_challenger"],
+                    help="datasets to write (default: coco)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="rendering processes (default: all cores); output does not depend on it")
+    ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    a = ap.parse_args(argv)
+    paths = generate(a.out, seed=a.seed, num_train=a.num_train, num_val=a.num_val,
+                     num_unlabeled=a.num_unlabeled, show_progress=not a.no_progress,
+                     formats=a.formats, workers=a.workers)
+    for k in sorted(paths):
+        print(f"{k}: {paths[k]}")
+    return paths
+
+
+if __name__ == "__main__":
+    main()
