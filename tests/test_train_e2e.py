@@ -109,3 +109,23 @@ def test_exact_resume_equals_uninterrupted(data_root, tmp_path):
     assert sa.keys() == sb.keys()
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
+
+
+def test_mpii_aic_posedual_short_run_ends_with_pckh_table(tmp_path):
+    root = str(tmp_path / "synthetic")
+    generate(root, seed=1, num_train=8, num_val=4, num_unlabeled=8, show_progress=False,
+             formats=("mpii", "aic"))
+    path = os.path.join(ROOT, "experiments", "synthetic", "posedual_mpii_aic.yaml")
+    out = str(tmp_path / "out")
+    cfg = load_cfg(path, TINY + ["DATASET.ROOT", root, "OUTPUT_DIR", out, "LOG_DIR",
+                                 os.path.join(out, "tb"), "TRAIN.END_EPOCH", "1"])
+    trainer, results = _fit(cfg, path)
+    assert list(results) == ["net1", "net2", "ensemble"]
+    for net, (metrics, mean) in results.items():
+        assert list(metrics)[:8] == ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee",
+                                     "Ankle", "Mean"]
+        assert 0.0 <= mean <= 100.0
+    for name in ("pred.mat", "head2_pred.mat", "ensemble_pred.mat"):
+        assert os.path.exists(os.path.join(trainer.out_dir, name)), name
+    with open(os.path.join(trainer.out_dir, "results.md")) as f:
+        assert "| Arch | Head | Shoulder |" in f.read()
