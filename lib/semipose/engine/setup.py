@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import nn
@@ -93,6 +93,25 @@ def build_method_for(cfg: CfgNode, info: DistInfo, log: logging.Logger
         ids = [info.device.index] if info.device.type == "cuda" else None
         model = DistributedDataParallel(method, device_ids=ids)
     return method, model
+
+
+def amp_settings(cfg: CfgNode, device: torch.device, log: logging.Logger
+                 ) -> Tuple[Optional[torch.dtype], torch.amp.GradScaler]:
+    """(autocast dtype or None, GradScaler) for TRAIN.AMP ('', 'bf16', 'fp16').
+
+    fp16 uses a GradScaler (enabled only then). Both work on CPU, but a CPU without native
+    bf16/fp16 kernels (e.g. AVX2 only) emulates them and runs slower than fp32: warn.
+    """
+    amp = cfg.TRAIN.AMP
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    if dtype is not None and device.type == "cpu":
+        native = (torch.ops.mkldnn._is_mkldnn_bf16_supported() if amp == "bf16"
+                  else torch.ops.mkldnn._is_mkldnn_fp16_supported())
+        if not native:
+            log.warning("TRAIN.AMP %s on this CPU (%s) has no native %s kernels: it is emulated "
+                        "and slower than fp32; use TRAIN.AMP '' here (AMP pays off on GPUs)", amp,
+                        torch.backends.cpu.get_cpu_capability(), amp)
+    return dtype, torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
 
 def move_batch(batch: Any, device: torch.device, channels_last: bool = False) -> Any:

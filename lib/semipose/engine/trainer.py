@@ -26,8 +26,8 @@ from ..models.checkpoint import nets_state_dict
 from .checkpoint import FINAL, atomic_torch_save
 from .log import AverageMeter, ScalarLog, setup_logger
 from .optim import build_optimizer, set_epoch_lr
-from .setup import (build_data, build_method_for, move_batch, prepare_synthetic,
-                    resume_loader, skipped_images)
+from .setup import (amp_settings, build_data, build_method_for, move_batch,
+                    prepare_synthetic, resume_loader, skipped_images)
 from .state import load_state, save_state
 from .validate import run_validation
 
@@ -62,9 +62,7 @@ class Trainer:
                       len(self.train_set), len(self.train_loader), len(self.val_set))
         self.method, self.model = build_method_for(cfg, info, self.log)
         self.optimizer = build_optimizer(cfg, self.method.parameters())
-        amp = cfg.TRAIN.AMP
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.amp_dtype, self.scaler = amp_settings(cfg, self.device, self.log)
         tb = os.path.join(cfg.LOG_DIR or self.out_dir, cfg.DATASET.TRAIN_DATASET,
                           model_name(cfg)[0], self.cfg_name) if info.is_main else None
         self.scalars = ScalarLog(tb, os.path.join(self.out_dir, "history.json"), info.is_main)
@@ -95,14 +93,19 @@ class Trainer:
                             for i in idx])
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        # Only a flag: logging here could re-enter a stream write the main thread is inside.
         if self._stop_signal is not None:  # a second Ctrl-C: stop now (checkpoints are atomic)
             raise KeyboardInterrupt
-        self.log.warning("received signal %d: saving a checkpoint after this step", signum)
         self._stop_signal = signum
 
     def _stop_requested(self) -> bool:
         """Whether any rank got SIGINT/SIGTERM (all ranks must stop at the same step)."""
-        return any_rank([self._stop_signal is not None], self.info)[0]
+        stop = any_rank([self._stop_signal is not None], self.info)[0]
+        if stop:
+            self.log.warning("received %s: saving a checkpoint and stopping",
+                             f"signal {self._stop_signal}" if self._stop_signal is not None
+                             else "a stop request on another rank")
+        return stop
 
     # ------------------------------------------------------------------------------ loop
     def fit(self) -> Dict[str, Any]:

@@ -1,0 +1,193 @@
+"""Interruptions: SIGKILL during checkpoint writes leaves the previous file loadable; SIGINT/SIGTERM
+checkpoint mid-epoch and exit cleanly; resuming from such a checkpoint equals the uninterrupted
+run step for step."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from semipose.config import load_cfg, output_dir
+from semipose.data.synthetic import generate
+from semipose.engine.trainer import Trainer
+from semipose.utils.dist import DistInfo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POSEDUAL = os.path.join(ROOT, "experiments", "synthetic", "posedual.yaml")
+SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
+TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
+        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
+        "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8", "WORKERS", "0", "PRINT_FREQ", "1",
+        "DATASET.TRAIN_LEN", "8", "SYNTHETIC.GENERATE_IF_MISSING", "False", "DEVICE", "cpu",
+        "CUDNN.DETERMINISTIC", "True"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("synthetic"))
+    generate(root, seed=3, num_train=6, num_val=3, num_unlabeled=0, show_progress=False)
+    return root
+
+
+def _opts(root: str, out: str, *extra: str) -> list:
+    det = os.path.join(root, "coco", "person_detection_results",
+                       "synthetic_val2017_detections.json")
+    return TINY + ["DATASET.ROOT", root, "OUTPUT_DIR", out, "LOG_DIR", os.path.join(out, "tb"),
+                   "TEST.COCO_BBOX_FILE", det, *extra]
+
+
+def _env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "lib"), env.get("PYTHONPATH", "")])
+    return env
+
+
+# ------------------------------------------------------------------------------------ SIGKILL
+_SAVER = textwrap.dedent("""
+    import sys, torch
+    from semipose.engine.checkpoint import atomic_torch_save
+    path, start = sys.argv[1], int(sys.argv[2])
+    step = start
+    while True:
+        step += 1
+        # ~24 MB: writing it takes long enough for kills to land mid-write
+        atomic_torch_save({"step": step, "data": torch.full((6_000_000,), float(step))}, path)
+        print(step, flush=True)
+""")
+
+
+def test_sigkill_during_writes_keeps_a_loadable_checkpoint(tmp_path):
+    path = str(tmp_path / "checkpoint.pth.tar")
+    script = tmp_path / "saver.py"
+    script.write_text(_SAVER)
+    rng = random.Random(0)
+    last_seen = 0
+    for round_ in range(4):
+        proc = subprocess.Popen([sys.executable, str(script), path, str(last_seen * 10)],
+                                stdout=subprocess.PIPE, text=True, env=_env())
+        proc.stdout.readline()  # at least one complete save of this process
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        state = torch.load(path, weights_only=False)
+        step = state["step"]
+        assert step > last_seen * 10, round_
+        assert state["data"].shape == (6_000_000,)
+        assert bool((state["data"] == float(step)).all())  # written whole, not half old/new
+        last_seen = step
+    # the killed writes leave at most a temporary sibling, never a damaged target
+    leftovers = [f for f in os.listdir(tmp_path) if f.startswith(".tmp_")]
+    assert len(leftovers) <= 4
+    from semipose.engine.checkpoint import remove_stale_temp_files
+    assert remove_stale_temp_files(str(tmp_path)) == len(leftovers)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp_")]
+
+
+# ------------------------------------------------------------------------------ SIGTERM / SIGINT
+def test_sigterm_checkpoints_mid_epoch_and_resume_finishes(data_root, tmp_path):
+    """train.py with a DataLoader worker; SIGTERM to the whole process group after the first
+    log line -> checkpoint with iteration > 0, status 0; TRAIN.RESUME then finishes the run."""
+    out = str(tmp_path / "out")
+    # all training persons, 2 per batch: enough steps that the signal lands mid-epoch
+    opts = _opts(data_root, out, "WORKERS", "1", "TRAIN.END_EPOCH", "50", "TRAIN.LR_STEP", "[90]",
+                 "TEST.INTERVAL", "100", "DATASET.TRAIN_LEN", "0", "TRAIN.BATCH_SIZE", "2")
+    cmd = [sys.executable, os.path.join(ROOT, "pose_estimation", "train.py"), "--cfg", SUPERVISED,
+           "--no-progress", *opts]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines, steps = [], 0
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "Epoch: [" in line:
+                steps = int(line.split("Epoch: [0][1/")[1].split("]")[0])
+                os.killpg(proc.pid, signal.SIGTERM)  # as a scheduler or Ctrl-C would: everyone
+                break
+        lines += proc.stdout.readlines()
+        rc = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    log = "".join(lines)
+    assert rc == 0, log[-3000:]
+    assert "Traceback" not in log and "received signal 15" in log and "stopped at epoch" in log
+    run = output_dir(load_cfg(SUPERVISED, opts), SUPERVISED)
+    ckpt = torch.load(os.path.join(run, "checkpoint.pth.tar"), weights_only=False)
+    assert steps >= 4 and 0 < ckpt["iteration"] < steps and ckpt["epoch"] < 50
+    assert ckpt["global_step"] == ckpt["epoch"] * steps + ckpt["iteration"]
+    assert not os.path.exists(os.path.join(run, "final_state.pth.tar"))
+
+    sys.path.insert(0, os.path.join(ROOT, "pose_estimation"))
+    try:
+        import train as train_cli
+    finally:
+        sys.path.pop(0)
+    end = str(ckpt["epoch"] + 1)
+    rc = train_cli.main(["--cfg", SUPERVISED, "--no-progress",
+                         *_opts(data_root, out, "TRAIN.END_EPOCH", end, "TRAIN.LR_STEP", "[90]",
+                                "DATASET.TRAIN_LEN", "0", "TRAIN.BATCH_SIZE", "2",
+                                "TRAIN.RESUME", "True")])
+    assert rc == 0
+    done = torch.load(os.path.join(run, "checkpoint.pth.tar"), weights_only=False)
+    assert done["epoch"] == ckpt["epoch"] + 1 and done["iteration"] == 0
+    assert done["global_step"] == (ckpt["epoch"] + 1) * steps
+    assert os.path.exists(os.path.join(run, "final_state.pth.tar"))
+
+
+def _fit(cfg, patch=None):
+    trainer = Trainer(cfg, POSEDUAL, DistInfo(), progress=False)
+    if patch:
+        patch(trainer)
+    trainer.fit()
+    return trainer
+
+
+def test_mid_epoch_signal_resume_equals_uninterrupted(data_root, tmp_path):
+    """SIGINT in the middle of step 2: the run checkpoints (epoch 0, iteration 2) and stops;
+    resuming gives the uninterrupted run's per-step losses, epoch averages and weights. (Resume
+    at an epoch boundary: tests/test_train_e2e.py.)"""
+    extra = ["TRAIN.END_EPOCH", "1", "TRAIN.LR_STEP", "[5]", "MASK_JOINT_NUM", "2",
+             "TEST.INTERVAL", "5", "MONITOR.ENABLED", "False"]
+    ta = _fit(load_cfg(POSEDUAL, _opts(data_root, str(tmp_path / "a"), *extra)))
+    steps_per_epoch = len(ta.train_loader)
+    assert steps_per_epoch >= 3
+
+    def interrupt_at_step(trainer, epoch=0, step=2):
+        original = trainer.method.training_step
+        calls = {"n": 0}
+
+        def step_fn(batch):
+            calls["n"] += 1
+            if calls["n"] == epoch * steps_per_epoch + step:
+                os.kill(os.getpid(), signal.SIGINT)  # handled between bytecodes, mid-step
+            return original(batch)
+        trainer.method.training_step = step_fn
+
+    cfg_b = load_cfg(POSEDUAL, _opts(data_root, str(tmp_path / "b"), *extra))
+    before = signal.getsignal(signal.SIGINT)
+    tb1 = _fit(cfg_b, interrupt_at_step)
+    assert tb1._stop_signal == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is before  # the trainer's handler is removed
+    ckpt = torch.load(os.path.join(tb1.out_dir, "checkpoint.pth.tar"), weights_only=False)
+    assert (ckpt["epoch"], ckpt["iteration"], ckpt["global_step"]) == (0, 2, 2)
+    assert len(tb1.scalars.history["train/loss"]) == 2
+
+    tb = _fit(load_cfg(POSEDUAL, _opts(data_root, str(tmp_path / "b"), *extra,
+                                       "TRAIN.RESUME", "True")))
+    assert (tb.begin_epoch, tb.global_step) == (0, steps_per_epoch)
+    ha, hb = ta.scalars.history, tb.scalars.history
+    assert [s for s, _ in ha["train/loss"]] == [s for s, _ in hb["train/loss"]]
+    assert [v for _, v in ha["train/loss"]] == [v for _, v in hb["train/loss"]]
+    for key in ("epoch/loss", "epoch/loss_cons", "epoch/accuracy"):
+        assert [e for e, _ in hb[key]] == [e for e, _ in ha[key]] == [0]
+        assert [v for _, v in hb[key]] == pytest.approx([v for _, v in ha[key]], rel=1e-12), key
+    sa, sb = ta.method.nets.state_dict(), tb.method.nets.state_dict()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
