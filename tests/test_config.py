@@ -245,5 +245,5 @@ def test_image_and_heatmap_sizes_must_match_the_network():
     path = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
     with pytest.raises(ConfigError, match="multiples of 32"):
         load_cfg(path, ["MODEL.IMAGE_SIZE", "[48, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[12, 16]"])
-    with pytest.raises(ConfigError, match=r"use \[24, 32\]"):
+    with pytest.raises(ConfigError, match=r"use \[16, 24\]"):
         load_cfg(path, ["MODEL.EXTRA.HEATMAP_SIZE", "[48, 64]"])
