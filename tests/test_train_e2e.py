@@ -11,6 +11,7 @@ from semipose.config import load_cfg
 from semipose.data.synthetic import generate
 from semipose.engine.trainer import Trainer
 from semipose.engine.validate import evaluate_checkpoint
+from semipose.models.checkpoint import to_reference_state_dict
 from semipose.utils.dist import DistInfo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,6 +72,14 @@ def test_supervised_train_resume_and_valid(data_root, tmp_path):
     again = evaluate_checkpoint(cfg3, SUPERVISED, DistInfo(), progress=False)
     assert list(again) == ["net1"]
     assert dict(again["net1"][0]) == pytest.approx(dict(results["net1"][0]), abs=1e-9)
+    # The same weights saved in the reference's pose_resnet layout ('module.' prefix and a
+    # 'state_dict' wrapper, as DataParallel checkpoints have) score the same.
+    ref = to_reference_state_dict(t2.method.nets, "pose_resnet")
+    ref_file = str(tmp_path / "reference_layout.pth.tar")
+    torch.save({"state_dict": {"module." + k: v for k, v in ref.items()}}, ref_file)
+    cfg4 = _cfg(SUPERVISED, data_root, out, "TEST.MODEL_FILE", ref_file)
+    ref_results = evaluate_checkpoint(cfg4, SUPERVISED, DistInfo(), progress=False)
+    assert dict(ref_results["net1"][0]) == pytest.approx(dict(results["net1"][0]), abs=1e-9)
 
 
 @pytest.mark.parametrize("path", [POSECONS, POSEDUAL])
