@@ -110,10 +110,18 @@ def test_two_process_posedual_equals_single_process_eval(data_root, tmp_path):
     ddp_metrics = {k[len("val_"):]: v[-1][1] for k, v in hist.items() if k.startswith("val_")}
     shutil.copytree(run, str(tmp_path / "ddp_run"))
 
-    # the same checkpoint scored by one process
+    # the same checkpoint scored by one process; one thread as each DDP process had, so that the
+    # convolutions sum in the same order (an untrained net's heatmaps are nearly flat and their
+    # argmax would follow rounding differences)
     final = os.path.join(run, "final_state.pth.tar")
-    single = evaluate_checkpoint(load_cfg(POSEDUAL, _opts(data_root, out, "TEST.MODEL_FILE", final)),
-                                 POSEDUAL, DistInfo(), progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = evaluate_checkpoint(
+            load_cfg(POSEDUAL, _opts(data_root, out, "TEST.MODEL_FILE", final)), POSEDUAL,
+            DistInfo(), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     assert list(single) == ["net1", "net2", "ensemble"]
     for net, (metrics, ap) in single.items():
         for k, v in metrics.items():

@@ -14,9 +14,11 @@ resume does — would give another order than iterating the loader.)
 from __future__ import annotations
 
 import inspect
+import os
 import random
 import signal
-from typing import Optional
+import threading
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -24,22 +26,34 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
+# Seconds a worker keeps serving after SIGTERM before it exits (with status 0, which the main
+# process's worker-failure check does not treat as a crash).
+WORKER_TERM_GRACE_S = 2.0
+
+
+def _worker_sigterm(_signum: int, _frame: Any) -> None:
+    threading.Timer(WORKER_TERM_GRACE_S, os._exit, (0,)).start()
+
+
 def seed_worker(worker_id: int) -> None:
-    """worker_init_fn: seed python/numpy/torch from the loader's per-worker seed; ignore
-    SIGINT/SIGTERM.
+    """worker_init_fn: seed python/numpy/torch from the loader's per-worker seed; signals.
 
     torch already gives worker k the seed base + k (base drawn from the loader's generator);
-    python and numpy are derived from it so no two workers share a stream. Ctrl-C or a
-    scheduler's SIGTERM reaches the whole process group: the main process checkpoints and
-    stops after the current step, which needs its workers alive until then (they exit on
-    their own once the main process shuts the loader down or dies).
+    python and numpy are derived from it so no two workers share a stream.
+
+    Ctrl-C in a terminal, torchrun and schedulers signal the whole process group, workers
+    included, while the main process checkpoints after its current step. Workers ignore SIGINT
+    (the main process shuts them down) and leave quietly a moment after SIGTERM, so that the
+    batch the main process may be waiting for still arrives, and a worker's death is not reported
+    as a crash in the middle of that step. (Ignoring SIGTERM outright would block interpreter
+    exit, which stops leftover workers with SIGTERM.)
     """
     seed = torch.initial_seed() % (2 ** 32)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_sigterm)
 
 
 def build_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -155,6 +155,22 @@ def resume_loader(loader: DataLoader, start: int) -> DataLoader:
                       num_workers=loader.num_workers, collate_fn=loader.collate_fn,
                       pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn,
                       generator=loader.generator)
+
+
+def until_stopped(loader: Iterable, stopping: Callable[[], bool]) -> Iterator:
+    """Iterate ``loader``; when fetching fails while ``stopping()`` (a SIGTERM sent to the whole
+    process group also ends the DataLoader workers), end early instead of raising."""
+    it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except Exception:
+            if not stopping():
+                raise
+            return
+        yield batch
 
 
 def skipped_images(dataset: Any) -> int:

@@ -27,7 +27,7 @@ from .checkpoint import FINAL, atomic_torch_save
 from .log import AverageMeter, ScalarLog, setup_logger
 from .optim import build_optimizer, set_epoch_lr
 from .setup import (amp_settings, build_data, build_method_for, move_batch,
-                    prepare_synthetic, resume_loader, skipped_images)
+                    prepare_synthetic, resume_loader, skipped_images, until_stopped)
 from .state import load_state, save_state
 from .validate import run_validation
 
@@ -156,7 +156,10 @@ class Trainer:
         bar = tqdm(total=total, initial=self.start_iter, desc=f"epoch {epoch}",
                    disable=not (self.progress and info.is_main), dynamic_ncols=True, leave=False)
         end = time.time()
-        for i, batch in enumerate(loader, start=self.start_iter):
+        # Single process: a group-wide SIGTERM that also ended the loader's workers stops here.
+        # Under DDP the ranks must stop at the same step, so a failing loader stays an error.
+        stopping = lambda: self._stop_signal is not None and not info.distributed  # noqa: E731
+        for i, batch in enumerate(until_stopped(loader, stopping), start=self.start_iter):
             dt.update(time.time() - end)
             batch = move_batch(batch, self.device, cfg.TRAIN.CHANNELS_LAST)
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
@@ -168,7 +171,7 @@ class Trainer:
                 terms = ", ".join(f"{k}={values[k]}" for k in bad) or "on another rank"
                 raise NonFiniteLossError(
                     f"non-finite loss at epoch {epoch} iteration {i} (global step "
-                    f"{self.global_step}): {terms}. Nothing of this step was applied and the last "
+                    f"{self.global_step}): {terms}. No optimizer step was taken and the last "
                     f"good checkpoint in {self.out_dir} is kept; lower TRAIN.LR, try TRAIN.AMP '' "
                     f"or check the data.")
             self.optimizer.zero_grad(set_to_none=True)
@@ -206,6 +209,8 @@ class Trainer:
                 bar.close()
                 return False
         bar.close()
+        if self.start_iter < total:  # the loader ended early after a signal
+            return False
         if info.is_main:
             self.scalars.add("train/lr", lr, epoch)
             for k, m in meters.items():

@@ -1,0 +1,249 @@
+"""Faults and bad input: every expected user error ends in one 'error: ...' line naming the file or
+key (exit status 2), also from DataLoader workers; a non-finite loss stops the run naming the step
+and the loss term (status 3) and keeps the last good checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from semipose.config import load_cfg, output_dir
+from semipose.data.imageio import ImageReadError
+from semipose.data.synthetic import generate
+from semipose.engine.checkpoint import load_resume_state
+from semipose.engine.setup import skipped_images
+from semipose.engine.trainer import NonFiniteLossError, Trainer
+from semipose.utils.dist import DistInfo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
+TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
+        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
+        "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8", "WORKERS", "0", "PRINT_FREQ", "1",
+        "DATASET.TRAIN_LEN", "8", "SYNTHETIC.GENERATE_IF_MISSING", "False", "DEVICE", "cpu",
+        "MONITOR.ENABLED", "False"]
+
+sys.path.insert(0, os.path.join(ROOT, "pose_estimation"))
+import train as train_cli  # noqa: E402
+import valid as valid_cli  # noqa: E402
+sys.path.pop(0)
+
+
+@pytest.fixture(scope="module")
+def clean_root(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("synthetic"))
+    generate(root, seed=3, num_train=6, num_val=3, num_unlabeled=0, show_progress=False)
+    return root
+
+
+@pytest.fixture
+def root(clean_root, tmp_path) -> str:
+    """A private copy of the tiny set, free to damage."""
+    dst = str(tmp_path / "data")
+    shutil.copytree(clean_root, dst)
+    return dst
+
+
+def _det(root: str) -> str:
+    return os.path.join(root, "coco", "person_detection_results",
+                        "synthetic_val2017_detections.json")
+
+
+def _args(root: str, out: str, *extra: str, cfg: str = SUPERVISED) -> list:
+    return ["--cfg", cfg, "--no-progress", *TINY, "DATASET.ROOT", root, "OUTPUT_DIR", out,
+            "LOG_DIR", os.path.join(out, "tb"), "TEST.COCO_BBOX_FILE", _det(root), *extra]
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+def _train_fails(capsys, args: list, *names: str, rc: int = 2) -> str:
+    assert train_cli.main(args) == rc
+    line = _error_line(capsys)
+    for name in names:
+        assert name in line, line
+    return line
+
+
+# ------------------------------------------------------------------------------------ config
+def test_config_errors(root, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    _train_fails(capsys, _args(root, out, "TRAIN.LRR", "0.1"), "TRAIN.LRR", "TRAIN.LR")
+    _train_fails(capsys, _args(root, out, "TRAIN.LR", "fast"), "TRAIN.LR", "fast")
+    missing = str(tmp_path / "nope.yaml")
+    _train_fails(capsys, ["--cfg", missing], missing)
+    assert valid_cli.main(["--cfg", missing]) == 2
+    assert missing in _error_line(capsys)
+
+
+# ------------------------------------------------------------------------------------ data files
+def test_missing_annotation_file(root, tmp_path, capsys):
+    ann = os.path.join(root, "coco", "annotations", "person_keypoints_train2017.json")
+    os.remove(ann)
+    _train_fails(capsys, _args(root, str(tmp_path / "out")), ann, "DATASET.ROOT")
+
+
+def test_missing_image_folder(root, tmp_path, capsys):
+    folder = os.path.join(root, "coco", "images", "val2017")
+    shutil.rmtree(folder)
+    _train_fails(capsys, _args(root, str(tmp_path / "out")), folder, "DATASET.ROOT")
+
+
+def _first_train_image(root: str) -> str:
+    folder = os.path.join(root, "coco", "images", "train2017")
+    return os.path.join(folder, sorted(os.listdir(folder))[0])
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_bad_jpeg_is_named(root, tmp_path, capsys, workers, damage):
+    image = _first_train_image(root)
+    if damage == "corrupt":
+        with open(image, "r+b") as f:  # keep the JPEG header, destroy the data
+            f.seek(20)
+            f.write(b"\0" * 4000)
+            f.truncate(4020)
+    else:
+        os.remove(image)
+    args = _args(root, str(tmp_path / "out"), "WORKERS", workers, "DATASET.TRAIN_LEN", "0")
+    line = _train_fails(capsys, args, image, "SKIP_BAD_IMAGES" if damage == "corrupt" else
+                        "DATASET.ROOT")
+    assert ("DataLoader worker" in line) == (workers == "1")
+    # the library raises the project's error type, with the file in the message, from workers too
+    cfg = load_cfg(SUPERVISED, args[3:])
+    with pytest.raises(ImageReadError, match=os.path.basename(image)):
+        Trainer(cfg, SUPERVISED, DistInfo(), progress=False).fit()
+
+
+def test_skip_bad_images_counts_them(root, tmp_path, capsys):
+    image = _first_train_image(root)
+    with open(image, "wb") as f:
+        f.write(b"not a jpeg")
+    out = str(tmp_path / "out")
+    args = _args(root, out, "DATASET.SKIP_BAD_IMAGES", "True", "DATASET.TRAIN_LEN", "0",
+                 "TRAIN.END_EPOCH", "1")
+    assert train_cli.main(args) == 0
+    run = output_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED)
+    log = "".join(open(os.path.join(run, f)).read() for f in os.listdir(run) if f.endswith(".log"))
+    # one warning naming the file, and the count (one per person record read from it, plus
+    # replacement draws that hit it again) at the end of the epoch
+    assert log.count(f"skipping unreadable image (DATASET.SKIP_BAD_IMAGES): cannot read image "
+                     f"'{image}'") == 1
+    count = re.search(r"skipped (\d+) unreadable images so far \(DATASET.SKIP_BAD_IMAGES\)", log)
+    assert count and int(count.group(1)) >= 1
+    assert os.path.exists(os.path.join(run, "final_state.pth.tar"))
+
+
+def test_skipped_images_counts_both_sides_of_a_pair():
+    pose = SimpleNamespace(skipped=2)
+    pair = SimpleNamespace(labeled=SimpleNamespace(skipped=1), unlabeled=SimpleNamespace(skipped=3))
+    assert skipped_images(pose) == 2 and skipped_images(pair) == 4
+
+
+def test_missing_pretrained_file(root, tmp_path, capsys):
+    missing = str(tmp_path / "imagenet" / "resnet18.pth")
+    _train_fails(capsys, _args(root, str(tmp_path / "out"), "MODEL.PRETRAINED", missing), missing)
+
+
+# ------------------------------------------------------------------------------------ valid.py
+def _save_weights(tmp_path, *opts: str) -> str:
+    from semipose.models.build import build_net
+    from semipose.models.checkpoint import nets_state_dict
+    cfg = load_cfg(SUPERVISED, TINY + list(opts))
+    path = str(tmp_path / "weights.pth.tar")
+    torch.save(nets_state_dict({"net1": build_net(cfg)}), path)
+    return path
+
+
+def test_checkpoint_of_another_architecture(root, tmp_path, capsys):
+    r50 = _save_weights(tmp_path, "MODEL.EXTRA.NUM_LAYERS", "50")
+    assert valid_cli.main(_args(root, str(tmp_path / "out"), "TEST.MODEL_FILE", r50)) == 2
+    line = _error_line(capsys)
+    assert r50 in line and "does not match the model" in line
+    assert "unexpected" in line and "conv3.weight" in line  # a Bottleneck tensor R18 lacks
+    # same layers, other shapes: 17 instead of 24 heatmap channels
+    j17 = _save_weights(tmp_path, "MODEL.NUM_JOINTS", "17")
+    assert valid_cli.main(_args(root, str(tmp_path / "out"), "TEST.MODEL_FILE", j17)) == 2
+    line = _error_line(capsys)
+    assert "final_layer.weight" in line and "(17, 32, 1, 1)" in line and "(24, 32, 1, 1)" in line
+
+
+def test_missing_model_file(root, tmp_path, capsys):
+    missing = str(tmp_path / "final_state.pth.tar")
+    assert valid_cli.main(_args(root, str(tmp_path / "out"), "TEST.MODEL_FILE", missing)) == 2
+    assert missing in _error_line(capsys)
+
+
+def test_detections_filtered_to_nothing(root, tmp_path, capsys):
+    weights = _save_weights(tmp_path)
+    args = _args(root, str(tmp_path / "out"), "TEST.MODEL_FILE", weights,
+                 "TEST.USE_GT_BBOX", "False", "TEST.IMAGE_THRE", "1.1")
+    assert valid_cli.main(args) == 2
+    line = _error_line(capsys)
+    assert _det(root) in line and "TEST.IMAGE_THRE" in line
+    # a detection file without any person box (category 1)
+    with open(_det(root)) as f:
+        dets = json.load(f)
+    for d in dets:
+        d["category_id"] = 2
+    with open(_det(root), "w") as f:
+        json.dump(dets, f)
+    assert valid_cli.main(args[:-2]) == 2
+    line = _error_line(capsys)
+    assert _det(root) in line and "no person boxes" in line
+
+
+# ------------------------------------------------------------------------------------ NaN
+def test_nonfinite_loss_keeps_last_good_checkpoint(root, tmp_path):
+    out = str(tmp_path / "out")
+    opts = _args(root, out, "TRAIN.END_EPOCH", "2", "TEST.INTERVAL", "5")[3:]
+    trainer = Trainer(load_cfg(SUPERVISED, opts), SUPERVISED, DistInfo(), progress=False)
+    steps = len(trainer.train_loader)
+    original, calls = trainer.method.training_step, {"n": 0}
+
+    def poisoned(batch):  # the first step of epoch 1 returns a NaN pose loss
+        calls["n"] += 1
+        losses = original(batch)
+        if calls["n"] == steps + 1:
+            losses = dict(losses, loss=losses["loss"] * float("nan"),
+                          loss_pose=torch.tensor(float("nan")))
+        return losses
+    trainer.method.training_step = poisoned
+    good = None
+
+    def remember_weights(_epoch):
+        nonlocal good
+        good = {k: v.clone() for k, v in trainer.method.nets.state_dict().items()}
+    trainer._monitor = remember_weights  # runs at the end of each epoch
+    with pytest.raises(NonFiniteLossError) as err:
+        trainer.fit()
+    msg = str(err.value)
+    assert f"epoch 1 iteration 0 (global step {steps})" in msg
+    assert "loss=nan" in msg and "loss_pose=nan" in msg and out in msg
+    # no optimizer step was taken; epoch 0's checkpoint is intact and resumable
+    for k, v in trainer.method.nets.named_parameters():
+        assert torch.equal(v, good[k]), k
+    state = load_resume_state(trainer.out_dir)
+    assert (state["epoch"], state["iteration"], state["global_step"]) == (1, 0, steps)
+    for k, v in good.items():
+        assert torch.equal(state["state_dict"][k], v), k
+    resumed = Trainer(load_cfg(SUPERVISED, opts + ["TRAIN.RESUME", "True"]), SUPERVISED,
+                      DistInfo(), progress=False)
+    assert (resumed.begin_epoch, resumed.global_step) == (1, steps)
+
+
+def test_diverging_run_exits_with_status_3(root, tmp_path, capsys):
+    args = _args(root, str(tmp_path / "out"), "TRAIN.LR", "1e30", "TRAIN.END_EPOCH", "1")
+    line = _train_fails(capsys, args, "non-finite loss at epoch 0 iteration", "TRAIN.LR", rc=3)
+    assert "loss=" in line
