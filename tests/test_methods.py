@@ -319,3 +319,12 @@ def test_monitor_warns_on_sharp_rise():
     warnings = mon.update({"net1/collapse_frac": 0.5, "net2/collapse_frac": 0.2})
     assert len(warnings) == 1 and warnings[0].startswith("net1") and "0.500" in warnings[0]
     assert mon.update({"net1/collapse_frac": 0.6, "net2/collapse_frac": 0.25}) == []
+
+
+def test_monitor_warns_when_already_collapsed():
+    mon = CollapseMonitor(warn_rise=0.2)
+    first = mon.update({"net1/collapse_frac": 0.95, "net2/collapse_frac": 0.3})
+    assert len(first) == 1 and first[0].startswith("net1") and "95.0%" in first[0]
+    # Still collapsed and not recovering: warn again; recovering below 0.9: quiet.
+    assert len(mon.update({"net1/collapse_frac": 1.0, "net2/collapse_frac": 0.3})) == 1
+    assert mon.update({"net1/collapse_frac": 0.5, "net2/collapse_frac": 0.3}) == []

@@ -48,6 +48,7 @@ class CollapseMonitor:
     def __init__(self, threshold: float = 0.1, warn_rise: float = 0.2, rot_deg: float = 30.0,
                  scale: float = 1.0, align_corners: bool = False):
         self.threshold, self.warn_rise = float(threshold), float(warn_rise)
+        self.collapsed = 0.9  # collapse fraction treated as a collapse whatever came before
         self.theta = theta_from(rot_deg, scale)
         self.align_corners = align_corners
         self.previous: Optional[Dict[str, float]] = None
@@ -112,16 +113,20 @@ class CollapseMonitor:
     def update(self, stats: Dict[str, float]) -> List[str]:
         """Record a measurement; warnings for nets whose collapse fraction rose > warn_rise."""
         warnings = []
-        if self.previous is not None:
-            for key, value in stats.items():
-                if not key.endswith("/collapse_frac") or key not in self.previous:
-                    continue
-                before = self.previous[key]
-                if value - before > self.warn_rise:
-                    net = key.split("/")[0]
-                    warnings.append(
-                        f"{net}: collapse fraction rose from {before:.3f} to {value:.3f} "
-                        f"(share of supervised joints with heatmap maximum < {self.threshold}); "
-                        "the consistency loss may be flattening its heatmaps")
+        for key, value in stats.items():
+            if not key.endswith("/collapse_frac"):
+                continue
+            net = key.split("/")[0]
+            before = None if self.previous is None else self.previous.get(key)
+            if before is not None and value - before > self.warn_rise:
+                warnings.append(
+                    f"{net}: collapse fraction rose from {before:.3f} to {value:.3f} "
+                    f"(share of supervised joints with heatmap maximum < {self.threshold}); "
+                    "the consistency loss may be flattening its heatmaps")
+            elif value >= self.collapsed and (before is None or value >= before):
+                # Already collapsed (e.g. within the first epoch): a rise can no longer show it.
+                warnings.append(
+                    f"{net}: {value:.1%} of supervised joints have a heatmap maximum below "
+                    f"{self.threshold}: the network predicts background almost everywhere")
         self.previous = dict(stats)
         return warnings
