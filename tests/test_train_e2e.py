@@ -85,7 +85,8 @@ def test_supervised_train_resume_and_valid(data_root, tmp_path):
 @pytest.mark.parametrize("path", [POSECONS, POSEDUAL])
 def test_semi_methods_short_run(data_root, tmp_path, path):
     out = str(tmp_path / "out")
-    cfg = _cfg(path, data_root, out, "TRAIN.END_EPOCH", "2", "TRAIN.LR_STEP", "[5]")
+    cfg = _cfg(path, data_root, out, "TRAIN.END_EPOCH", "2", "TRAIN.LR_STEP", "[5]",
+               "TRAIN.LR", "0.002")
     trainer, results = _fit(cfg, path)
     nets = ["net1", "net2", "ensemble"] if "dual" in path else ["net1"]
     assert list(results) == nets
