@@ -108,8 +108,9 @@ def amp_settings(cfg: CfgNode, device: torch.device, log: logging.Logger
         native = (torch.ops.mkldnn._is_mkldnn_bf16_supported() if amp == "bf16"
                   else torch.ops.mkldnn._is_mkldnn_fp16_supported())
         if not native:
-            log.warning("TRAIN.AMP %s on this CPU (%s) has no native %s kernels: it is emulated "
-                        "and slower than fp32; use TRAIN.AMP '' here (AMP pays off on GPUs)", amp,
+            log.warning("TRAIN.AMP %s on this CPU (%s) has no native %s kernels: it is emulated, "
+                        "tens of times slower than fp32 (bench/results/train_step_cpu.md); use "
+                        "TRAIN.AMP '' here (AMP pays off on GPUs and AMX/AVX512-BF16 CPUs)", amp,
                         torch.backends.cpu.get_cpu_capability(), amp)
     return dtype, torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
