@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Sequence
 
 import yaml
@@ -11,6 +10,7 @@ from yacs.config import CfgNode as CN
 from .defaults import get_defaults, hrnet_extra
 from .merge import ConfigError, is_hrnet_model, merge_dict, merge_opts
 from .validate import validate
+from ..utils.io import atomic_write
 
 
 def _read_yaml(path: str) -> dict:
@@ -58,15 +58,6 @@ def to_plain(node: Any) -> Any:
 
 
 def dump_cfg(cfg: CN, path: str) -> None:
-    """Write the full config as YAML to ``path`` atomically (temp file in the same folder + rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".cfg-", suffix=".yaml.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.safe_dump(to_plain(cfg), f, default_flow_style=None, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write the full config as YAML to ``path`` atomically."""
+    atomic_write(path, lambda f: yaml.safe_dump(to_plain(cfg), f, default_flow_style=None,
+                                                sort_keys=False), mode="w")

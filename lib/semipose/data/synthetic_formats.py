@@ -18,6 +18,7 @@ import numpy as np
 
 from semipose.data.keypoints import AIC, COCO, COCO_SKELETON, MPII, UNION, slots_in
 from semipose.data.synthetic_body import Draws, HEAD_ASPECT
+from semipose.utils.io import atomic_write as write_atomic
 
 _COCO_IDX, _MPII_IDX, _AIC_IDX = (slots_in(UNION, js) for js in (COCO, MPII, AIC))
 _LONG = {"eye": "eye", "ear": "ear", "sho": "shoulder", "elb": "elbow", "wri": "wrist",
@@ -26,10 +27,7 @@ _LONG = {"eye": "eye", "ear": "ear", "sho": "shoulder", "elb": "elbow", "wri": "
 
 def atomic_write(path: str, data: bytes) -> None:
     """Write bytes to ``path`` through a temporary sibling file and an atomic rename."""
-    tmp = f"{path}.part{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: f.write(data), durable=False)
 
 
 def write_json(path: str, obj) -> None:

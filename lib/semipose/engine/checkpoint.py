@@ -12,15 +12,15 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import tempfile
 from typing import Any, Dict, Optional
 
 import torch
 
+from ..utils.io import TMP_PREFIX, atomic_write
+
 CHECKPOINT = "checkpoint.pth.tar"
 BEST = "model_best.pth.tar"
 FINAL = "final_state.pth.tar"
-_TMP_PREFIX = ".tmp_"
 
 logger = logging.getLogger("semipose")
 
@@ -29,54 +29,14 @@ class CheckpointError(RuntimeError):
     """A checkpoint file exists but cannot be used; the message names it and what to do."""
 
 
-def _sync_dir(folder: str) -> None:
-    """Make a rename durable (POSIX: fsync the directory); a no-op where unsupported."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_torch_save(obj: Any, path: str) -> None:
-    """torch.save to ``path`` via a temporary sibling file and os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _sync_dir(folder)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """torch.save to ``path`` atomically and durably (see semipose.utils.io)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_text(text: str, path: str) -> None:
-    """Write a text file atomically (temp file + rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _sync_dir(folder)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write a text file atomically and durably."""
+    atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def remove_stale_temp_files(output_dir: str) -> int:
@@ -84,7 +44,7 @@ def remove_stale_temp_files(output_dir: str) -> int:
 
     Only call it when no other process writes to that folder (e.g. when a run resumes).
     """
-    stale = glob.glob(os.path.join(glob.escape(output_dir), _TMP_PREFIX + "*"))
+    stale = glob.glob(os.path.join(glob.escape(output_dir), TMP_PREFIX + "*"))
     for f in stale:
         try:
             os.remove(f)

@@ -1,7 +1,6 @@
 """Figures of a finished run: a grid of val crops with predicted skeletons, and training curves."""
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Sequence
 
 import cv2
@@ -10,6 +9,7 @@ import numpy as np
 from ..data.imageio import read_image
 from ..data.keypoints import COCO, COCO_SKELETON, JointSet, slots_in
 from ..transforms.affine import affine_points, get_affine_transform
+from ..utils.io import atomic_write
 
 _LEFT, _RIGHT, _MID = (60, 120, 255), (255, 160, 40), (80, 230, 80)  # BGR
 
@@ -56,12 +56,8 @@ def save_prediction_grid(val_set: Any, pred: Dict[str, Any], path: str, num: int
     while len(tiles) % cols:
         tiles.append(np.zeros_like(tiles[0]))
     rows = [np.concatenate(tiles[r:r + cols], axis=1) for r in range(0, len(tiles), cols)]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    ok, buf = cv2.imencode(".png", np.concatenate(rows, axis=0))
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(buf.tobytes())
-    os.replace(tmp, path)
+    _, buf = cv2.imencode(".png", np.concatenate(rows, axis=0))
+    atomic_write(path, lambda f: f.write(buf.tobytes()))
 
 
 def save_curves(history: Dict[str, List[List[float]]], path: str) -> None:
@@ -85,7 +81,5 @@ def save_curves(history: Dict[str, List[List[float]]], path: str) -> None:
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=90)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
     plt.close(fig)
-    os.replace(tmp, path)

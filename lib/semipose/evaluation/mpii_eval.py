@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
@@ -18,6 +17,7 @@ import scipy.io
 
 from semipose.data.keypoints import MPII, JointSet, to_native
 from semipose.data.mpii import mpii_gt_path  # noqa: F401  (re-exported for callers)
+from semipose.utils.io import atomic_write
 
 SC_BIAS = 0.6  # MPII head size = 0.6 x head-box diagonal
 # PCK curve grid 0, 0.01, ..., 0.50; "Mean@0.1" reads grid index 11 (= 0.11) like the reference.
@@ -31,18 +31,8 @@ MPII_MAT_NAMES = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor"
 
 
 def save_mat_atomic(path: str, arrays: Dict[str, Any]) -> None:
-    """``scipy.io.savemat`` through a temporary file + rename, so readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".mat", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            scipy.io.savemat(f, arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``scipy.io.savemat`` written atomically, so readers never see half a file."""
+    atomic_write(path, lambda f: scipy.io.savemat(f, arrays))
 
 
 def pck_curve(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, headsize: np.ndarray,

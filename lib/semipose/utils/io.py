@@ -1,0 +1,48 @@
+"""Atomic file writes: every file the project writes (checkpoints, results, tables, configs,
+figures, generated data) goes through here, so a crash or kill never leaves half a file."""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import IO, Callable
+
+TMP_PREFIX = ".tmp_"
+
+
+def sync_dir(folder: str) -> None:
+    """Make a rename durable (POSIX: fsync the directory); a no-op where unsupported."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, write: Callable[[IO], None], mode: str = "wb",
+                 durable: bool = True) -> None:
+    """Call ``write(f)`` on a temporary sibling of ``path``, then rename it over ``path``.
+
+    ``durable`` also fsyncs the file and its folder (checkpoints, results); bulk writers such as
+    the synthetic image generator switch it off for speed (the rename alone keeps them whole).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if durable:
+            sync_dir(folder)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
