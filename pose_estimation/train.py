@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from semipose.engine.cli import USER_ERRORS, base_parser, error_line, load_from_args
+from semipose.engine.cli import base_parser, run_job
 from semipose.engine.trainer import NonFiniteLossError, Trainer
-from semipose.utils.dist import DistInfo, cleanup, init_distributed
 
 
 def main(argv=None) -> int:
@@ -23,20 +22,10 @@ def main(argv=None) -> int:
     p.add_argument("--num_gpus", type=int, default=None, help="accepted for compatibility; unused")
     args = p.parse_args(argv)
     extra = ["MODEL.PRETRAINED", args.pretrained_model] if args.pretrained_model else []
-    info = DistInfo()
-    try:
-        cfg = load_from_args(args, extra)
-        info = init_distributed(cfg.DEVICE, force=args.distributed, local_rank_arg=args.local_rank)
-        Trainer(cfg, args.cfg, info, progress=not args.no_progress).fit()
-    except NonFiniteLossError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except USER_ERRORS as exc:
-        print(f"error: {error_line(exc)}", file=sys.stderr)
-        return 2
-    finally:
-        cleanup(info)
-    return 0
+    return run_job(args, extra,
+                   lambda cfg, info: Trainer(cfg, args.cfg, info,
+                                             progress=not args.no_progress).fit(),
+                   exit_codes=[(NonFiniteLossError, 3)])
 
 
 if __name__ == "__main__":

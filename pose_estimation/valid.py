@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from semipose.engine.cli import USER_ERRORS, base_parser, error_line, load_from_args
+from semipose.engine.cli import base_parser, run_job
 from semipose.engine.validate import evaluate_checkpoint
-from semipose.utils.dist import DistInfo, cleanup, init_distributed
 
 
 def main(argv=None) -> int:
@@ -43,17 +42,8 @@ def main(argv=None) -> int:
         extra += ["TEST.SHIFT_HEATMAP", "True"]
     if args.coco_bbox_file:
         extra += ["TEST.COCO_BBOX_FILE", args.coco_bbox_file]
-    info = DistInfo()
-    try:
-        cfg = load_from_args(args, extra)
-        info = init_distributed(cfg.DEVICE, force=args.distributed, local_rank_arg=args.local_rank)
-        evaluate_checkpoint(cfg, args.cfg, info, progress=not args.no_progress)
-    except USER_ERRORS as exc:
-        print(f"error: {error_line(exc)}", file=sys.stderr)
-        return 2
-    finally:
-        cleanup(info)
-    return 0
+    return run_job(args, extra, lambda cfg, info: evaluate_checkpoint(
+        cfg, args.cfg, info, progress=not args.no_progress))
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import List, Sequence
+import sys
+from typing import Any, Callable, List, Sequence, Tuple
 
 from yacs.config import CfgNode
 
 from ..config import apply_dirs, load_cfg
+from ..utils.dist import DistInfo, cleanup, init_distributed
 from .checkpoint import CheckpointError
 
 # Errors that mean "fix the input": a missing or unreadable file (FileNotFoundError,
@@ -74,3 +76,30 @@ def load_from_args(args: argparse.Namespace, extra: Sequence[str] = ()) -> CfgNo
     """The frozen config: YAML, then flag overrides, then trailing KEY VALUE pairs, then dirs."""
     cfg = load_cfg(args.cfg, list(flag_opts(args)) + list(extra) + list(args.opts or []))
     return apply_dirs(cfg, args.modelDir, args.logDir, args.dataDir)
+
+
+def run_job(args: argparse.Namespace, extra: Sequence[str],
+            job: Callable[[CfgNode, DistInfo], Any],
+            exit_codes: Sequence[Tuple[type, int]] = ()) -> int:
+    """Load the config, join the process group, run ``job(cfg, info)``; the exit status.
+
+    ``exit_codes``: (exception type, status) pairs printed as one 'error:' line before the
+    user errors (status 2); other exceptions keep their traceback.
+    """
+    info = DistInfo()
+    try:
+        cfg = load_from_args(args, extra)
+        info = init_distributed(cfg.DEVICE, force=args.distributed, local_rank_arg=args.local_rank)
+        job(cfg, info)
+    except BaseException as exc:
+        for kind, status in exit_codes:
+            if isinstance(exc, kind):
+                print(f"error: {exc}", file=sys.stderr)
+                return status
+        if isinstance(exc, USER_ERRORS):
+            print(f"error: {error_line(exc)}", file=sys.stderr)
+            return 2
+        raise
+    finally:
+        cleanup(info)
+    return 0
