@@ -49,11 +49,13 @@ def _fit(cfg, path: str):
 
 def test_supervised_train_resume_and_valid(data_root, tmp_path):
     out = str(tmp_path / "out")
-    cfg1 = _cfg(SUPERVISED, data_root, out, "TRAIN.END_EPOCH", "1", "TRAIN.LR_STEP", "[1]")
+    cfg1 = _cfg(SUPERVISED, data_root, out, "TRAIN.END_EPOCH", "1", "TRAIN.LR_STEP", "[1]",
+                "SAVE_INTER", "1")
     t1, _ = _fit(cfg1, SUPERVISED)
     ckpt = torch.load(os.path.join(t1.out_dir, "checkpoint.pth.tar"), weights_only=False)
     assert ckpt["epoch"] == 1 and ckpt["iteration"] == 0
     assert os.path.exists(os.path.join(t1.out_dir, "config.yaml"))
+    assert os.path.exists(os.path.join(t1.out_dir, "State_epoch0.pth.tar"))  # SAVE_INTER 1
 
     cfg2 = _cfg(SUPERVISED, data_root, out, "TRAIN.END_EPOCH", "2", "TRAIN.LR_STEP", "[1]",
                 "TRAIN.RESUME", "True")

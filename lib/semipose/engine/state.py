@@ -53,6 +53,10 @@ def save_state(trainer: Any, epoch: int, iteration: int, is_best: bool) -> None:
     atomic_torch_save(state, os.path.join(trainer.out_dir, CHECKPOINT))
     if is_best:
         atomic_torch_save(weights, os.path.join(trainer.out_dir, BEST))
+    done = epoch - 1  # 0-based index of the epoch just finished (reference naming)
+    every = trainer.cfg.SAVE_INTER
+    if every > 0 and iteration == 0 and done % every == 0:
+        atomic_torch_save(weights, os.path.join(trainer.out_dir, f"State_epoch{done}.pth.tar"))
     trainer.scalars.flush()
 
 
