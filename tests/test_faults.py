@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -21,6 +20,8 @@ from semipose.engine.setup import skipped_images
 from semipose.engine.trainer import NonFiniteLossError, Trainer
 from semipose.utils.dist import DistInfo
 
+from entry_points import load_script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
 TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
@@ -29,10 +30,8 @@ TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
         "DATASET.TRAIN_LEN", "8", "SYNTHETIC.GENERATE_IF_MISSING", "False", "DEVICE", "cpu",
         "MONITOR.ENABLED", "False"]
 
-sys.path.insert(0, os.path.join(ROOT, "pose_estimation"))
-import train as train_cli  # noqa: E402
-import valid as valid_cli  # noqa: E402
-sys.path.pop(0)
+train_cli = load_script("train")
+valid_cli = load_script("valid")
 
 
 @pytest.fixture(scope="module")

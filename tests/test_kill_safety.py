@@ -19,6 +19,8 @@ from semipose.data.synthetic import generate
 from semipose.engine.trainer import Trainer
 from semipose.utils.dist import DistInfo
 
+from entry_points import load_script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSEDUAL = os.path.join(ROOT, "experiments", "synthetic", "posedual.yaml")
 SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
@@ -124,11 +126,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_finishes(data_root, tmp_path):
     assert ckpt["global_step"] == ckpt["epoch"] * steps + ckpt["iteration"]
     assert not os.path.exists(os.path.join(run, "final_state.pth.tar"))
 
-    sys.path.insert(0, os.path.join(ROOT, "pose_estimation"))
-    try:
-        import train as train_cli
-    finally:
-        sys.path.pop(0)
+    train_cli = load_script("train")
     end = str(ckpt["epoch"] + 1)
     rc = train_cli.main(["--cfg", SUPERVISED, "--no-progress",
                          *_opts(data_root, out, "TRAIN.END_EPOCH", end, "TRAIN.LR_STEP", "[90]",

@@ -1,0 +1,17 @@
+"""Load the command-line scripts of pose_estimation/ as modules (they are scripts, not a package)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from types import ModuleType
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(name: str) -> ModuleType:
+    """pose_estimation/<name>.py as a module, e.g. load_script("train").main([...])."""
+    path = os.path.join(ROOT, "pose_estimation", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"pose_estimation_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
