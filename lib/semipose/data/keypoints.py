@@ -56,28 +56,22 @@ _AIC_NAMES = (
     "lank", "head_top", "neck",
 )
 
-# The union's flip pairs in the reference's order: (1,4) (2,5) (3,6) (14,17) ... (22,23).
-UNION = JointSet(
-    "union", _UNION_NAMES,
-    tuple(sorted(tuple(sorted(p)) for p in _pairs_by_name(_UNION_NAMES))),
-)
-COCO = JointSet(
-    "coco", _COCO_NAMES,
-    tuple(sorted(tuple(sorted(p)) for p in _pairs_by_name(_COCO_NAMES))),
-    tuple(np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
-                    .87, .87, .89, .89]) / 10.0),
-)
-MPII = JointSet(
-    "mpii", _MPII_NAMES,
-    tuple(sorted(tuple(sorted(p)) for p in _pairs_by_name(_MPII_NAMES))),
-)
-AIC = JointSet(
-    "aic", _AIC_NAMES,
-    tuple(sorted(tuple(sorted(p)) for p in _pairs_by_name(_AIC_NAMES))),
-    tuple(2.0 * np.array([0.01388152, 0.01515228, 0.01057665, 0.01417709, 0.01497891, 0.01402144,
-                          0.03909642, 0.03686941, 0.01981803, 0.03843971, 0.03412318, 0.02415081,
-                          0.01291456, 0.01236173])),
-)
+def _joint_set(name: str, names: Tuple[str, ...], sigmas=()) -> JointSet:
+    """A JointSet whose flip pairs are derived from the names, sorted (the reference's order)."""
+    pairs = tuple(sorted(tuple(sorted(p)) for p in _pairs_by_name(names)))
+    return JointSet(name, names, pairs, tuple(sigmas))
+
+
+# The union's flip pairs come out as (1,4) (2,5) (3,6) (14,17) ... (22,23), as in the reference.
+UNION = _joint_set("union", _UNION_NAMES)
+COCO = _joint_set("coco", _COCO_NAMES,
+                  np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
+                            .87, .87, .89, .89]) / 10.0)
+MPII = _joint_set("mpii", _MPII_NAMES)
+AIC = _joint_set("aic", _AIC_NAMES,
+                 2.0 * np.array([0.01388152, 0.01515228, 0.01057665, 0.01417709, 0.01497891,
+                                 0.01402144, 0.03909642, 0.03686941, 0.01981803, 0.03843971,
+                                 0.03412318, 0.02415081, 0.01291456, 0.01236173]))
 
 JOINT_SETS: Dict[str, JointSet] = {"union": UNION, "coco": COCO, "mpii": MPII, "aic": AIC,
                                    "ai_challenger": AIC}

@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
-from .resnet import BasicBlock, Bottleneck, make_layer
+from .resnet import BasicBlock, Bottleneck, init_like_reference, make_layer
 
 BLOCKS = {"BASIC": BasicBlock, "BOTTLENECK": Bottleneck}
 
@@ -163,14 +163,7 @@ class PoseHighResolutionNet(nn.Module):
 
     def reference_init(self, std: float = 0.001) -> None:
         """Reference HRNet initialisation: every conv N(0, std) with bias 0, every BN (1, 0)."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, std=std)
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_like_reference(self.modules(), std)
 
     def imagenet_only_key(self, key: str) -> bool:
         """True for ImageNet-file tensors without a counterpart here: the classification heads and

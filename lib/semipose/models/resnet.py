@@ -115,6 +115,18 @@ def deconv_padding(kernel: int) -> Tuple[int, int]:
     return table[kernel]
 
 
+def init_like_reference(modules, std: float = 0.001) -> None:
+    """The reference's init: (transposed) convs N(0, std) with bias 0, BatchNorm weight 1 bias 0."""
+    for m in modules:
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
 class PoseResNet(nn.Module):
     """ResNet backbone + deconv head.
 
@@ -179,14 +191,7 @@ class PoseResNet(nn.Module):
     def reference_init(self, std: float = 0.001) -> None:
         """Initialisation of the reference before loading ImageNet weights: deconvs and final conv N(0, std), bias 0; head
         BN weight 1, bias 0. The backbone keeps whatever it has (ImageNet or PyTorch default)."""
-        for m in list(self.deconv_layers.modules()) + [self.final_layer]:
-            if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)):
-                nn.init.normal_(m.weight, std=std)
-                if m.bias is not None:
-                    nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_like_reference(list(self.deconv_layers.modules()) + [self.final_layer], std)
 
     def imagenet_only_key(self, key: str) -> bool:
         """True for ImageNet-file tensors that have no counterpart here (the classifier)."""
