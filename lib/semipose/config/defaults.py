@@ -20,6 +20,7 @@ def resnet_extra() -> CN:
     """MODEL.EXTRA template for ResNet backbones with the deconvolution head."""
     e = CN()
     e.NUM_LAYERS = 50  # ResNet depth: 18/34 BasicBlock, 50/101/152 Bottleneck
+    e.BASE_WIDTH = 64  # stem/first-stage channels (stages: x1, x2, x4, x8); 64 = the ImageNet net
     e.DECONV_WITH_BIAS = False  # bias in the transposed convolutions of the head
     e.NUM_DECONV_LAYERS = 3  # number of 2x upsampling transposed convolutions
     e.NUM_DECONV_FILTERS = (256, 256, 256)  # output channels of each transposed convolution
@@ -76,6 +77,7 @@ _C.PRINT_FREQ = 20  # log every N iterations (and the last one)
 _C.SEED = 1314  # seed of every random generator of a run
 _C.DEVICE = ""  # '' = cuda if available else cpu; or 'cpu', 'cuda', 'cuda:<i>'
 _C.CUTOUT_MODE = "reference"  # 'reference': clamp swap and 24-channel draws; 'corrected': true bounds, supervised joints
+_C.CONS_TEACHER_VIEW = "easy"  # teacher input: 'easy' (reference: the plain crop) or 'hard' (own hard affine draw; the same-difficulty setting of the collapse study)
 _C.HARD_AFFINE_ALIGN_CORNERS = False  # align_corners of affine_grid/grid_sample in the hard-view affine
 
 _C.CUDNN = CN()
@@ -180,6 +182,7 @@ _C.MONITOR.WARN_RISE = 0.2  # warn when the low-confidence fraction rises by mor
 _C.SYNTHETIC = CN()
 _C.SYNTHETIC.GENERATE_IF_MISSING = False  # create the synthetic dataset under DATASET.ROOT if absent
 _C.SYNTHETIC.SEED = 0  # generator seed of the synthetic dataset
+_C.SYNTHETIC.PRESET = "standard"  # scene kind: 'standard' or 'light' (smaller images, less clutter)
 _C.SYNTHETIC.NUM_TRAIN = 2000  # synthetic train2017 images
 _C.SYNTHETIC.NUM_VAL = 200  # synthetic val2017 images
 _C.SYNTHETIC.NUM_UNLABELED = 2000  # synthetic unlabeled2017 images (with detection file)

@@ -26,6 +26,8 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "TEST.POST_TYPE": ("shift", "dark"),
     "TEST.BEST_METRIC": ("net1", "net2", "ensemble"),
     "CUTOUT_MODE": ("reference", "corrected"),
+    "CONS_TEACHER_VIEW": ("easy", "hard"),
+    "SYNTHETIC.PRESET": ("standard", "light"),
 }
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 HRNET_BLOCKS = ("BASIC", "BOTTLENECK")
@@ -92,6 +94,10 @@ def validate(cfg: CN, source: str) -> None:
     _check(cfg.TRAIN.END_EPOCH > cfg.TRAIN.BEGIN_EPOCH,
            f"TRAIN.END_EPOCH ({cfg.TRAIN.END_EPOCH}) must exceed TRAIN.BEGIN_EPOCH "
            f"({cfg.TRAIN.BEGIN_EPOCH})", source)
+    _check(cfg.CONS_TEACHER_VIEW == "easy" or (cfg.MASK_JOINT_NUM == 0 and cfg.UNSUP_TRANSFORM),
+           "CONS_TEACHER_VIEW 'hard' gives the teacher its own hard affine: it needs "
+           f"UNSUP_TRANSFORM True and MASK_JOINT_NUM 0 (got {cfg.UNSUP_TRANSFORM}, "
+           f"{cfg.MASK_JOINT_NUM})", source)
     steps = list(cfg.TRAIN.LR_STEP)
     _check(steps == sorted(steps), f"TRAIN.LR_STEP {steps} must be increasing", source)
 

@@ -34,7 +34,7 @@ from semipose.data import synthetic_formats as fmt
 from semipose.data.keypoints import COCO, UNION
 from semipose.data.synthetic_body import Draws
 from semipose.data.synthetic_render import noise_tiles, render_scene
-from semipose.data.synthetic_scene import sample_scene
+from semipose.data.synthetic_scene import PRESETS, sample_scene
 
 JPEG_QUALITY = 90
 FORMATS = ("coco", "mpii", "aic")
@@ -64,9 +64,9 @@ def _compact(person: Dict) -> Dict:
 
 def _render_one(task: tuple) -> Dict:
     """Render, encode and write one image; return its compact annotation record."""
-    seed, code, index, path, with_dets = task
+    seed, code, index, path, with_dets, preset = task
     rng = np.random.default_rng([seed, code, index])
-    img, people = render_scene(sample_scene(rng))
+    img, people = render_scene(sample_scene(rng, preset))
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for {path}")
@@ -146,15 +146,18 @@ def _run(tasks: List[tuple], workers: int, show_progress: bool) -> List[Dict]:
 
 def generate(out_dir: str, seed: int = 0, num_train: int = 2000, num_val: int = 200,
              num_unlabeled: int = 2000, show_progress: bool = True, formats: Sequence[str] = ("coco",),
-             workers: int = 1) -> Dict[str, str]:
+             workers: int = 1, preset: str = "standard") -> Dict[str, str]:
     """Write the synthetic dataset under ``out_dir``; return {name: path} of what was written.
 
     Keys: "root"; with COCO "coco_train", "coco_val", "coco_unlabeled" (annotation files),
     "coco_val_detections", "coco_unlabeled_detections", "coco_images"; with MPII "mpii_train",
     "mpii_validation", "mpii_gt_validation", "mpii_images"; with AIC "aic_train", "aic_validation",
     "aic_images" (the folder holding train/ and validation/). ``workers`` > 1 renders in that many
-    processes (same bytes as one process).
+    processes (same bytes as one process). ``preset`` picks the scene kind (see
+    synthetic_scene.PRESETS: "standard", or "light" for CPU-sized experiments).
     """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown synthetic scene preset {preset!r}; use one of {sorted(PRESETS)}")
     for name, n in (("num_train", num_train), ("num_val", num_val), ("num_unlabeled", num_unlabeled)):
         if not 0 <= n < _ID_STRIDE:
             raise ValueError(f"{name}={n} is out of range: use 0 <= {name} < {_ID_STRIDE}")
@@ -173,7 +176,7 @@ def generate(out_dir: str, seed: int = 0, num_train: int = 2000, num_val: int = 
         os.makedirs(p["folder"], exist_ok=True)
         dets = key in (("coco", "val2017"), ("coco", "unlabeled2017"))
         for i, name in enumerate(p["names"]):
-            tasks.append((seed, p["code"], i, os.path.join(p["folder"], name), dets))
+            tasks.append((seed, p["code"], i, os.path.join(p["folder"], name), dets, preset))
             owners.append(key)
     results = _run(tasks, max(1, int(workers)), show_progress)
     by_split: Dict[tuple, List[Dict]] = {k: [] for k in plan}
@@ -267,13 +270,15 @@ def main(argv: Sequence[str] | None = None) -> Dict[str, str]:
                     help="COCO unlabeled2017 images (default 2000); AIC train gets half")
     ap.add_argument("--formats", nargs="+", default=["coco"], choices=list(FORMATS) + ["ai_challenger"],
                     help="datasets to write (default: coco)")
+    ap.add_argument("--preset", default="standard", choices=sorted(PRESETS),
+                    help="scene kind: 'standard' (default) or 'light' (smaller images, less clutter)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="rendering processes (default: all cores); output does not depend on it")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     a = ap.parse_args(argv)
     paths = generate(a.out, seed=a.seed, num_train=a.num_train, num_val=a.num_val,
                      num_unlabeled=a.num_unlabeled, show_progress=not a.no_progress,
-                     formats=a.formats, workers=a.workers)
+                     formats=a.formats, workers=a.workers, preset=a.preset)
     for k in sorted(paths):
         print(f"{k}: {paths[k]}")
     return paths

@@ -15,8 +15,17 @@ import numpy as np
 from semipose.data.synthetic_body import Draws, build_person, sample_person
 from semipose.data.synthetic_render import TILE_SIZE
 
-MIN_SIZE, MAX_SIZE = (320, 240), (640, 480)  # (width, height)
-_PEOPLE_P = (0.35, 0.3, 0.2, 0.15)  # 1..4 people
+# Scene presets. "standard" is the default scene; "light" has smaller images (cheaper to decode,
+# the same crops after resizing to a small network input), at most two people, fewer clutter
+# shapes and distractor sticks, fewer occluders: a scene a CPU-sized model can learn in minutes.
+PRESETS: Dict[str, Dict] = {
+    "standard": {"min_size": (320, 240), "max_size": (640, 480),  # (width, height)
+                 "people_p": (0.35, 0.3, 0.2, 0.15),  # 1..4 people
+                 "shapes": (6, 22), "strokes": (1, 7), "occluders_p": (0.3, 0.35, 0.25, 0.1)},
+    "light": {"min_size": (192, 144), "max_size": (320, 240),
+              "people_p": (0.6, 0.4), "shapes": (2, 8), "strokes": (0, 2),
+              "occluders_p": (0.6, 0.3, 0.1)},
+}
 _T = np.linspace(0, 2 * math.pi, 18, endpoint=False)
 _CIRCLE = np.stack([np.cos(_T), np.sin(_T)], 1)
 
@@ -41,7 +50,7 @@ def _shape_points(d: Draws, cx: float, cy: float, size: float) -> np.ndarray:
     return corners @ rot.T + [cx, cy]
 
 
-def _background(d: Draws, w: int, h: int) -> Dict:
+def _background(d: Draws, w: int, h: int, preset: Dict) -> Dict:
     gh, gw = d.i(2, 9), d.i(2, 11)
     yy, xx = np.mgrid[0:gh, 0:gw]
     a = d.u(0, 2 * math.pi)
@@ -50,7 +59,7 @@ def _background(d: Draws, w: int, h: int) -> Dict:
     low = c0 + (c1 - c0) * (ramp - ramp.min()) / (np.ptp(ramp) + 1e-6)
     low = (low + d.rng.normal(0, d.u(10, 50), (gh, gw, 3))).astype(np.float32)
     shapes = []
-    for _ in range(d.i(6, 22)):
+    for _ in range(d.i(*preset["shapes"])):
         kind = ("poly", "outline", "line")[d.pick((0.5, 0.2, 0.3))]
         size = min(w, h) * d.u(0.05, 0.5)
         cx, cy = d.u(-0.1, 1.1) * w, d.u(-0.1, 1.1) * h
@@ -58,7 +67,7 @@ def _background(d: Draws, w: int, h: int) -> Dict:
                 if kind == "line" else _shape_points(d, cx, cy, size))
         shapes.append((kind, geom, _color(d), d.i(1, 7)))
     strokes = []  # loose limb-like segments (warm/cool tints included) as hard negatives
-    for _ in range(d.i(1, 7)):
+    for _ in range(d.i(*preset["strokes"])):
         z = complex(d.u(0, w), d.u(0, h))
         seg = min(w, h) * d.u(0.06, 0.2)
         ang = d.u(0, 2 * math.pi)
@@ -77,10 +86,10 @@ def _background(d: Draws, w: int, h: int) -> Dict:
             "shapes": shapes, "strokes": strokes, "ball_color": _color(d, 60, 240)}
 
 
-def _occluders(d: Draws, w: int, h: int, persons: List[Dict]) -> List[Dict]:
+def _occluders(d: Draws, w: int, h: int, persons: List[Dict], preset: Dict) -> List[Dict]:
     occs = []
     joints: Dict[int, np.ndarray] = {}
-    for _ in range(d.pick((0.3, 0.35, 0.25, 0.1))):
+    for _ in range(d.pick(preset["occluders_p"])):
         if persons and d.u() < 0.7:  # centred near a joint of someone
             k = d.i(0, len(persons))
             hp = persons[k]["height"]
@@ -97,16 +106,21 @@ def _occluders(d: Draws, w: int, h: int, persons: List[Dict]) -> List[Dict]:
     return occs
 
 
-def sample_scene(rng: np.random.Generator) -> Dict:
-    """A random scene: 320x240 .. 640x480, 1-4 people, 0-3 occluders, camera effects."""
+def sample_scene(rng: np.random.Generator, preset: str = "standard") -> Dict:
+    """A random scene of a preset ("standard": 320x240 .. 640x480, 1-4 people, 0-3 occluders),
+    with camera effects."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown synthetic scene preset {preset!r}; use one of {sorted(PRESETS)}")
+    p = PRESETS[preset]
     d = Draws(rng)
-    w, h = d.i(MIN_SIZE[0], MAX_SIZE[0] + 1), d.i(MIN_SIZE[1], MAX_SIZE[1] + 1)
-    bg = _background(d, w, h)
-    persons = [sample_person(d, w, h) for _ in range(d.pick(_PEOPLE_P) + 1)]
+    (w0, h0), (w1, h1) = p["min_size"], p["max_size"]
+    w, h = d.i(w0, w1 + 1), d.i(h0, h1 + 1)
+    bg = _background(d, w, h, p)
+    persons = [sample_person(d, w, h) for _ in range(d.pick(p["people_p"]) + 1)]
     persons.sort(key=lambda s: s["height"])  # far (small) first, near people drawn over them
     return {
         "width": w, "height": h, "light": d.u(0, 2 * math.pi), "background": bg,
-        "persons": persons, "occluders": _occluders(d, w, h, persons),
+        "persons": persons, "occluders": _occluders(d, w, h, persons, p),
         "camera": {"gain": d.u(0.8, 1.15), "bias": d.u(-20, 20), "noise": d.u(0.02, 0.12),
                    "offset": (d.i(0, TILE_SIZE - w + 1), d.i(0, TILE_SIZE - h + 1)),
                    "blur": d.u(0.4, 1.1) if d.u() < 0.7 else 0.0},

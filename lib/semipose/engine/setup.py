@@ -37,11 +37,12 @@ def prepare_synthetic(cfg: CfgNode, log: logging.Logger) -> None:
         return
     from ..data.synthetic import generate
     s = cfg.SYNTHETIC
-    log.info("synthetic dataset missing under %s: generating %s (seed %d, %d train / %d val / "
-             "%d unlabeled images)", root, missing, s.SEED, s.NUM_TRAIN, s.NUM_VAL,
-             s.NUM_UNLABELED)
+    log.info("synthetic dataset missing under %s: generating %s (seed %d, preset %s, %d train / "
+             "%d val / %d unlabeled images)", root, missing, s.SEED, s.PRESET, s.NUM_TRAIN,
+             s.NUM_VAL, s.NUM_UNLABELED)
     generate(root, seed=s.SEED, num_train=s.NUM_TRAIN, num_val=s.NUM_VAL,
-             num_unlabeled=s.NUM_UNLABELED, show_progress=True, formats=tuple(missing))
+             num_unlabeled=s.NUM_UNLABELED, show_progress=True, formats=tuple(missing),
+             preset=s.PRESET, workers=os.cpu_count() or 1)
 
 
 def build_data(cfg: CfgNode, info: DistInfo) -> Tuple[Any, Any, DataLoader, DataLoader]:

@@ -17,8 +17,10 @@ import torch
 from torch import nn
 
 from ..losses import JointsMSELoss
-from ..transforms.batch import (CUTOUT_MODES, hard_affine_theta, joint_cutout, max_preds_tensor,
-                                warp)
+from ..transforms.batch import (CUTOUT_MODES, compose_theta, hard_affine_theta, invert_theta,
+                                joint_cutout, max_preds_tensor, warp)
+
+TEACHER_VIEWS = ("easy", "hard")
 
 NetsArg = Union[nn.ModuleDict, Mapping[str, nn.Module], Sequence[nn.Module], nn.Module]
 Batch = Dict[str, object]
@@ -81,6 +83,9 @@ class SemiMethod(Method):
         align_corners: for affine_grid / grid_sample of the hard affine.
         joint_mask: optional [J] bool of supervised joints for the corrected cutout; when None the
             unlabeled target_weight > 0 gives it per sample.
+        teacher_view: 'easy' (the reference: teachers see the plain unlabeled crop) or 'hard'
+            (teachers see the crop under their own hard-affine draw, the student under another;
+            both views are then equally hard: the same-difficulty setting of the collapse study).
         seed: seeds the per-device torch generator of the hard view (use a different seed per
             DDP rank).
         loss: heatmap loss (default JointsMSELoss(use_target_weight=True)).
@@ -90,10 +95,16 @@ class SemiMethod(Method):
                  mask_joint_num: int = 0, unsup_transform: bool = True,
                  cons_rand_aug: bool = False, cutout_mode: str = "reference",
                  align_corners: bool = False, joint_mask: Optional[torch.Tensor] = None,
-                 seed: int = 0, loss: Optional[nn.Module] = None):
+                 seed: int = 0, loss: Optional[nn.Module] = None, teacher_view: str = "easy"):
         super().__init__(nets, loss)
         if cutout_mode not in CUTOUT_MODES:
             raise ValueError(f"CUTOUT_MODE {cutout_mode!r} unknown; use one of {CUTOUT_MODES}")
+        if teacher_view not in TEACHER_VIEWS:
+            raise ValueError(f"CONS_TEACHER_VIEW {teacher_view!r} unknown; use one of {TEACHER_VIEWS}")
+        if teacher_view == "hard" and (mask_joint_num > 0 or not unsup_transform):
+            raise ValueError("CONS_TEACHER_VIEW 'hard' needs UNSUP_TRANSFORM True and "
+                             "MASK_JOINT_NUM 0 (cutout centres live in the easy view)")
+        self.teacher_view = teacher_view
         self.scale_factor, self.rot_factor = float(scale_factor), float(rot_factor)
         self.mask_joint_num = int(mask_joint_num)
         self.unsup_transform, self.cons_rand_aug = bool(unsup_transform), bool(cons_rand_aug)
@@ -108,14 +119,15 @@ class SemiMethod(Method):
     def from_cfg(cls, cfg, nets: NetsArg, seed: Optional[int] = None,
                  joint_mask: Optional[torch.Tensor] = None) -> "SemiMethod":
         """Build from a config: UNSUP_TRANSFORM, CONS_RAND_AUG, MASK_JOINT_NUM, CUTOUT_MODE,
-        HARD_AFFINE_ALIGN_CORNERS, DATASET.SCALE_FACTOR / ROT_FACTOR, LOSS.USE_TARGET_WEIGHT, SEED
+        HARD_AFFINE_ALIGN_CORNERS, CONS_TEACHER_VIEW, DATASET.SCALE_FACTOR / ROT_FACTOR, LOSS.USE_TARGET_WEIGHT, SEED
         (``seed`` overrides SEED, e.g. SEED + rank)."""
         return cls(nets, scale_factor=cfg.DATASET.SCALE_FACTOR, rot_factor=cfg.DATASET.ROT_FACTOR,
                    mask_joint_num=cfg.MASK_JOINT_NUM, unsup_transform=cfg.UNSUP_TRANSFORM,
                    cons_rand_aug=cfg.CONS_RAND_AUG, cutout_mode=cfg.CUTOUT_MODE,
                    align_corners=cfg.HARD_AFFINE_ALIGN_CORNERS, joint_mask=joint_mask,
                    seed=cfg.SEED if seed is None else seed,
-                   loss=JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT))
+                   loss=JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT),
+                   teacher_view=cfg.get("CONS_TEACHER_VIEW", "easy"))
 
     def generator(self, device: torch.device) -> torch.Generator:
         """The hard-view generator of ``device`` (created and seeded on first use)."""
@@ -162,3 +174,22 @@ class SemiMethod(Method):
 
     def apply_theta(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         return warp(x, theta, self.align_corners) if self.unsup_transform else x
+
+    def teacher_input(self, x_u: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """What the teachers see: the easy crop, or (teacher_view 'hard') the crop warped by a
+        theta of its own [N, 2, 3], which is returned so the target can be re-aligned."""
+        if self.teacher_view == "easy":
+            return x_u, None
+        theta_t = self.draw_theta(x_u.shape[0], x_u.device)
+        return self.apply_theta(x_u, theta_t), theta_t
+
+    def teacher_target(self, t: torch.Tensor, theta: torch.Tensor,
+                       theta_t: Optional[torch.Tensor]) -> torch.Tensor:
+        """Teacher heatmaps [N, J, h, w] in the student's frame.
+
+        A warp by theta samples the source at theta @ p. The teacher saw x(theta_t p), so the
+        student frame x(theta p) is reached by sampling the teacher at theta_t^-1 theta p.
+        """
+        if theta_t is None:
+            return self.apply_theta(t, theta)
+        return self.apply_theta(t, compose_theta(invert_theta(theta_t), theta))

@@ -13,7 +13,8 @@ class PoseCons(SemiMethod):
 
     1. sup = f(x_L) -> loss_pose = MSE(sup, target_L, w_L).
     2. Teacher (no grad, the net stays in its current, normally train, mode so BatchNorm uses
-       batch statistics as in the reference): t = f(x_U).
+       batch statistics as in the reference): t = f(x_U) (with teacher_view 'hard':
+       t = f(warp(x_U, theta_t)), re-aligned to the student's frame in step 3).
     3. Hard view = cutout(base, argmax(t) * stride) then warp by theta; T = warp(t, theta).
     4. s = f(hard) -> loss_cons = MSE(s, T, w_U). loss = loss_pose + loss_cons.
 
@@ -31,11 +32,12 @@ class PoseCons(SemiMethod):
 
         x_u = unl["image"]
         with torch.no_grad():
-            t = net(x_u)
+            x_t, theta_t = self.teacher_input(x_u)
+            t = net(x_t)
             hard = self.cutout(self.hard_base(batch), t, self.cutout_mask_for(unl))
             theta = self.draw_theta(x_u.shape[0], x_u.device)
             hard = self.apply_theta(hard, theta)
-            t_warped = self.apply_theta(t, theta)
+            t_warped = self.teacher_target(t, theta, theta_t)
         s = net(hard)
         loss_cons = self.loss(s, t_warped, unl.get("target_weight"))
 

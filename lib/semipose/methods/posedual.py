@@ -36,13 +36,14 @@ class PoseDual(SemiMethod):
 
         x_u = unl["image"]
         with torch.no_grad():
-            t1, t2 = f1(x_u), f2(x_u)
+            x_t, theta_t = self.teacher_input(x_u)
+            t1, t2 = f1(x_t), f2(x_t)
             base, mask = self.hard_base(batch), self.cutout_mask_for(unl)
             h1 = self.cutout(base, t2, mask)
             h2 = self.cutout(base, t1, mask)
             theta = self.draw_theta(x_u.shape[0], x_u.device)
             h1, h2 = self.apply_theta(h1, theta), self.apply_theta(h2, theta)
-            tw1, tw2 = self.apply_theta(t1, theta), self.apply_theta(t2, theta)
+            tw1, tw2 = self.teacher_target(t1, theta, theta_t), self.teacher_target(t2, theta, theta_t)
         s1, s2 = f1(h1), f2(h2)
         cons1 = self.loss(s1, tw2, w_u)
         cons2 = self.loss(s2, tw1, w_u)

@@ -86,7 +86,8 @@ def build_net(cfg) -> nn.Module:
         deconv_with_bias=bool(_extra(cfg, "DECONV_WITH_BIAS")),
         final_conv_kernel=int(_extra(cfg, "FINAL_CONV_KERNEL")),
         style=cfg.MODEL.get("STYLE", "pytorch"), groups=int(cfg.MODEL.get("GROUPS", 1)),
-        width_per_group=int(cfg.MODEL.get("WIDTH_PER_GROUP", 64)))
+        width_per_group=int(cfg.MODEL.get("WIDTH_PER_GROUP", 64)),
+        base_width=int(cfg.MODEL.EXTRA.get("BASE_WIDTH", 64)))
 
 
 def pretrained_layers(cfg) -> List[str]:

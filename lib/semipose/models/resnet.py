@@ -140,7 +140,7 @@ class PoseResNet(nn.Module):
                  deconv_filters: Sequence[int] = (256, 256, 256),
                  deconv_kernels: Sequence[int] = (4, 4, 4), deconv_with_bias: bool = False,
                  final_conv_kernel: int = 1, style: str = "pytorch", groups: int = 1,
-                 width_per_group: int = 64) -> None:
+                 width_per_group: int = 64, base_width: int = 64) -> None:
         super().__init__()
         if depth not in RESNET_SPECS:
             raise ValueError(f"MODEL.EXTRA.NUM_LAYERS must be one of {sorted(RESNET_SPECS)}, "
@@ -150,17 +150,22 @@ class PoseResNet(nn.Module):
                              f"deconv layer, got {list(deconv_filters)} and {list(deconv_kernels)}")
         if final_conv_kernel not in (1, 3):
             raise ValueError(f"MODEL.EXTRA.FINAL_CONV_KERNEL must be 1 or 3, got {final_conv_kernel}")
+        if base_width < 1:
+            raise ValueError(f"MODEL.EXTRA.BASE_WIDTH must be a positive channel count, got {base_width}")
         kind, blocks = RESNET_SPECS[depth]
         block: Block = BasicBlock if kind == "basic" else Bottleneck
         kw = dict(style=style, groups=groups, width_per_group=width_per_group)
         self.depth = depth
 
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        # base_width 64 is the torchvision/ImageNet network; smaller values give a thinner net of
+        # the same shape (for CPU-sized runs; ImageNet files then no longer fit).
+        w = int(base_width)
+        self.conv1 = nn.Conv2d(3, w, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        channels = 64
-        for i, (planes, n, stride) in enumerate(zip((64, 128, 256, 512), blocks, (1, 2, 2, 2))):
+        channels = w
+        for i, (planes, n, stride) in enumerate(zip((w, 2 * w, 4 * w, 8 * w), blocks, (1, 2, 2, 2))):
             layer, channels = make_layer(block, channels, planes, n, stride, **kw)
             self.add_module(f"layer{i + 1}", layer)
 

@@ -54,6 +54,22 @@ def hard_affine_theta(n: int, scale_factor: float, rot_factor: float,
     return theta_from(r, s)
 
 
+def _homogeneous(theta: torch.Tensor) -> torch.Tensor:
+    last = torch.zeros_like(theta[:, :1])
+    last[:, 0, 2] = 1
+    return torch.cat([theta, last], 1)
+
+
+def compose_theta(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[N, 2, 3] theta of ``p -> a @ (b @ p)``: warping by it equals warping by ``a`` then ``b``."""
+    return (_homogeneous(a.float()) @ _homogeneous(b.float()))[:, :2]
+
+
+def invert_theta(theta: torch.Tensor) -> torch.Tensor:
+    """Inverse [N, 2, 3] of affine thetas (in normalised coordinates)."""
+    return torch.linalg.inv(_homogeneous(theta.float()))[:, :2]
+
+
 def warp(x: torch.Tensor, theta: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
     """Warp a batch [N, C, H, W] with theta [N, 2, 3]: bilinear sampling, zero padding.
 

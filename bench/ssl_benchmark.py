@@ -1,0 +1,309 @@
+"""Synthetic SSL benchmark: the paper's Table 1 in miniature, plus the collapse study.
+
+    python bench/ssl_benchmark.py                  # full: 100 / 300 labels, 3 seeds, 6 methods
+    python bench/ssl_benchmark.py --quick          # about 15 minutes on 2 CPU cores
+    python bench/ssl_benchmark.py --device cuda    # the same on a GPU
+
+Every run trains with ``pose_estimation/train.py`` from ``experiments/synthetic/ssl_benchmark.yaml``
+on the generated people dataset (preset "light"), changing only the method keys, SEED,
+DATASET.TRAIN_LEN and the epoch count. Fairness: for one seed every method starts from the same
+random initialisation of net 1 (PoseDual's net 2 has its own), sees the same labeled samples in the
+same order (the paired loader draws them from the seed and the epoch) and takes the same number of
+optimizer steps (epochs x unlabeled persons / batch). The budget is counted in steps, not wall time,
+because the semi-supervised steps cost 2-5x more and because steps do not depend on machine load.
+
+Resumable: each finished run leaves ``<work>/records/<run>.json`` and is skipped next time; an
+interrupted run continues from its checkpoint (TRAIN.RESUME). Outputs (under --out-dir, default
+bench/results): ``ssl_synthetic_<device>[_quick].md`` (mean +- std AP per method and label count;
+net1 / net2 / ensemble for PoseDual), ``.png`` (AP against label count), ``_collapse.png``
+(collapse fraction and AP per epoch, same-difficulty against easy-to-hard consistency) and
+``_runs.json`` (every run's per-epoch record). Per-run training logs: ``<work>/logs/``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE_CFG = os.path.join("experiments", "synthetic", "ssl_benchmark.yaml")
+
+# method key -> (label in tables, config overrides). One place; the benchmark tunes nothing per method.
+METHODS: Dict[str, tuple] = {
+    "supervised": ("Supervised", ["MODEL.NAME", "pose_resnet"]),
+    "posecons": ("PoseCons", ["MODEL.NAME", "pose_cons"]),
+    "posecons_jc": ("PoseCons + Joint Cutout", ["MODEL.NAME", "pose_cons", "MASK_JOINT_NUM", "5"]),
+    "posedual": ("PoseDual", ["MODEL.NAME", "pose_dual"]),
+    "posedual_jc": ("PoseDual + Joint Cutout", ["MODEL.NAME", "pose_dual", "MASK_JOINT_NUM", "5"]),
+    "posedual_ra": ("PoseDual + RandAugment", ["MODEL.NAME", "pose_dual", "CONS_RAND_AUG", "True"]),
+    # collapse study: the teacher sees its own hard affine draw (same difficulty as the student)
+    "posecons_same": ("PoseCons, same-difficulty views",
+                      ["MODEL.NAME", "pose_cons", "CONS_TEACHER_VIEW", "hard"]),
+}
+TABLE_METHODS = ("supervised", "posecons", "posecons_jc", "posedual", "posedual_jc", "posedual_ra")
+COLLAPSE_PAIR = ("posecons", "posecons_same")
+
+SIZES = {  # name -> benchmark size
+    "full": dict(labels=[100, 300], seeds=[0, 1, 2], epochs=5, num_train=2200, num_val=150),
+    "quick": dict(labels=[100], seeds=[0, 1, 2], epochs=2, num_train=700, num_val=100),
+}
+
+
+def run_name(method: str, labels: int, seed: int) -> str:
+    return f"{method}_L{labels}_s{seed}"
+
+
+def train_command(method: str, labels: int, seed: int, args: argparse.Namespace) -> List[str]:
+    """The train.py command line of one benchmark run."""
+    over = list(METHODS[method][1]) + [
+        "SEED", str(1000 + seed), "DATASET.TRAIN_LEN", str(labels),
+        "DATASET.ROOT", args.data_root,
+        "TEST.COCO_BBOX_FILE", os.path.join(args.data_root, "coco", "person_detection_results",
+                                            "synthetic_val2017_detections.json"),
+        "SYNTHETIC.NUM_TRAIN", str(args.num_train), "SYNTHETIC.NUM_VAL", str(args.num_val),
+        "TRAIN.END_EPOCH", str(args.epochs), "TRAIN.LR_STEP", f"[{max(1, args.epochs - 1)}]",
+        "OUTPUT_DIR", os.path.join(args.work_dir, "runs", run_name(method, labels, seed)),
+        "LOG_DIR", os.path.join(args.work_dir, "tb", run_name(method, labels, seed)),
+        "DEVICE", args.device, "WORKERS", str(args.workers),
+    ] + list(args.opts)
+    return [sys.executable, os.path.join(ROOT, "pose_estimation", "train.py"), "--cfg",
+            os.path.join(ROOT, BASE_CFG), "--no-progress"] + over
+
+
+def find_history(run_dir: str) -> str:
+    for folder, _, files in os.walk(run_dir):
+        if "history.json" in files:
+            return os.path.join(folder, "history.json")
+    raise FileNotFoundError(f"no history.json under {run_dir}: the run did not finish an epoch")
+
+
+def series(history: Dict, tag: str) -> List[float]:
+    """Per-epoch values of a history tag (epoch order)."""
+    return [v for _, v in sorted(history.get(tag, []))]
+
+
+def record_from_history(history: Dict, method: str, labels: int, seed: int,
+                        wall_s: float, steps: int) -> Dict:
+    nets = [n for n in ("net1", "net2", "ensemble") if f"val_{n}/AP" in history]
+    rec = {"method": method, "labels": labels, "seed": seed, "wall_s": round(wall_s, 1),
+           "steps": steps, "ap": {n: series(history, f"val_{n}/AP")[-1] for n in nets},
+           "ap_per_epoch": {n: series(history, f"val_{n}/AP") for n in nets},
+           "collapse_frac": series(history, "monitor/net1/collapse_frac"),
+           "max_mean": series(history, "monitor/net1/max_mean"),
+           "loss_cons": series(history, "epoch/loss_cons")}
+    return rec
+
+
+def run_one(method: str, labels: int, seed: int, args: argparse.Namespace) -> Dict:
+    """Train one run (or reuse its record) and return the record."""
+    from semipose.engine.checkpoint import atomic_write_text
+
+    name = run_name(method, labels, seed)
+    rec_path = os.path.join(args.work_dir, "records", name + ".json")
+    if os.path.exists(rec_path):
+        with open(rec_path) as f:
+            return json.load(f)
+    log_path = os.path.join(args.work_dir, "logs", name + ".log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    cmd = train_command(method, labels, seed, args)
+    t0 = time.time()
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: training (log {log_path})", flush=True)
+    with open(log_path, "a") as log:
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    if code != 0:
+        raise RuntimeError(f"run {name} failed with exit status {code}; see {log_path}")
+    with open(find_history(os.path.join(args.work_dir, "runs", name))) as f:
+        history = json.load(f)
+    steps = int(max((s for s, _ in history.get("train/loss", [[0, 0]])), default=0))
+    rec = record_from_history(history, method, labels, seed, time.time() - t0, steps)
+    atomic_write_text(json.dumps(rec, indent=1), rec_path)
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: AP {rec['ap']} ({rec['wall_s']:.0f} s)",
+          flush=True)
+    return rec
+
+
+# ------------------------------------------------------------------------------------ report
+def mean_std(values: Sequence[float]) -> str:
+    v = np.asarray(values, np.float64)
+    return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+
+def table(records: List[Dict], labels: Sequence[int], methods: Sequence[str]) -> str:
+    head = "| Method | net | " + " | ".join(f"{n} labels" for n in labels) + " |"
+    lines = [head, "|---|---|" + "---|" * len(labels)]
+    for m in methods:
+        nets = sorted({n for r in records if r["method"] == m for n in r["ap"]},
+                      key=("net1", "net2", "ensemble").index)
+        for net in nets:
+            cells = []
+            for n in labels:
+                vals = [r["ap"][net] for r in records if r["method"] == m and r["labels"] == n]
+                cells.append(f"{mean_std(vals)} (n={len(vals)})" if vals else "–")
+            lines.append(f"| {METHODS[m][0]} | {net} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from semipose.utils.io import atomic_write
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = plt.get_cmap("tab10")
+    for i, m in enumerate(methods):
+        net = "ensemble" if METHODS[m][1][1] == "pose_dual" else "net1"
+        xs, ys, es = [], [], []
+        for n in labels:
+            vals = [r["ap"][net] for r in records if r["method"] == m and r["labels"] == n]
+            if vals:
+                xs.append(n), ys.append(np.mean(vals)), es.append(np.std(vals, ddof=1) if len(vals) > 1 else 0)
+        if xs:
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=colors(i),
+                        label=METHODS[m][0] + (" (ensemble)" if net == "ensemble" else ""))
+    ax.set_xscale("log")
+    ax.set_xticks(list(labels))
+    ax.set_xticklabels([str(n) for n in labels])
+    ax.set_xlabel("labeled persons")
+    ax.set_ylabel("COCO AP on the synthetic val set (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+
+
+def plot_collapse(records: List[Dict], labels: int, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from semipose.utils.io import atomic_write
+
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(13, 4))
+    for m, color in zip(COLLAPSE_PAIR + ("supervised",), ("tab:blue", "tab:red", "tab:gray")):
+        for k, r in enumerate(x for x in records if x["method"] == m and x["labels"] == labels):
+            kw = dict(color=color, alpha=0.8, label=METHODS[m][0] if k == 0 else None)
+            ep = np.arange(1, len(r["ap_per_epoch"]["net1"]) + 1)
+            a1.plot(ep[:len(r["collapse_frac"])], r["collapse_frac"], marker="o", **kw)
+            a2.plot(ep[:len(r["max_mean"])], r["max_mean"], marker="o", **kw)
+            a3.plot(ep, r["ap_per_epoch"]["net1"], marker="o", **kw)
+    a1.set_ylabel(f"collapse fraction (heatmap max < MONITOR.LOW_MAX_THRE)")
+    a2.set_ylabel("mean heatmap maximum on unlabeled crops")
+    a3.set_ylabel("val AP (net1)")
+    for a in (a1, a2, a3):
+        a.set_xlabel("epoch")
+        a.grid(alpha=0.3)
+    a1.set_ylim(-0.02, 1.02)
+    a3.legend(fontsize=8)
+    fig.suptitle(f"Collapse study, {labels} labels: easy-to-hard vs same-difficulty consistency")
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+
+
+def write_report(records: List[Dict], args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
+    from semipose.engine.checkpoint import atomic_write_text
+
+    stem = os.path.join(args.out_dir, f"ssl_synthetic_{args.device.split(':')[0]}"
+                        + ("_quick" if args.size == "quick" else ""))
+    methods = [m for m in args.methods if m in TABLE_METHODS]
+    labels = sorted({r["labels"] for r in records})
+    run_wall = sum(r["wall_s"] for r in records)
+    steps = sorted({r["steps"] for r in records})
+    md = [f"# Synthetic SSL benchmark ({args.size}, device {args.device})", "",
+          f"`python bench/ssl_benchmark.py{' --quick' if args.size == 'quick' else ''} "
+          f"--device {args.device}`: preset light, {args.num_train} train images "
+          f"(unlabeled = all their persons), {args.num_val} val images, {args.epochs} epochs "
+          f"= {', '.join(map(str, steps))} optimizer steps per run, seeds {args.seeds}. "
+          f"Sum of run wall times {run_wall / 60:.1f} min (this invocation {wall_s / 60:.1f} min).",
+          "", "COCO AP (GT boxes) on the synthetic val set after the last epoch, mean ± std "
+          "(sample std over seeds):", "", table(records, labels, methods), ""]
+    same = [r for r in records if r["method"] in COLLAPSE_PAIR]
+    if same:
+        md += ["## Collapse study", "", "Per epoch, net1, mean over seeds: collapse fraction / "
+               "mean heatmap max / val AP.", ""]
+        for m in COLLAPSE_PAIR + ("supervised",):
+            rs = [r for r in records if r["method"] == m and r["labels"] == min(labels)]
+            if not rs:
+                continue
+            cf = np.mean([r["collapse_frac"] for r in rs], 0)
+            mx = np.mean([r["max_mean"] for r in rs], 0)
+            ap = np.mean([r["ap_per_epoch"]["net1"] for r in rs], 0)
+            md.append(f"- {METHODS[m][0]} (n={len(rs)}): " + "; ".join(
+                f"e{i + 1} {c:.2f}/{x:.2f}/{a:.3f}" for i, (c, x, a) in enumerate(zip(cf, mx, ap))))
+        md.append("")
+    atomic_write_text("\n".join(md), stem + ".md")
+    atomic_write_text(json.dumps(records, indent=1), stem + "_runs.json")
+    plot_ap(records, labels, methods, stem + ".png")
+    if same:
+        plot_collapse(records, min(labels), stem + "_collapse.png")
+    return {"md": stem + ".md", "png": stem + ".png"}
+
+
+def prepare_data(args: argparse.Namespace) -> None:
+    from semipose.data.synthetic import generate
+    probe = os.path.join(args.data_root, "coco", "annotations", "person_keypoints_val2017.json")
+    if not os.path.exists(probe):
+        print(f"generating the benchmark dataset under {args.data_root}", flush=True)
+        generate(args.data_root, seed=0, num_train=args.num_train, num_val=args.num_val,
+                 num_unlabeled=0, show_progress=False, workers=os.cpu_count() or 1,
+                 preset="light")
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="the ~15-minute CPU size")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i>")
+    p.add_argument("--labels", type=int, nargs="+", help="labeled person counts")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (>= 3 for a table)")
+    p.add_argument("--epochs", type=int, help="epochs over the unlabeled set (the step budget)")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS),
+                   default=list(TABLE_METHODS) + ["posecons_same"])
+    p.add_argument("--num-train", type=int, help="synthetic train images")
+    p.add_argument("--num-val", type=int, help="synthetic val images")
+    p.add_argument("--workers", type=int, default=2, help="data-loader workers per run")
+    p.add_argument("--data-root", help="benchmark dataset (generated if missing)")
+    p.add_argument("--work-dir", help="run folders, logs and records (default output/ssl_benchmark_<size>)")
+    p.add_argument("--out-dir", default=os.path.join(ROOT, "bench", "results"))
+    p.add_argument("opts", nargs=argparse.REMAINDER,
+                   help="extra KEY VALUE overrides for every run (the same for all methods)")
+    a = p.parse_args(argv)
+    a.size = "quick" if a.quick else "full"
+    for k, v in SIZES[a.size].items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    a.data_root = a.data_root or os.path.join(
+        ROOT, "data", "synthetic_ssl" + ("_quick" if a.size == "quick" else ""))
+    a.work_dir = a.work_dir or os.path.join(ROOT, "output", f"ssl_benchmark_{a.size}_{a.device.split(':')[0]}")
+    if len(a.opts) % 2:
+        p.error(f"overrides must be KEY VALUE pairs, got {a.opts}")
+    return a
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    args = parse_args(argv)
+    t0 = time.time()
+    prepare_data(args)
+    records = []
+    # Lowest label count first (the ordering the paper is about), seeds interleaved so that a
+    # partial run already has every method at one seed.
+    for labels in sorted(args.labels):
+        for seed in args.seeds:
+            for m in args.methods:
+                if m == "posecons_same" and labels != min(args.labels):
+                    continue
+                records.append(run_one(m, labels, seed, args))
+                write_report(records, args, time.time() - t0)
+    out = write_report(records, args, time.time() - t0)
+    print(open(out["md"]).read())
+    return out
+
+
+if __name__ == "__main__":
+    main()

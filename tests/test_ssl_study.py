@@ -1,0 +1,191 @@
+"""Pieces added for the synthetic SSL benchmark: same-difficulty teacher views (collapse study),
+theta algebra, the light scene preset, thin ResNets, and a tiny end-to-end benchmark run."""
+import importlib.util
+import json
+import math
+import os
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from semipose.config import ConfigError, load_cfg
+from semipose.data.synthetic import generate
+from semipose.data.synthetic_scene import PRESETS, sample_scene
+from semipose.methods import PoseCons, PoseDual
+from semipose.models.resnet import PoseResNet
+from semipose.transforms.batch import (compose_theta, hard_affine_theta, invert_theta,
+                                       max_preds_tensor, warp)
+
+from test_methods import FixedNet, TinyNet, make_batch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def gaussians(points, h, w, s2=4.0):
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    return torch.exp(-((xx - points[:, 0, None, None]) ** 2 + (yy - points[:, 1, None, None]) ** 2)
+                     / (2 * s2))
+
+
+# ------------------------------------------------------------------------------ theta algebra
+def test_compose_and_invert_theta():
+    g = torch.Generator().manual_seed(0)
+    a, b = hard_affine_theta(8, 0.25, 30, g, "cpu"), hard_affine_theta(8, 0.25, 30, g, "cpu")
+    eye = torch.eye(2, 3).expand(8, 2, 3)
+    torch.testing.assert_close(compose_theta(a, invert_theta(a)), eye, atol=1e-5, rtol=0)
+    torch.testing.assert_close(compose_theta(invert_theta(a), a), eye, atol=1e-5, rtol=0)
+    # warping by a then by b samples the source at a @ b @ p: the peak lands at the same place
+    pts = torch.stack([torch.rand(8, generator=g) * 10 + 19, torch.rand(8, generator=g) * 14 + 25], -1)
+    hm = gaussians(pts, 64, 48)[:, None]
+    twice = warp(warp(hm, a), b)
+    once = warp(hm, compose_theta(a, b))
+    p_twice, _ = max_preds_tensor(twice)
+    p_once, _ = max_preds_tensor(once)
+    assert (p_twice - p_once).abs().max() <= 1.0
+    assert float((twice - once).abs().max()) < 0.1  # only the double interpolation differs
+
+
+def test_hard_teacher_target_is_realigned_to_student_frame():
+    """teacher_view 'hard': a teacher that sees warp(x, theta_t) gives, after teacher_target,
+    the heatmap of the student's frame warp(x, theta) (checked with an equivariant 'net')."""
+    method = PoseCons(TinyNet(), teacher_view="hard", seed=3)
+    g = torch.Generator().manual_seed(1)
+    pts = torch.stack([torch.rand(6, generator=g) * 10 + 19, torch.rand(6, generator=g) * 14 + 25], -1)
+    hm = gaussians(pts, 64, 48)[:, None]  # the "image" is its own heatmap
+    x_t, theta_t = method.teacher_input(hm)
+    assert theta_t is not None and not torch.allclose(x_t, hm)
+    theta = method.draw_theta(6, torch.device("cpu"))
+    target = method.teacher_target(x_t, theta, theta_t)
+    p_target, _ = max_preds_tensor(target)
+    p_student, _ = max_preds_tensor(warp(hm, theta))
+    assert (p_target - p_student).abs().max() <= 1.0
+    # the easy view is the reference behaviour: no teacher theta, plain warp of the teacher
+    easy = PoseCons(TinyNet(), seed=3)
+    x_e, th = easy.teacher_input(hm)
+    assert th is None and x_e is hm
+    torch.testing.assert_close(easy.teacher_target(hm, theta, None), warp(hm, theta))
+
+
+def test_hard_teacher_steps_and_rejects_cutout():
+    for cls, nets in ((PoseCons, TinyNet()), (PoseDual, [TinyNet(seed=0), TinyNet(seed=1)])):
+        m = cls(nets, teacher_view="hard", seed=2)
+        out = m.training_step(make_batch())
+        assert all(torch.isfinite(v) for v in out.values())
+        assert out["loss_cons"] > 0
+    with pytest.raises(ValueError, match="MASK_JOINT_NUM 0"):
+        PoseCons(TinyNet(), teacher_view="hard", mask_joint_num=3)
+    with pytest.raises(ValueError, match="CONS_TEACHER_VIEW"):
+        PoseCons(TinyNet(), teacher_view="medium")
+    cfg_path = os.path.join(ROOT, "experiments", "synthetic", "ssl_benchmark.yaml")
+    with pytest.raises(ConfigError, match="CONS_TEACHER_VIEW 'hard'"):
+        load_cfg(cfg_path, ["CONS_TEACHER_VIEW", "hard", "MASK_JOINT_NUM", "5"])
+    assert load_cfg(cfg_path, ["CONS_TEACHER_VIEW", "hard"]).CONS_TEACHER_VIEW == "hard"
+
+
+def test_hard_teacher_of_fixed_net_matches_relative_warp():
+    """A net that ignores its input: the target is its heatmap warped by theta_t^-1 theta."""
+    hm = gaussians(torch.tensor([[10.0, 12.0], [4.0, 20.0], [8.0, 8.0], [12.0, 3.0], [6.0, 14.0]]),
+                   24, 16)  # [J=5, h, w]
+    m = PoseCons(FixedNet(hm), teacher_view="hard", seed=4)
+    m.training_step(make_batch(n=2, h=96, w=64))
+    last = m.last
+    assert last["teacher_warped"].shape == (2, 5, 24, 16)
+    # recompute: the hard-view generator drew theta_t, then the student's theta
+    g = torch.Generator().manual_seed(4)
+    theta_t = hard_affine_theta(2, 0.25, 30, g, "cpu")
+    theta = hard_affine_theta(2, 0.25, 30, g, "cpu")
+    torch.testing.assert_close(last["theta"], theta)
+    expected = warp(hm.expand(2, 5, 24, 16), compose_theta(invert_theta(theta_t), theta))
+    torch.testing.assert_close(last["teacher_warped"], expected)
+
+
+# ------------------------------------------------------------------------------ light preset
+def test_light_preset_scenes_and_files(tmp_path):
+    lo, hi = PRESETS["light"]["min_size"], PRESETS["light"]["max_size"]
+    for i in range(20):
+        s = sample_scene(np.random.default_rng([0, i]), "light")
+        assert lo[0] <= s["width"] <= hi[0] and lo[1] <= s["height"] <= hi[1]
+        assert 1 <= len(s["persons"]) <= 2
+        assert len(s["background"]["strokes"]) <= 1
+    std = [len(sample_scene(np.random.default_rng([0, i]))["persons"]) for i in range(40)]
+    assert max(std) > 2  # the standard preset keeps up to 4 people
+    with pytest.raises(ValueError, match="preset 'huge'"):
+        sample_scene(np.random.default_rng(0), "huge")
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    for d in (a, b):
+        generate(d, seed=2, num_train=3, num_val=2, num_unlabeled=0, show_progress=False,
+                 preset="light")
+    ann = "coco/annotations/person_keypoints_train2017.json"
+    with open(os.path.join(a, ann)) as f:
+        da = json.load(f)
+    with open(os.path.join(b, ann)) as f:
+        assert json.load(f) == da  # same seed, same preset: same annotations
+    assert all(lo[0] <= im["width"] <= hi[0] for im in da["images"])
+    with pytest.raises(ValueError, match="preset"):
+        generate(str(tmp_path / "c"), num_train=1, num_val=0, num_unlabeled=0, preset="huge")
+
+
+# ------------------------------------------------------------------------------ thin ResNet
+def test_base_width_scales_channels_and_keeps_keys():
+    full, thin = PoseResNet(18, 24, (32, 32, 32)), PoseResNet(18, 24, (32, 32, 32), base_width=16)
+    assert list(full.state_dict()) == list(thin.state_dict())  # same layout, other shapes
+    assert thin.conv1.out_channels == 16 and thin.layer4[-1].conv2.out_channels == 128
+    assert full.layer4[-1].conv2.out_channels == 512
+    out = thin(torch.zeros(2, 3, 96, 64))
+    assert out.shape == (2, 24, 24, 16)
+    n_full = sum(p.numel() for p in full.parameters())
+    n_thin = sum(p.numel() for p in thin.parameters())
+    assert 12 < n_full / n_thin < 17  # convs scale with width squared
+    with pytest.raises(ValueError, match="BASE_WIDTH"):
+        PoseResNet(18, 24, base_width=0)
+
+
+# ------------------------------------------------------------------------------ benchmark
+def _load_bench():
+    spec = importlib.util.spec_from_file_location(
+        "ssl_benchmark", os.path.join(ROOT, "bench", "ssl_benchmark.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
+    bench = _load_bench()
+    argv = ["--labels", "4", "--seeds", "0", "--epochs", "1", "--num-train", "6", "--num-val", "3",
+            "--methods", "supervised", "posecons", "posecons_same", "--workers", "0",
+            "--data-root", str(tmp_path / "data"), "--work-dir", str(tmp_path / "work"),
+            "--out-dir", str(tmp_path / "out"),
+            "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8", "MONITOR.NUM_SAMPLES", "4"]
+    out = bench.main(argv)
+    md = open(out["md"]).read()
+    rows = [line for line in md.splitlines() if line.startswith("| Supervised") or
+            line.startswith("| PoseCons |")]
+    assert len(rows) == 2, md
+    for row in rows:
+        mean = float(row.split("|")[3].split("±")[0])
+        assert math.isfinite(mean) and 0.0 <= mean <= 1.0
+    assert "same-difficulty" in md and "Collapse study" in md
+    w, h = _png_size(out["png"])
+    assert w > 300 and h > 200
+    _png_size(out["png"].replace(".png", "_collapse.png"))
+    runs = json.load(open(out["md"].replace(".md", "_runs.json")))
+    assert {r["method"] for r in runs} == {"supervised", "posecons", "posecons_same"}
+    steps = {r["steps"] for r in runs}
+    assert len(steps) == 1 and steps.pop() > 0  # the same optimizer-step budget for every arm
+    for r in runs:
+        assert all(math.isfinite(v) for v in r["ap"].values())
+        assert len(r["collapse_frac"]) == 1 and 0.0 <= r["collapse_frac"][0] <= 1.0
+    # a second start reuses the records and trains nothing
+    monkeypatch.setattr(bench.subprocess, "call",
+                        lambda *a, **k: pytest.fail("a recorded run was trained again"))
+    again = bench.main(argv)
+    assert open(again["md"]).read().split("(this invocation")[0] == md.split("(this invocation")[0]
