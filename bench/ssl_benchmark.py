@@ -51,7 +51,7 @@ COLLAPSE_PAIR = ("posecons", "posecons_same")
 
 SIZES = {  # name -> benchmark size
     "full": dict(labels=[100, 300], seeds=[0, 1, 2], epochs=5, num_train=2200, num_val=150),
-    "quick": dict(labels=[100], seeds=[0, 1, 2], epochs=2, num_train=700, num_val=100),
+    "quick": dict(labels=[50], seeds=[0, 1, 2], epochs=2, num_train=500, num_val=100),
 }
 
 
@@ -207,21 +207,38 @@ def plot_collapse(records: List[Dict], labels: int, path: str) -> None:
     plt.close(fig)
 
 
-def write_report(records: List[Dict], args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
+def all_records(work_dir: str) -> List[Dict]:
+    """Every finished run of a work folder (earlier invocations included), in a stable order."""
+    folder = os.path.join(work_dir, "records")
+    recs = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as f:
+                recs.append(json.load(f))
+    order = list(METHODS)
+    return sorted(recs, key=lambda r: (r["labels"], order.index(r["method"]), r["seed"]))
+
+
+def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
+    """Table, plots and run records of everything finished in ``args.work_dir``."""
     from semipose.engine.checkpoint import atomic_write_text
 
+    records = all_records(args.work_dir)
     stem = os.path.join(args.out_dir, f"ssl_synthetic_{args.device.split(':')[0]}"
                         + ("_quick" if args.size == "quick" else ""))
-    methods = [m for m in args.methods if m in TABLE_METHODS]
+    methods = [m for m in TABLE_METHODS if any(r["method"] == m for r in records)]
     labels = sorted({r["labels"] for r in records})
+    seeds = sorted({r["seed"] for r in records})
     run_wall = sum(r["wall_s"] for r in records)
     steps = sorted({r["steps"] for r in records})
     md = [f"# Synthetic SSL benchmark ({args.size}, device {args.device})", "",
           f"`python bench/ssl_benchmark.py{' --quick' if args.size == 'quick' else ''} "
           f"--device {args.device}`: preset light, {args.num_train} train images "
-          f"(unlabeled = all their persons), {args.num_val} val images, {args.epochs} epochs "
-          f"= {', '.join(map(str, steps))} optimizer steps per run, seeds {args.seeds}. "
-          f"Sum of run wall times {run_wall / 60:.1f} min (this invocation {wall_s / 60:.1f} min).",
+          f"(unlabeled = all their {getattr(args, 'num_persons', '?')} persons), "
+          f"{args.num_val} val images, {args.epochs} epochs "
+          f"= {', '.join(map(str, steps))} optimizer steps per run, seeds {seeds}, "
+          f"{len(records)} runs. Sum of run wall times {run_wall / 60:.1f} min "
+          f"(last invocation {wall_s / 60:.1f} min).",
           "", "COCO AP (GT boxes) on the synthetic val set after the last epoch, mean ± std "
           "(sample std over seeds):", "", table(records, labels, methods), ""]
     same = [r for r in records if r["method"] in COLLAPSE_PAIR]
@@ -246,14 +263,21 @@ def write_report(records: List[Dict], args: argparse.Namespace, wall_s: float) -
     return {"md": stem + ".md", "png": stem + ".png"}
 
 
-def prepare_data(args: argparse.Namespace) -> None:
+def prepare_data(args: argparse.Namespace) -> int:
+    """Generate the benchmark dataset if missing; returns the number of train persons."""
     from semipose.data.synthetic import generate
-    probe = os.path.join(args.data_root, "coco", "annotations", "person_keypoints_val2017.json")
-    if not os.path.exists(probe):
+    ann = os.path.join(args.data_root, "coco", "annotations", "person_keypoints_{}2017.json")
+    if not os.path.exists(ann.format("val")):
         print(f"generating the benchmark dataset under {args.data_root}", flush=True)
         generate(args.data_root, seed=0, num_train=args.num_train, num_val=args.num_val,
                  num_unlabeled=0, show_progress=False, workers=os.cpu_count() or 1,
                  preset="light")
+    with open(ann.format("train")) as f:
+        persons = sum(a.get("num_keypoints", 0) > 0 for a in json.load(f)["annotations"])
+    if persons < 10 * max(args.labels):
+        print(f"warning: {persons} unlabeled persons is less than 10x the largest labeled set "
+              f"({max(args.labels)}); raise --num-train", flush=True)
+    return persons
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -289,8 +313,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
     args = parse_args(argv)
     t0 = time.time()
-    prepare_data(args)
-    records = []
+    args.num_persons = prepare_data(args)
     # Lowest label count first (the ordering the paper is about), seeds interleaved so that a
     # partial run already has every method at one seed.
     for labels in sorted(args.labels):
@@ -298,9 +321,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
             for m in args.methods:
                 if m == "posecons_same" and labels != min(args.labels):
                     continue
-                records.append(run_one(m, labels, seed, args))
-                write_report(records, args, time.time() - t0)
-    out = write_report(records, args, time.time() - t0)
+                run_one(m, labels, seed, args)
+                write_report(args, time.time() - t0)
+    out = write_report(args, time.time() - t0)
     print(open(out["md"]).read())
     return out
 

@@ -188,4 +188,20 @@ def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(bench.subprocess, "call",
                         lambda *a, **k: pytest.fail("a recorded run was trained again"))
     again = bench.main(argv)
-    assert open(again["md"]).read().split("(this invocation")[0] == md.split("(this invocation")[0]
+    assert open(again["md"]).read().split("(last invocation")[0] == md.split("(last invocation")[0]
+
+
+def test_consistency_rampup_weight():
+    m = PoseCons(TinyNet(), seed=1, cons_rampup=2.0)
+    expected = {0.0: math.exp(-5), 1.0: math.exp(-5 * 0.25), 2.0: 1.0, 7.5: 1.0}
+    for epochs, w in expected.items():
+        m.set_progress(epochs)
+        assert m.cons_weight == pytest.approx(w)
+        out = m.training_step(make_batch())
+        torch.testing.assert_close(out["loss"].detach(), out["loss_pose"] + w * out["loss_cons"])
+    ref = PoseDual([TinyNet(seed=0), TinyNet(seed=1)], seed=1)  # default: the reference, weight 1
+    ref.set_progress(0.0)
+    out = ref.training_step(make_batch())
+    torch.testing.assert_close(out["loss"].detach(), out["loss_pose"] + out["loss_cons"])
+    with pytest.raises(ValueError, match="CONS_RAMPUP_EPOCHS"):
+        PoseCons(TinyNet(), cons_rampup=-1)

@@ -11,6 +11,7 @@ prediction on the labeled images (for the training accuracy).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -86,6 +87,9 @@ class SemiMethod(Method):
         teacher_view: 'easy' (the reference: teachers see the plain unlabeled crop) or 'hard'
             (teachers see the crop under their own hard-affine draw, the student under another;
             both views are then equally hard: the same-difficulty setting of the collapse study).
+        cons_rampup: epochs over which the consistency weight rises from ~0 to 1 along
+            exp(-5 (1 - t)^2) (0 = full weight from the first step, the reference). The trainer
+            reports progress through ``set_progress``.
         seed: seeds the per-device torch generator of the hard view (use a different seed per
             DDP rank).
         loss: heatmap loss (default JointsMSELoss(use_target_weight=True)).
@@ -95,7 +99,8 @@ class SemiMethod(Method):
                  mask_joint_num: int = 0, unsup_transform: bool = True,
                  cons_rand_aug: bool = False, cutout_mode: str = "reference",
                  align_corners: bool = False, joint_mask: Optional[torch.Tensor] = None,
-                 seed: int = 0, loss: Optional[nn.Module] = None, teacher_view: str = "easy"):
+                 seed: int = 0, loss: Optional[nn.Module] = None, teacher_view: str = "easy",
+                 cons_rampup: float = 0.0):
         super().__init__(nets, loss)
         if cutout_mode not in CUTOUT_MODES:
             raise ValueError(f"CUTOUT_MODE {cutout_mode!r} unknown; use one of {CUTOUT_MODES}")
@@ -105,6 +110,9 @@ class SemiMethod(Method):
             raise ValueError("CONS_TEACHER_VIEW 'hard' needs UNSUP_TRANSFORM True and "
                              "MASK_JOINT_NUM 0 (cutout centres live in the easy view)")
         self.teacher_view = teacher_view
+        if cons_rampup < 0:
+            raise ValueError(f"CONS_RAMPUP_EPOCHS must be >= 0, got {cons_rampup}")
+        self.cons_rampup, self.cons_weight = float(cons_rampup), 1.0 if cons_rampup == 0 else 0.0
         self.scale_factor, self.rot_factor = float(scale_factor), float(rot_factor)
         self.mask_joint_num = int(mask_joint_num)
         self.unsup_transform, self.cons_rand_aug = bool(unsup_transform), bool(cons_rand_aug)
@@ -119,7 +127,8 @@ class SemiMethod(Method):
     def from_cfg(cls, cfg, nets: NetsArg, seed: Optional[int] = None,
                  joint_mask: Optional[torch.Tensor] = None) -> "SemiMethod":
         """Build from a config: UNSUP_TRANSFORM, CONS_RAND_AUG, MASK_JOINT_NUM, CUTOUT_MODE,
-        HARD_AFFINE_ALIGN_CORNERS, CONS_TEACHER_VIEW, DATASET.SCALE_FACTOR / ROT_FACTOR, LOSS.USE_TARGET_WEIGHT, SEED
+        HARD_AFFINE_ALIGN_CORNERS, CONS_TEACHER_VIEW, CONS_RAMPUP_EPOCHS, DATASET.SCALE_FACTOR /
+        ROT_FACTOR, LOSS.USE_TARGET_WEIGHT, SEED
         (``seed`` overrides SEED, e.g. SEED + rank)."""
         return cls(nets, scale_factor=cfg.DATASET.SCALE_FACTOR, rot_factor=cfg.DATASET.ROT_FACTOR,
                    mask_joint_num=cfg.MASK_JOINT_NUM, unsup_transform=cfg.UNSUP_TRANSFORM,
@@ -127,7 +136,14 @@ class SemiMethod(Method):
                    align_corners=cfg.HARD_AFFINE_ALIGN_CORNERS, joint_mask=joint_mask,
                    seed=cfg.SEED if seed is None else seed,
                    loss=JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT),
-                   teacher_view=cfg.get("CONS_TEACHER_VIEW", "easy"))
+                   teacher_view=cfg.get("CONS_TEACHER_VIEW", "easy"),
+                   cons_rampup=float(cfg.get("CONS_RAMPUP_EPOCHS", 0.0)))
+
+    def set_progress(self, epochs: float) -> None:
+        """Training progress in epochs (fractional); sets the consistency weight of the ramp-up."""
+        if self.cons_rampup > 0:
+            t = min(max(epochs / self.cons_rampup, 0.0), 1.0)
+            self.cons_weight = math.exp(-5.0 * (1.0 - t) ** 2)
 
     def generator(self, device: torch.device) -> torch.Generator:
         """The hard-view generator of ``device`` (created and seeded on first use)."""

@@ -44,5 +44,5 @@ class PoseCons(SemiMethod):
         self.last = {"sup_heatmaps": sup.detach(), "teacher_heatmaps": t,
                      "teacher_warped": t_warped, "hard_images": hard,
                      "student_heatmaps": s.detach(), "theta": theta}
-        return {"loss": loss_pose + loss_cons, "loss_pose": loss_pose.detach(),
+        return {"loss": loss_pose + self.cons_weight * loss_cons, "loss_pose": loss_pose.detach(),
                 "loss_cons": loss_cons.detach()}

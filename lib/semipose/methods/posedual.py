@@ -56,7 +56,7 @@ class PoseDual(SemiMethod):
                      "hard_images": h1, "hard_images_2": h2,
                      "student_heatmaps": s1.detach(), "student_heatmaps_2": s2.detach(),
                      "theta": theta}
-        return {"loss": loss_pose + loss_cons, "loss_pose": loss_pose.detach(),
+        return {"loss": loss_pose + self.cons_weight * loss_cons, "loss_pose": loss_pose.detach(),
                 "loss_cons": loss_cons.detach(), "loss_pose_1": pose1.detach(),
                 "loss_pose_2": pose2.detach(), "loss_cons_1": cons1.detach(),
                 "loss_cons_2": cons2.detach()}
