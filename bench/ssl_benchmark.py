@@ -17,7 +17,7 @@ interrupted run continues from its checkpoint (TRAIN.RESUME). Outputs (under --o
 bench/results): ``ssl_synthetic_<device>[_quick].md`` (mean +- std AP per method and label count;
 net1 / net2 / ensemble for PoseDual), ``.png`` (AP against label count), ``_collapse.png``
 (collapse fraction and AP per epoch, same-difficulty against easy-to-hard consistency) and
-``_runs.json`` (every run's per-epoch record). Per-run training logs: ``<work>/logs/``.
+``_runs.json`` (every run's per-epoch record) and ``_logs/`` (each run's training log).
 """
 from __future__ import annotations
 
@@ -257,6 +257,12 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
         md.append("")
     atomic_write_text("\n".join(md), stem + ".md")
     atomic_write_text(json.dumps(records, indent=1), stem + "_runs.json")
+    for r in records:  # the training log of every recorded run beside the table
+        name = run_name(r["method"], r["labels"], r["seed"])
+        src = os.path.join(args.work_dir, "logs", name + ".log")
+        if os.path.exists(src):
+            with open(src, encoding="utf-8", errors="replace") as f:
+                atomic_write_text(f.read(), os.path.join(stem + "_logs", name + ".log"))
     plot_ap(records, labels, methods, stem + ".png")
     if same:
         plot_collapse(records, min(labels), stem + "_collapse.png")

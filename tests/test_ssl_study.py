@@ -177,6 +177,8 @@ def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
     w, h = _png_size(out["png"])
     assert w > 300 and h > 200
     _png_size(out["png"].replace(".png", "_collapse.png"))
+    logs = os.listdir(out["md"].replace(".md", "_logs"))
+    assert sorted(logs) == sorted(f"{m}_L4_s0.log" for m in ("supervised", "posecons", "posecons_same"))
     runs = json.load(open(out["md"].replace(".md", "_runs.json")))
     assert {r["method"] for r in runs} == {"supervised", "posecons", "posecons_same"}
     steps = {r["steps"] for r in runs}
