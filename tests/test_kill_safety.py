@@ -93,9 +93,11 @@ def test_sigkill_during_writes_keeps_a_loadable_checkpoint(tmp_path):
 
 
 # ------------------------------------------------------------------------------ SIGTERM / SIGINT
-def test_sigterm_checkpoints_mid_epoch_and_resume_finishes(data_root, tmp_path):
-    """train.py with a DataLoader worker; SIGTERM to the whole process group after the first
-    log line -> checkpoint with iteration > 0, status 0; TRAIN.RESUME then finishes the run."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_checkpoints_mid_epoch_and_resume_finishes(data_root, tmp_path, sig):
+    """train.py with a DataLoader worker; SIGTERM (or SIGHUP: a closed terminal) to the whole
+    process group after the first log line -> checkpoint with iteration > 0, status 0;
+    TRAIN.RESUME then finishes the run."""
     out = str(tmp_path / "out")
     # all training persons, 2 per batch: enough steps that the signal lands mid-epoch
     opts = _opts(data_root, out, "WORKERS", "1", "TRAIN.END_EPOCH", "50", "TRAIN.LR_STEP", "[90]",
@@ -110,7 +112,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_finishes(data_root, tmp_path):
             lines.append(line)
             if "Epoch: [" in line:
                 steps = int(line.split("Epoch: [0][1/")[1].split("]")[0])
-                os.killpg(proc.pid, signal.SIGTERM)  # as a scheduler or Ctrl-C would: everyone
+                os.killpg(proc.pid, sig)  # as a scheduler or a closed terminal would: everyone
                 break
         lines += proc.stdout.readlines()
         rc = proc.wait(60)
@@ -119,7 +121,8 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_finishes(data_root, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     log = "".join(lines)
     assert rc == 0, log[-3000:]
-    assert "Traceback" not in log and "received signal 15" in log and "stopped at epoch" in log
+    assert "Traceback" not in log and f"received signal {int(sig)}" in log
+    assert "stopped at epoch" in log
     run = output_dir(load_cfg(SUPERVISED, opts), SUPERVISED)
     ckpt = torch.load(os.path.join(run, "checkpoint.pth.tar"), weights_only=False)
     assert steps >= 4 and 0 < ckpt["iteration"] < steps and ckpt["epoch"] < 50
@@ -189,3 +192,19 @@ def test_mid_epoch_signal_resume_equals_uninterrupted(data_root, tmp_path):
     sa, sb = ta.method.nets.state_dict(), tb.method.nets.state_dict()
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
+
+
+def test_atomic_files_follow_the_umask(tmp_path):
+    """Atomically written files get the mode of ordinary files (not mkstemp's 0600)."""
+    from semipose.utils.io import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        path = str(tmp_path / "results.md")
+        atomic_write(path, lambda f: f.write(b"x"))
+        assert os.stat(path).st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        atomic_write(path, lambda f: f.write(b"y"))
+        assert os.stat(path).st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

@@ -33,7 +33,8 @@ def data_root(tmp_path_factory) -> str:
 
 def _train_steps(path: str, root: str, out: str, *extra: str, steps: int = 2) -> Trainer:
     """A trainer on the tiny set, ``steps`` training steps of epoch 0 (no validation)."""
-    cfg = load_cfg(path, TINY + ["DATASET.ROOT", root, "OUTPUT_DIR", out, *extra])
+    cfg = load_cfg(path, TINY + ["DATASET.ROOT", root, "OUTPUT_DIR", out,
+                              "LOG_DIR", os.path.join(out, "tb"), *extra])
     trainer = Trainer(cfg, path, DistInfo(), progress=False)
     before = {k: v.detach().clone() for k, v in trainer.method.nets.state_dict().items()}
     calls = {"n": 0}

@@ -54,6 +54,8 @@ def seed_worker(worker_id: int) -> None:
     torch.manual_seed(seed)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_sigterm)
+    if hasattr(signal, "SIGHUP"):  # a closed terminal signals the whole group, like SIGTERM
+        signal.signal(signal.SIGHUP, _worker_sigterm)
 
 
 def build_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool,

@@ -32,6 +32,11 @@ from .state import load_state, save_state
 from .validate import run_validation
 
 
+# Signals that checkpoint and stop a run: Ctrl-C, schedulers/torchrun, and a closed terminal or
+# dropped ssh session (SIGHUP, where the platform has it).
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN/inf; the last good checkpoint is kept."""
 
@@ -99,7 +104,7 @@ class Trainer:
         self._stop_signal = signum
 
     def _stop_requested(self) -> bool:
-        """Whether any rank got SIGINT/SIGTERM (all ranks must stop at the same step)."""
+        """Whether any rank got a stop signal (all ranks must stop at the same step)."""
         stop = any_rank([self._stop_signal is not None], self.info)[0]
         if stop:
             self.log.warning("received %s: saving a checkpoint and stopping",
@@ -111,7 +116,7 @@ class Trainer:
     def fit(self) -> Dict[str, Any]:
         """Train from begin_epoch to TRAIN.END_EPOCH; returns the last validation results."""
         cfg = self.cfg
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        old = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         try:
             for epoch in range(self.begin_epoch, cfg.TRAIN.END_EPOCH):
                 finished = self.train_one_epoch(epoch)

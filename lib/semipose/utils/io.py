@@ -23,6 +23,12 @@ def sync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, write: Callable[[IO], None], mode: str = "wb",
                  durable: bool = True) -> None:
     """Call ``write(f)`` on a temporary sibling of ``path``, then rename it over ``path``.
@@ -34,6 +40,8 @@ def atomic_write(path: str, write: Callable[[IO], None], mode: str = "wb",
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=os.path.basename(path), dir=folder)
     try:
+        # mkstemp creates 0600 files; give the result the mode of any file the user creates.
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)
             if durable:
