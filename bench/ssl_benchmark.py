@@ -201,7 +201,7 @@ def plot_collapse(records: List[Dict], labels: int, path: str) -> None:
             a1.plot(ep[:len(r["collapse_frac"])], r["collapse_frac"], marker="o", **kw)
             a2.plot(ep[:len(r["max_mean"])], r["max_mean"], marker="o", **kw)
             a3.plot(ep, r["ap_per_epoch"]["net1"], marker="o", **kw)
-    a1.set_ylabel(f"collapse fraction (heatmap max < MONITOR.LOW_MAX_THRE)")
+    a1.set_ylabel("collapse fraction (max < LOW_MAX_THRE)")
     a2.set_ylabel("mean heatmap maximum on unlabeled crops")
     a3.set_ylabel("val AP (net1)")
     for a in (a1, a2, a3):
