@@ -158,18 +158,17 @@ def table(records: List[Dict], labels: Sequence[int], methods: Sequence[str]) ->
 
 
 def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from semipose.utils.io import atomic_write
+    from semipose.engine.visualize import pyplot, save_figure
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = plt.get_cmap("tab10")
     for i, m in enumerate(methods):
-        net = "ensemble" if METHODS[m][1][1] == "pose_dual" else "net1"
+        rs = [r for r in records if r["method"] == m]
+        net = "ensemble" if rs and "ensemble" in rs[0]["ap"] else "net1"
         xs, ys, es = [], [], []
         for n in labels:
-            vals = [r["ap"][net] for r in records if r["method"] == m and r["labels"] == n]
+            vals = [r["ap"][net] for r in rs if r["labels"] == n]
             if vals:
                 xs.append(n), ys.append(np.mean(vals)), es.append(np.std(vals, ddof=1) if len(vals) > 1 else 0)
         if xs:
@@ -183,15 +182,12 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_collapse(records: List[Dict], labels: int, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from semipose.utils.io import atomic_write
+    from semipose.engine.visualize import pyplot, save_figure
+    plt = pyplot()
 
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(13, 4))
     for m, color in zip(COLLAPSE_PAIR + ("supervised",), ("tab:blue", "tab:red", "tab:gray")):
@@ -211,8 +207,7 @@ def plot_collapse(records: List[Dict], labels: int, path: str) -> None:
     a3.legend(fontsize=8)
     fig.suptitle(f"Collapse study, {labels} labels: easy-to-hard vs same-difficulty consistency")
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def all_records(work_dir: str) -> List[Dict]:

@@ -34,7 +34,7 @@ from semipose.data import synthetic_formats as fmt
 from semipose.data.keypoints import COCO, UNION
 from semipose.data.synthetic_body import Draws
 from semipose.data.synthetic_render import noise_tiles, render_scene
-from semipose.data.synthetic_scene import PRESETS, sample_scene
+from semipose.data.synthetic_scene import PRESETS, sample_scene, scene_preset
 
 JPEG_QUALITY = 90
 FORMATS = ("coco", "mpii", "aic")
@@ -156,8 +156,7 @@ def generate(out_dir: str, seed: int = 0, num_train: int = 2000, num_val: int = 
     processes (same bytes as one process). ``preset`` picks the scene kind (see
     synthetic_scene.PRESETS: "standard", or "light" for CPU-sized experiments).
     """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown synthetic scene preset {preset!r}; use one of {sorted(PRESETS)}")
+    scene_preset(preset)  # fail before any folder is written
     for name, n in (("num_train", num_train), ("num_val", num_val), ("num_unlabeled", num_unlabeled)):
         if not 0 <= n < _ID_STRIDE:
             raise ValueError(f"{name}={n} is out of range: use 0 <= {name} < {_ID_STRIDE}")

@@ -26,6 +26,15 @@ PRESETS: Dict[str, Dict] = {
               "people_p": (0.6, 0.4), "shapes": (2, 8), "strokes": (0, 2),
               "occluders_p": (0.6, 0.3, 0.1)},
 }
+
+
+def scene_preset(name: str) -> Dict:
+    """The parameters of a scene preset; a clear error for an unknown name."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown synthetic scene preset {name!r}; use one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
 _T = np.linspace(0, 2 * math.pi, 18, endpoint=False)
 _CIRCLE = np.stack([np.cos(_T), np.sin(_T)], 1)
 
@@ -109,9 +118,7 @@ def _occluders(d: Draws, w: int, h: int, persons: List[Dict], preset: Dict) -> L
 def sample_scene(rng: np.random.Generator, preset: str = "standard") -> Dict:
     """A random scene of a preset ("standard": 320x240 .. 640x480, 1-4 people, 0-3 occluders),
     with camera effects."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown synthetic scene preset {preset!r}; use one of {sorted(PRESETS)}")
-    p = PRESETS[preset]
+    p = scene_preset(preset)
     d = Draws(rng)
     (w0, h0), (w1, h1) = p["min_size"], p["max_size"]
     w, h = d.i(w0, w1 + 1), d.i(h0, h1 + 1)

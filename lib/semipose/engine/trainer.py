@@ -167,8 +167,7 @@ class Trainer:
         for i, batch in enumerate(until_stopped(loader, stopping), start=self.start_iter):
             dt.update(time.time() - end)
             batch = move_batch(batch, self.device, cfg.TRAIN.CHANNELS_LAST)
-            if hasattr(self.method, "set_progress"):  # consistency ramp-up (CONS_RAMPUP_EPOCHS)
-                self.method.set_progress(epoch + i / total)
+            self.method.set_progress(epoch + i / total)  # e.g. the consistency ramp-up
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 losses = self.model(batch)

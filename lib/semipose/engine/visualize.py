@@ -60,12 +60,23 @@ def save_prediction_grid(val_set: Any, pred: Dict[str, Any], path: str, num: int
     atomic_write(path, lambda f: f.write(buf.tobytes()))
 
 
-def save_curves(history: Dict[str, List[List[float]]], path: str) -> None:
-    """PNG with per-epoch loss terms and validation AP / metric per network."""
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed), imported on demand."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
 
+
+def save_figure(fig: Any, path: str, dpi: int = 90) -> None:
+    """Write a matplotlib figure as PNG atomically, then free it."""
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    pyplot().close(fig)
+
+
+def save_curves(history: Dict[str, List[List[float]]], path: str) -> None:
+    """PNG with per-epoch loss terms and validation AP / metric per network."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for tag, pts in sorted(history.items()):
         if tag.startswith("train/loss"):
@@ -81,5 +92,4 @@ def save_curves(history: Dict[str, List[List[float]]], path: str) -> None:
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
-    plt.close(fig)
+    save_figure(fig, path)

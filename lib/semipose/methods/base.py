@@ -62,6 +62,9 @@ class Method(nn.Module):
         """Returns {"loss": total (with grad), "loss_pose", "loss_cons", ...} (others detached)."""
         raise NotImplementedError
 
+    def set_progress(self, epochs: float) -> None:
+        """Called by the trainer before each step with the progress in (fractional) epochs."""
+
     def eval_models(self) -> Dict[str, Callable[[torch.Tensor], torch.Tensor]]:
         """name -> callable(images [N, 3, H, W]) -> heatmaps [N, J, h, w]."""
         return {name: self.nets[name] for name in self.net_names}
@@ -199,13 +202,16 @@ class SemiMethod(Method):
         theta_t = self.draw_theta(x_u.shape[0], x_u.device)
         return self.apply_theta(x_u, theta_t), theta_t
 
-    def teacher_target(self, t: torch.Tensor, theta: torch.Tensor,
-                       theta_t: Optional[torch.Tensor]) -> torch.Tensor:
-        """Teacher heatmaps [N, J, h, w] in the student's frame.
+    @staticmethod
+    def target_theta(theta: torch.Tensor, theta_t: Optional[torch.Tensor]) -> torch.Tensor:
+        """The warp [N, 2, 3] that takes teacher heatmaps to the student's frame.
 
         A warp by theta samples the source at theta @ p. The teacher saw x(theta_t p), so the
         student frame x(theta p) is reached by sampling the teacher at theta_t^-1 theta p.
         """
-        if theta_t is None:
-            return self.apply_theta(t, theta)
-        return self.apply_theta(t, compose_theta(invert_theta(theta_t), theta))
+        return theta if theta_t is None else compose_theta(invert_theta(theta_t), theta)
+
+    def teacher_target(self, t: torch.Tensor, theta: torch.Tensor,
+                       theta_t: Optional[torch.Tensor]) -> torch.Tensor:
+        """Teacher heatmaps [N, J, h, w] in the student's frame (see ``target_theta``)."""
+        return self.apply_theta(t, self.target_theta(theta, theta_t))

@@ -43,7 +43,8 @@ class PoseDual(SemiMethod):
             h2 = self.cutout(base, t1, mask)
             theta = self.draw_theta(x_u.shape[0], x_u.device)
             h1, h2 = self.apply_theta(h1, theta), self.apply_theta(h2, theta)
-            tw1, tw2 = self.teacher_target(t1, theta, theta_t), self.teacher_target(t2, theta, theta_t)
+            theta_tw = self.target_theta(theta, theta_t)  # one relative warp for both teachers
+            tw1, tw2 = self.apply_theta(t1, theta_tw), self.apply_theta(t2, theta_tw)
         s1, s2 = f1(h1), f2(h2)
         cons1 = self.loss(s1, tw2, w_u)
         cons2 = self.loss(s2, tw1, w_u)
