@@ -11,4 +11,6 @@ setup(
     packages=find_packages("lib"),
     python_requires=">=3.9",
     install_requires=requirements,
+    # ONNX export and its onnxruntime check (pose_estimation/export.py)
+    extras_require={"export": ["onnx>=1.14", "onnxruntime>=1.16"]},
 )

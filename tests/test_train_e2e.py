@@ -90,7 +90,9 @@ def test_semi_methods_short_run(data_root, tmp_path, path):
     # width, cutout and LR pinned: the loss must fall whatever the shipped configs choose
     cfg = _cfg(path, data_root, out, "TRAIN.END_EPOCH", "2", "TRAIN.LR_STEP", "[5]",
                "TRAIN.LR", "0.002", "MODEL.EXTRA.BASE_WIDTH", "64",
-               "MASK_JOINT_NUM", "5" if "dual" in path else "0")
+               "MASK_JOINT_NUM", "5" if "dual" in path else "0", "DEBUG.DEBUG", "True",
+               "DEBUG.SAVE_BATCH_IMAGES_GT", "True", "DEBUG.SAVE_BATCH_IMAGES_PRED", "True",
+               "DEBUG.SAVE_HEATMAPS_GT", "True", "DEBUG.SAVE_HEATMAPS_PRED", "True")
     trainer, results = _fit(cfg, path)
     nets = ["net1", "net2", "ensemble"] if "dual" in path else ["net1"]
     assert list(results) == nets
@@ -103,6 +105,39 @@ def test_semi_methods_short_run(data_root, tmp_path, path):
     assert len(losses) == 2 and losses[1] < losses[0]
     assert any(k.startswith("monitor/net1/collapse_frac") for k in hist)
     assert "train/loss_cons" in hist and "train/loss_pose" in hist
+    _check_debug_pictures(os.path.join(trainer.out_dir, "debug"), cfg, len(trainer.train_loader),
+                          len(trainer.val_loader))
+
+
+def _check_debug_pictures(folder: str, cfg, train_batches: int, val_batches: int) -> None:
+    """DEBUG pictures every PRINT_FREQ iterations: reference kinds for train and val, plus the
+    easy / hard views and teacher / student heatmaps of a semi-supervised step."""
+    import cv2
+    import numpy as np
+    w, h = cfg.MODEL.IMAGE_SIZE
+    hw, hh = cfg.MODEL.EXTRA.HEATMAP_SIZE
+    j = cfg.MODEL.NUM_JOINTS
+    kinds = {"train": ["gt", "pred", "hm_gt", "hm_pred", "easy", "hard", "hm_teacher",
+                       "hm_student"], "val": ["gt", "pred", "hm_gt", "hm_pred"]}
+    counts = {"train": train_batches, "val": val_batches}
+    names = set(os.listdir(folder))
+    for split, kind_list in kinds.items():
+        iters = [i for i in range(counts[split]) if i % cfg.PRINT_FREQ == 0]
+        for i in iters:
+            for kind in kind_list:
+                name = f"{split}_{i}_{kind}.jpg"
+                assert name in names, name
+                img = cv2.imread(os.path.join(folder, name))
+                if kind.startswith("hm"):  # one row per crop, the crop then J heatmaps
+                    assert img.shape[1] == (j + 1) * hw and img.shape[0] % hh == 0, name
+                else:  # crops in a grid with 2 px borders
+                    assert (img.shape[1] - 2) % (w + 2) == 0 and (img.shape[0] - 2) % (h + 2) == 0
+                assert img.std() > 5, f"{name} is blank"
+        # joints are drawn in red on the crops
+        pred = cv2.imread(os.path.join(folder, f"{split}_0_pred.jpg")).astype(int)
+        red = (pred[..., 2] > 180) & (pred[..., 1] < 90) & (pred[..., 0] < 90)
+        assert red.sum() > 0
+    assert not any(n.startswith(".tmp") for n in names)
 
 
 def test_exact_resume_equals_uninterrupted(data_root, tmp_path):

@@ -24,6 +24,7 @@ from ..utils.dist import DistInfo, any_rank, barrier
 from ..utils.seed import seed_everything
 from ..models.checkpoint import nets_state_dict
 from .checkpoint import FINAL, atomic_torch_save
+from .debug_images import DebugImages
 from .log import AverageMeter, ScalarLog, setup_logger
 from .optim import build_optimizer, set_epoch_lr
 from .setup import (amp_settings, build_data, build_method_for, move_batch,
@@ -73,6 +74,7 @@ class Trainer:
         self.scalars = ScalarLog(tb, os.path.join(self.out_dir, "history.json"), info.is_main)
         self.monitor = CollapseMonitor.from_cfg(cfg) if self._monitor_on() else None
         self.monitor_images = self._monitor_crops() if self.monitor else None
+        self.debug = DebugImages(cfg, self.out_dir)  # the DEBUG.* pictures (off by default)
 
         self.begin_epoch, self.start_iter = cfg.TRAIN.BEGIN_EPOCH, 0
         self.best_perf, self.global_step, self.last_results = -math.inf, 0, {}
@@ -193,6 +195,8 @@ class Trainer:
             _, avg_acc, cnt, _ = accuracy(sup, labeled["target"].float().cpu().numpy())
             acc_m.update(avg_acc, cnt)
             bt.update(time.time() - end)
+            if info.is_main and self.debug.due(i):
+                self.debug.train_step(i, batch, self.method.last)
             self.global_step += 1
             if info.is_main:
                 for k, v in values.items():
@@ -244,7 +248,8 @@ class Trainer:
     def validate(self, epoch: int) -> bool:
         """Evaluate every net; returns whether the selection metric improved."""
         results, pred = run_validation(self.cfg, self.model, self.val_set, self.val_loader,
-                                       self.info, self.out_dir, self.arch_name, self.progress)
+                                       self.info, self.out_dir, self.arch_name, self.progress,
+                                       debug=self.debug)
         if not self.info.is_main:
             return False
         self.last_results, self.last_pred = results, pred

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from yacs.config import CfgNode
 from ..evaluation.predict import merge_results, predict
 from ..evaluation.table import format_table, write_table
 from ..utils.dist import DistInfo, all_gather_objects, broadcast_buffers
+from .debug_images import DebugImages
 
 logger = logging.getLogger("semipose")
 
@@ -54,11 +55,12 @@ def score(cfg: CfgNode, val_set: Any, pred: Dict[str, Any], output_dir: str) -> 
 
 
 def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: Any,
-                   info: DistInfo, output_dir: str, arch_name: str, progress: bool = True
-                   ) -> Tuple[Results, Dict[str, Any]]:
+                   info: DistInfo, output_dir: str, arch_name: str, progress: bool = True,
+                   debug: Optional[DebugImages] = None) -> Tuple[Results, Dict[str, Any]]:
     """Predict on this rank's shard, gather, score on rank 0 (other ranks get an empty dict).
 
     Returns (results, merged predictions). The method's nets are put in eval mode and restored.
+    ``debug`` writes the DEBUG pictures of every PRINT_FREQ-th batch (rank 0 only).
     """
     method = getattr(method, "module", method)
     broadcast_buffers(method, info)  # rank 0's BatchNorm statistics, the ones it saves
@@ -66,13 +68,16 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
     method.nets.eval()
     models = {n: method.nets[n] for n in method.net_names}
     averages = {"ensemble": list(method.net_names)} if len(models) > 1 else None
+    hook = None
+    if debug is not None and debug.enabled and info.is_main:
+        hook = lambda i, batch, hm: debug.due(i) and debug.val_batch(i, batch, hm)  # noqa: E731
     try:
         part = predict(models, loader, info.device, flip_test=cfg.TEST.FLIP_TEST,
                        flip_pairs=val_set.joint_set.flip_pairs,
                        shift_mode="shift" if cfg.TEST.SHIFT_HEATMAP else "grid",
                        post_process=cfg.TEST.POST_PROCESS, post_type=cfg.TEST.POST_TYPE,
                        progress=progress and info.is_main, averages=averages,
-                       loss_fn=method.loss)
+                       loss_fn=method.loss, batch_hook=hook)
     finally:
         for n, m in method.nets.items():
             m.train(modes[n])
@@ -125,5 +130,5 @@ def evaluate_checkpoint(cfg: CfgNode, cfg_path: str, info: DistInfo, progress: b
     log.info("loaded %s (%s layout) into %s", path, layout, model_name(cfg)[0])
     method.to(info.device)
     results, _ = run_validation(cfg, method, val_set, loader, info, out_dir, model_name(cfg)[1],
-                                progress)
+                                progress, debug=DebugImages(cfg, out_dir))
     return results

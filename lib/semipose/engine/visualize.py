@@ -20,18 +20,70 @@ def _edges(joint_set: JointSet) -> List[tuple]:
     return [(int(idx[a]), int(idx[b])) for a, b in COCO_SKELETON if idx[a] >= 0 and idx[b] >= 0]
 
 
-def draw_pose(img: np.ndarray, kpts: np.ndarray, joint_set: JointSet, thr: float = 0.2) -> None:
-    """Draw kpts [J, 3] (x, y, score) on a BGR image in place; joints below ``thr`` are skipped."""
-    names = joint_set.names
-    for a, b in _edges(joint_set):
-        if kpts[a, 2] > thr and kpts[b, 2] > thr:
-            side = names[a][0]
-            col = _LEFT if side == "l" else _RIGHT if side == "r" else _MID
-            cv2.line(img, tuple(int(v) for v in kpts[a, :2]), tuple(int(v) for v in kpts[b, :2]),
-                     col, 2, cv2.LINE_AA)
-    for j in range(len(kpts)):
-        if kpts[j, 2] > thr and j in {e for pair in _edges(joint_set) for e in pair}:
-            cv2.circle(img, (int(kpts[j, 0]), int(kpts[j, 1])), 3, (255, 255, 255), -1)
+def _side_colour(name: str) -> tuple:
+    return _LEFT if name[0] == "l" else _RIGHT if name[0] == "r" else _MID
+
+
+def draw_pose(img: np.ndarray, kpts: np.ndarray, joint_set: JointSet, thr: float = 0.2,
+              fade: bool = False, scale: float = 1.0) -> None:
+    """Draw kpts [J, 3] (x, y, score) on a BGR image in place.
+
+    Limbs and joints are coloured by side (left blue, right orange, centre green); a joint's dot
+    grows with its confidence. Joints below ``thr`` are skipped, or with ``fade`` drawn at 35%
+    opacity (with their limbs) so that uncertain parts stay visible but read as uncertain.
+    ``scale`` multiplies line widths and dot sizes (for large images).
+    """
+    names, edges = joint_set.names, _edges(joint_set)
+    used = sorted({j for e in edges for j in e}) or list(range(len(kpts)))
+    conf = np.nan_to_num(kpts[:, 2].astype(np.float64), nan=0.0)
+    pt = lambda j: (int(round(kpts[j, 0])), int(round(kpts[j, 1])))  # noqa: E731
+    width = max(1, int(round(2 * scale)))
+
+    def paint(canvas: np.ndarray, strong: bool) -> None:
+        for a, b in edges:
+            if (min(conf[a], conf[b]) > thr) == strong:
+                cv2.line(canvas, pt(a), pt(b), _side_colour(names[a]), width, cv2.LINE_AA)
+        for j in used:
+            if (conf[j] > thr) == strong:
+                r = max(2, int(round(scale * (2 + 3 * min(max(conf[j], 0.0), 1.0)))))
+                cv2.circle(canvas, pt(j), r, _side_colour(names[j]), -1, cv2.LINE_AA)
+                cv2.circle(canvas, pt(j), r, (255, 255, 255), 1, cv2.LINE_AA)
+
+    if fade and (conf <= thr).any():
+        overlay = img.copy()
+        paint(overlay, strong=False)
+        cv2.addWeighted(overlay, 0.35, img, 0.65, 0, dst=img)
+    paint(img, strong=True)
+
+
+def draw_people(img: np.ndarray, kpts: np.ndarray, boxes: Sequence[Sequence[float]],
+                scores: Sequence[float], joint_set: JointSet, thr: float = 0.2,
+                legend: str = "") -> np.ndarray:
+    """A copy of a BGR image with every person's box, skeleton (low-confidence joints faded) and
+    score, plus a colour legend and the ``legend`` text in the top-left corner."""
+    out = img.copy()
+    scale = max(1.0, min(out.shape[:2]) / 400.0)
+    font, fs, th = cv2.FONT_HERSHEY_SIMPLEX, 0.4 * scale, max(1, int(scale))
+    for person, box, score in zip(kpts, boxes, scores):
+        x, y, w, h = (int(round(v)) for v in box)
+        cv2.rectangle(out, (x, y), (x + w, y + h), (200, 200, 200), 1)
+        draw_pose(out, person, joint_set, thr, fade=True, scale=scale)
+        cv2.putText(out, f"{score:.2f}", (x + 2, y + int(12 * scale)), font, fs,
+                    (255, 255, 255), th, cv2.LINE_AA)
+    lines = [("left", _LEFT), ("right", _RIGHT)] + ([(legend, (255, 255, 255))] if legend else [])
+    for k, (text, col) in enumerate(lines):
+        org = (4, int((14 + 14 * k) * scale))
+        cv2.putText(out, text, org, font, fs, (0, 0, 0), th + 2, cv2.LINE_AA)
+        cv2.putText(out, text, org, font, fs, col, th, cv2.LINE_AA)
+    return out
+
+
+def encode_png(img: np.ndarray, path: str) -> None:
+    """Write a BGR image as PNG atomically."""
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise ValueError(f"could not encode an image of shape {img.shape} for {path}")
+    atomic_write(path, lambda f: f.write(buf.tobytes()))
 
 
 def save_prediction_grid(val_set: Any, pred: Dict[str, Any], path: str, num: int = 16,
@@ -56,8 +108,7 @@ def save_prediction_grid(val_set: Any, pred: Dict[str, Any], path: str, num: int
     while len(tiles) % cols:
         tiles.append(np.zeros_like(tiles[0]))
     rows = [np.concatenate(tiles[r:r + cols], axis=1) for r in range(0, len(tiles), cols)]
-    _, buf = cv2.imencode(".png", np.concatenate(rows, axis=0))
-    atomic_write(path, lambda f: f.write(buf.tobytes()))
+    encode_png(np.concatenate(rows, axis=0), path)
 
 
 def pyplot():

@@ -37,8 +37,9 @@ def _ids(x: Any) -> List[Any]:
     return list(x)
 
 
-def _forward(model: Model, images: torch.Tensor, flip_test: bool,
-             flip_pairs: Optional[Sequence[Sequence[int]]], shift_mode: str) -> torch.Tensor:
+def forward_heatmaps(model: Model, images: torch.Tensor, flip_test: bool,
+                     flip_pairs: Optional[Sequence[Sequence[int]]], shift_mode: str
+                     ) -> torch.Tensor:
     """Heatmaps [B, J, h, w] float32; with the flip test, the mean of plain and flipped passes."""
     out = model(images).float()
     if flip_test:
@@ -54,7 +55,9 @@ def predict(models: Mapping[str, Model], loader: Any, device: torch.device | str
             flip_test: bool = False, flip_pairs: Optional[Sequence[Sequence[int]]] = None,
             shift_mode: str = "shift", post_process: bool = True, post_type: str = "shift",
             progress: bool = True, averages: Optional[Mapping[str, Sequence[str]]] = None,
-            loss_fn: Optional[Callable[..., torch.Tensor]] = None) -> Dict[str, Any]:
+            loss_fn: Optional[Callable[..., torch.Tensor]] = None,
+            batch_hook: Optional[Callable[[int, Any, torch.Tensor], None]] = None
+            ) -> Dict[str, Any]:
     """Predict keypoints for every sample of ``loader`` with every model.
 
     Args:
@@ -73,6 +76,8 @@ def predict(models: Mapping[str, Model], loader: Any, device: torch.device | str
             {"ensemble": ["net1", "net2"]}; costs no extra forward pass.
         loss_fn: optional ``loss_fn(output, target, target_weight)`` for the validation loss of the
             first model (needs targets in the batch).
+        batch_hook: optional ``batch_hook(i, batch, heatmaps)`` after each batch ``i`` with the
+            first model's heatmaps [B, J, h, w] (e.g. the DEBUG pictures).
     Returns:
         {"preds": {name: float32 [N, J, 3] (x, y, maxval) in image pixels},
          "center" [N, 2], "scale" [N, 2], "rotation" [N], "area" [N] ((s_w*200)*(s_h*200)),
@@ -103,17 +108,20 @@ def predict(models: Mapping[str, Model], loader: Any, device: torch.device | str
     loss_n = acc_n = 0
     total = len(loader) if hasattr(loader, "__len__") else None
     with torch.no_grad():
-        for batch in tqdm(loader, total=total, desc="predict", disable=not progress, leave=False):
+        for i, batch in enumerate(tqdm(loader, total=total, desc="predict",
+                                       disable=not progress, leave=False)):
             meta = batch["meta"]
             images = batch["image"].to(device, non_blocking=True)
             center = _to_numpy(meta["center"], np.float32).reshape(-1, 2)
             scale = _to_numpy(meta["scale"], np.float32).reshape(-1, 2)
             rotation = _to_numpy(meta["rotation"], np.float32).reshape(-1)
-            heatmaps = {n: _forward(m, images, flip_test, flip_pairs, shift_mode)
+            heatmaps = {n: forward_heatmaps(m, images, flip_test, flip_pairs, shift_mode)
                         for n, m in models.items()}
             for n, members in averages.items():
                 heatmaps[n] = sum(heatmaps[m] for m in members) / float(len(members))
 
+            if batch_hook is not None:
+                batch_hook(i, batch, heatmaps[first])
             host = {n: heatmaps[n].cpu().numpy() for n in names}  # one device->host copy each
             for n in names:
                 coords, maxvals = get_final_preds(host[n], center, scale, rotation,

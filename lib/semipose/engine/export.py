@@ -1,0 +1,58 @@
+"""pose_estimation/export.py's job: load a checkpoint, export one net or the ensemble, check it."""
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict
+
+import torch
+from torch import nn
+from yacs.config import CfgNode
+
+from ..inference import load_method
+from ..models.export import MeanOfNets, export_onnx, onnx_max_abs_diff, require
+
+
+def exported_module(method: nn.Module, net: str) -> nn.Module:
+    """The module behind ``net``: one of ``method.nets``, or 'ensemble' = their mean."""
+    if net in method.nets:
+        return method.nets[net]
+    if net == "ensemble" and len(method.nets) > 1:
+        return MeanOfNets(list(method.nets.values()))
+    raise ValueError(f"--net {net!r}: this model offers {list(method.eval_models())}")
+
+
+def check_batches(cfg: CfgNode, num: int, echo: Callable[[str], None]) -> Dict[str, torch.Tensor]:
+    """Random crops (seeded) and the first ``num`` validation crops of the config."""
+    w, h = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
+    batches = {"random": torch.randn(num, 3, h, w, generator=torch.Generator().manual_seed(0))}
+    try:
+        from ..data.build import build_val_dataset
+        val = build_val_dataset(cfg)
+        if len(val):
+            batches["validation"] = torch.stack([val[i]["image"] for i in range(min(num, len(val)))])
+    except (OSError, ValueError, KeyError) as err:
+        echo(f"no validation crops to check ({str(err).splitlines()[0]}): random crops only")
+    return batches
+
+
+def export_and_check(cfg: CfgNode, model_file: str, net: str, out: str, opset: int = 17,
+                     tolerance: float = 1e-4, num_check: int = 8,
+                     allow_single: bool = False, echo: Callable[[str], None] = print
+                     ) -> Dict[str, float]:
+    """Export ``net`` of ``model_file`` to ``out`` and compare it with PyTorch; returns the max
+    abs differences per check batch. Raises ValueError above ``tolerance``."""
+    require("onnx")
+    require("onnxruntime")
+    method, layout = load_method(cfg, model_file, "cpu", allow_single)
+    module = exported_module(method, net)
+    export_onnx(module, out, cfg.MODEL.IMAGE_SIZE, opset=opset)
+    diffs = onnx_max_abs_diff(out, module, check_batches(cfg, num_check, echo))
+    size = os.path.getsize(out) / 2 ** 20
+    echo(f"exported {net} of {model_file} ({layout} layout) to {out} ({size:.1f} MiB, opset "
+         f"{opset}, dynamic batch); onnxruntime vs PyTorch max |diff|: " +
+         ", ".join(f"{k} crops {v:.2e}" for k, v in diffs.items()))
+    worst = max(diffs.values())
+    if worst > tolerance:
+        raise ValueError(f"{out}: ONNX heatmaps differ from PyTorch by {worst:.2e} > "
+                         f"--tolerance {tolerance:g}; try another --opset")
+    return diffs
