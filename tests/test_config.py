@@ -247,3 +247,51 @@ def test_image_and_heatmap_sizes_must_match_the_network():
         load_cfg(path, ["MODEL.IMAGE_SIZE", "[48, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[12, 16]"])
     with pytest.raises(ConfigError, match=r"use \[16, 24\]"):
         load_cfg(path, ["MODEL.EXTRA.HEATMAP_SIZE", "[48, 64]"])
+
+
+def test_base_inheritance_merges_sections_and_resolves_relative_paths(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write(tmp_path, "MODEL:\n  NAME: pose_dual\n  EXTRA:\n    NUM_LAYERS: 50\n    BASE_WIDTH: 32\n"
+          "TRAIN:\n  LR: 0.01\n  END_EPOCH: 7\n", "root.yaml")
+    write(tmp_path, "_BASE_: ../root.yaml\nTRAIN:\n  LR: 0.02\n", "sub/mid.yaml")
+    child = write(tmp_path, "_BASE_: mid.yaml\nMODEL:\n  EXTRA:\n    BASE_WIDTH: 16\n",
+                  "sub/child.yaml")
+    cfg = load_cfg(child, ["TRAIN.END_EPOCH", "9"])
+    assert cfg.MODEL.NAME == "pose_dual"  # from the root, two levels up
+    assert (cfg.MODEL.EXTRA.NUM_LAYERS, cfg.MODEL.EXTRA.BASE_WIDTH) == (50, 16)  # EXTRA merged
+    assert cfg.TRAIN.LR == 0.02 and cfg.TRAIN.END_EPOCH == 9  # nearer file, then command line
+    assert "_BASE_" not in cfg
+    assert output_dir(cfg, child).endswith("child")
+    # a list of bases merges in order, the later one winning
+    write(tmp_path, "TRAIN:\n  LR: 0.5\n", "other.yaml")
+    both = write(tmp_path, "_BASE_: [root.yaml, other.yaml]\n", "both.yaml")
+    assert load_cfg(both).TRAIN.LR == 0.5 and load_cfg(both).TRAIN.END_EPOCH == 7
+
+
+def test_base_errors_name_the_file(tmp_path):
+    a = write(tmp_path, "_BASE_: b.yaml\n", "a.yaml")
+    write(tmp_path, "_BASE_: a.yaml\n", "b.yaml")
+    with pytest.raises(ConfigError, match="cycle: .*a.yaml -> .*b.yaml -> .*a.yaml"):
+        load_cfg(a)
+    lost = write(tmp_path, "_BASE_: nowhere.yaml\n", "lost.yaml")
+    with pytest.raises(FileNotFoundError, match="lost.yaml.*nowhere.yaml"):
+        load_cfg(lost)
+    write(tmp_path, "TRAIN:\n  LRR: 0.1\n", "typo.yaml")
+    child = write(tmp_path, "_BASE_: typo.yaml\n", "child.yaml")
+    with pytest.raises(UnknownKeyError, match="typo.yaml") as err:
+        load_cfg(child)
+    assert "TRAIN.LR" in str(err.value)
+    bad = write(tmp_path, "_BASE_: 3\n", "bad.yaml")
+    with pytest.raises(ConfigError, match="_BASE_ must be a file name"):
+        load_cfg(bad)
+
+
+def test_synthetic_configs_use_base_files():
+    """The quick start is the benchmark's PoseDual cell by inheritance, not by copy."""
+    quick = load_cfg(os.path.join(EXP, "synthetic", "posedual.yaml"))
+    bench = load_cfg(os.path.join(EXP, "synthetic", "ssl_benchmark.yaml"))
+    with open(os.path.join(EXP, "synthetic", "posedual.yaml")) as f:
+        assert yaml.safe_load(f)["_BASE_"] == "ssl_benchmark.yaml"
+    same = ("MODEL", "DATASET", "SYNTHETIC", "TEST")
+    assert all(quick[k] == bench[k] for k in same)
+    assert (quick.TRAIN.END_EPOCH, quick.TRAIN.LR, quick.MASK_JOINT_NUM) == (5, 0.001, 0)

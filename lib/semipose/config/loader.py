@@ -29,13 +29,59 @@ def _read_yaml(path: str) -> dict:
     return data
 
 
+BASE_KEY = "_BASE_"
+
+
+def deep_merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``: sections merge key by key, any other value of ``top`` replaces."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_with_bases(path: str, chain: Sequence[str] = ()) -> dict:
+    """The keys of ``path`` merged over those of its ``_BASE_`` file(s), recursively.
+
+    ``_BASE_: other.yaml`` (or a list, merged in order) is resolved relative to the file's folder.
+    Each file's own keys are checked against the defaults with that file named in the error; a
+    cycle or a missing base raises ConfigError / FileNotFoundError naming the chain.
+    """
+    real = os.path.realpath(path)
+    if real in chain:
+        names = " -> ".join(os.path.relpath(p) for p in list(chain) + [real])
+        raise ConfigError(f"{BASE_KEY} cycle: {names}; remove one of the {BASE_KEY} entries")
+    data = _read_yaml(path)
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        bases = []
+    elif isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{path}: {BASE_KEY} must be a file name or a list of file names, "
+                          f"got {bases!r}")
+    merged: dict = {}
+    for b in bases:
+        base_path = b if os.path.isabs(b) else os.path.join(os.path.dirname(path), b)
+        if not os.path.isfile(base_path):
+            raise FileNotFoundError(f"{path}: {BASE_KEY} file {b!r} not found (looked for "
+                                    f"{base_path!r}; paths are relative to the file's folder)")
+        merged = deep_merge(merged, read_with_bases(base_path, list(chain) + [real]))
+    # This file's own keys checked over its bases, so an error names the file that has the key.
+    probe = get_defaults()
+    merge_dict(probe, merged, "the _BASE_ files of " + path, probe)
+    merge_dict(probe, data, path, probe)
+    return deep_merge(merged, data)
+
+
 def load_cfg(path: str, opts: Sequence[str] = ()) -> CN:
-    """Defaults <- YAML file ``path`` <- ``opts`` (flat [KEY, VALUE, ...]); validated and frozen.
+    """Defaults <- YAML file ``path`` (over its ``_BASE_`` files) <- ``opts`` (flat
+    [KEY, VALUE, ...]); validated and frozen.
 
     Unknown keys raise UnknownKeyError naming the key, the file (or 'command line') and the closest
     valid key; values of the wrong type raise ConfigTypeError; a missing file FileNotFoundError.
     """
-    data = _read_yaml(path)
+    data = read_with_bases(path)
     cfg = get_defaults()
     merge_dict(cfg, data, path, cfg)
     model = data.get("MODEL") if isinstance(data.get("MODEL"), dict) else {}
