@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-from semipose.engine.cli import base_parser, run_job
+from semipose.engine.cli import base_parser, parse_cli, run_job
 
 
 def main(argv=None) -> int:
@@ -49,14 +49,12 @@ def main(argv=None) -> int:
     p.add_argument("--allow-single", dest="allow_single", action="store_true",
                    help="load a one-net file into net1 of a PoseDual config")
     p.add_argument("--out", default="", help="output folder (default <OUTPUT_DIR>/demo/<model>)")
-    args = p.parse_args(argv)
+    args = parse_cli(p, argv)
 
     def job(cfg, info):
-        from semipose.config import output_dir
-        from semipose.engine.checkpoint import FINAL
+        from semipose.engine.runs import find_model_file
         from semipose.engine.demo import DemoOptions, run_demo
-        model_file = args.model_file or cfg.TEST.MODEL_FILE or os.path.join(
-            output_dir(cfg, args.cfg), FINAL)
+        model_file = args.model_file or find_model_file(cfg, args.cfg)
         stem = os.path.basename(model_file).split(".")[0]
         opts = DemoOptions(
             model_file=model_file, out_dir=args.out or os.path.join(cfg.OUTPUT_DIR, "demo", stem),

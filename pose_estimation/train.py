@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from semipose.engine.cli import base_parser, run_job
+from semipose.engine.cli import base_parser, parse_cli, run_job
 from semipose.engine.trainer import NonFiniteLossError, Trainer
 
 
@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     p = base_parser(__doc__.strip().splitlines()[0])
     p.add_argument("--pretrained_model", default="", help="initialisation file (MODEL.PRETRAINED)")
     p.add_argument("--num_gpus", type=int, default=None, help="accepted for compatibility; unused")
-    args = p.parse_args(argv)
+    args = parse_cli(p, argv)
     extra = ["MODEL.PRETRAINED", args.pretrained_model] if args.pretrained_model else []
     return run_job(args, extra,
                    lambda cfg, info: Trainer(cfg, args.cfg, info,

@@ -8,9 +8,10 @@ does. Exit status 2: a user error (missing file, checkpoint of another model, ..
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
-from semipose.engine.cli import base_parser, run_job
+from semipose.engine.cli import base_parser, parse_cli, run_job
 from semipose.engine.validate import evaluate_checkpoint
 
 
@@ -20,30 +21,31 @@ def main(argv=None) -> int:
                    help="weights to score (TEST.MODEL_FILE); default <run folder>/final_state.pth.tar")
     p.add_argument("--use-detect-bbox", dest="use_detect_bbox", action="store_true",
                    help="use the detection boxes of TEST.COCO_BBOX_FILE (TEST.USE_GT_BBOX False)")
-    p.add_argument("--flip-test", dest="flip_test", action="store_true",
-                   help="average with the horizontally flipped input (TEST.FLIP_TEST)")
-    p.add_argument("--post-process", dest="post_process", action="store_true",
-                   help="quarter-pixel refinement of the argmax (TEST.POST_PROCESS True)")
-    p.add_argument("--shift-heatmap", dest="shift_heatmap", action="store_true",
-                   help="flip test: shift flipped heatmaps by 1 px (TEST.SHIFT_HEATMAP True)")
+    onoff = argparse.BooleanOptionalAction
+    p.add_argument("--flip-test", dest="flip_test", action=onoff, default=None,
+                   help="average with the horizontally flipped input (TEST.FLIP_TEST; default off)")
+    p.add_argument("--post-process", dest="post_process", action=onoff, default=None,
+                   help="quarter-pixel refinement of the argmax (TEST.POST_PROCESS; default on)")
+    p.add_argument("--shift-heatmap", dest="shift_heatmap", action=onoff, default=None,
+                   help="flip test: shift flipped heatmaps by 1 px (TEST.SHIFT_HEATMAP; default on)")
+    p.add_argument("--allow-single", dest="allow_single", action="store_true",
+                   help="load a one-net checkpoint into net1 of a PoseDual config (net2 untrained)")
     p.add_argument("--coco-bbox-file", dest="coco_bbox_file", default="",
                    help="detection result json (TEST.COCO_BBOX_FILE)")
-    args = p.parse_args(argv)
+    args = parse_cli(p, argv)
     extra = []
     if args.model_file:
         extra += ["TEST.MODEL_FILE", args.model_file]
     if args.use_detect_bbox:
         extra += ["TEST.USE_GT_BBOX", "False"]
-    if args.flip_test:
-        extra += ["TEST.FLIP_TEST", "True"]
-    if args.post_process:
-        extra += ["TEST.POST_PROCESS", "True"]
-    if args.shift_heatmap:
-        extra += ["TEST.SHIFT_HEATMAP", "True"]
+    for flag, key in (("flip_test", "FLIP_TEST"), ("post_process", "POST_PROCESS"),
+                      ("shift_heatmap", "SHIFT_HEATMAP")):
+        if getattr(args, flag) is not None:
+            extra += [f"TEST.{key}", str(getattr(args, flag))]
     if args.coco_bbox_file:
         extra += ["TEST.COCO_BBOX_FILE", args.coco_bbox_file]
     return run_job(args, extra, lambda cfg, info: evaluate_checkpoint(
-        cfg, args.cfg, info, progress=not args.no_progress))
+        cfg, args.cfg, info, progress=not args.no_progress, allow_single=args.allow_single))
 
 
 if __name__ == "__main__":

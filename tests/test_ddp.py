@@ -18,6 +18,7 @@ from semipose.data.build import build_train_dataset
 from semipose.data.loaders import build_loader, set_loader_epoch
 from semipose.data.synthetic import generate
 from semipose.engine.cli import base_parser
+from semipose.engine.runs import latest_run
 from semipose.engine.setup import resume_loader
 from semipose.engine.validate import evaluate_checkpoint
 from semipose.utils.dist import DistInfo
@@ -91,7 +92,8 @@ def test_two_process_posedual_equals_single_process_eval(data_root, tmp_path):
     proc = _launch(["torch.distributed.run"], "train.py", train_args)
     cfg = load_cfg(POSEDUAL, _opts(data_root, out))
     from semipose.config import output_dir
-    run = output_dir(cfg, POSEDUAL)
+    from semipose.engine.validate import valid_folder
+    run = latest_run(output_dir(cfg, POSEDUAL))
     log = proc.stdout + proc.stderr
     assert "world size 2" in log
     ckpt = torch.load(os.path.join(run, "checkpoint.pth.tar"), weights_only=False)
@@ -126,18 +128,24 @@ def test_two_process_posedual_equals_single_process_eval(data_root, tmp_path):
     for net, (metrics, ap) in single.items():
         for k, v in metrics.items():
             assert ddp_metrics[f"{net}/{k}"] == pytest.approx(v, abs=1e-9), (net, k)
-    single_preds = np.load(os.path.join(run, "all_preds.npy"))
+    # valid.py writes into a folder of its own, named after the checkpoint, not into the run
+    vdir = valid_folder(cfg, output_dir(cfg, POSEDUAL), final)
+    assert os.path.dirname(vdir) != run and os.path.basename(vdir).endswith("final_state")
+    single_preds = np.load(os.path.join(vdir, "all_preds.npy"))
     np.testing.assert_allclose(ddp_preds, single_preds, rtol=1e-5, atol=1e-3)
-    _assert_same_results(ddp_results, _keypoint_results(run))
+    _assert_same_results(ddp_results, _keypoint_results(vdir))
+    np.testing.assert_array_equal(np.load(os.path.join(run, "all_preds.npy")), ddp_preds)
+    with open(os.path.join(vdir, "results.md")) as f:
+        assert os.path.abspath(final) in f.read()
 
     # valid.py sharded over 2 processes by the legacy launcher (--local-rank flag + --distributed)
-    shutil.rmtree(os.path.join(run, "results"))
+    shutil.rmtree(os.path.join(vdir, "results"))
     _launch(["torch.distributed.launch"], "valid.py",
             ["--distributed", "--cfg", POSEDUAL, "--no-progress", "--model-file", final,
              *_opts(data_root, out)])
-    np.testing.assert_allclose(np.load(os.path.join(run, "all_preds.npy")), single_preds,
+    np.testing.assert_allclose(np.load(os.path.join(vdir, "all_preds.npy")), single_preds,
                                rtol=1e-5, atol=1e-3)
-    _assert_same_results(ddp_results, _keypoint_results(run))
+    _assert_same_results(ddp_results, _keypoint_results(vdir))
 
 
 def test_distributed_shards_and_per_rank_pairing(data_root):

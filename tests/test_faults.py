@@ -16,6 +16,7 @@ from semipose.config import load_cfg, output_dir
 from semipose.data.imageio import ImageReadError
 from semipose.data.synthetic import generate
 from semipose.engine.checkpoint import load_resume_state
+from semipose.engine.runs import latest_run
 from semipose.engine.setup import skipped_images
 from semipose.engine.trainer import NonFiniteLossError, Trainer
 from semipose.utils.dist import DistInfo
@@ -133,7 +134,7 @@ def test_skip_bad_images_counts_them(root, tmp_path, capsys):
     args = _args(root, out, "DATASET.SKIP_BAD_IMAGES", "True", "DATASET.TRAIN_LEN", "0",
                  "TRAIN.END_EPOCH", "1")
     assert train_cli.main(args) == 0
-    run = output_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED)
+    run = latest_run(output_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED))
     log = "".join(open(os.path.join(run, f)).read() for f in os.listdir(run) if f.endswith(".log"))
     # one warning naming the file, and the count (one per person record read from it, plus
     # replacement draws that hit it again) at the end of the epoch

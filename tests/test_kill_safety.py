@@ -16,6 +16,7 @@ import torch
 
 from semipose.config import load_cfg, output_dir
 from semipose.data.synthetic import generate
+from semipose.engine.runs import latest_run
 from semipose.engine.trainer import Trainer
 from semipose.utils.dist import DistInfo
 
@@ -123,7 +124,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_finishes(data_root, tmp_path, 
     assert rc == 0, log[-3000:]
     assert "Traceback" not in log and f"received signal {int(sig)}" in log
     assert "stopped at epoch" in log
-    run = output_dir(load_cfg(SUPERVISED, opts), SUPERVISED)
+    run = latest_run(output_dir(load_cfg(SUPERVISED, opts), SUPERVISED))
     ckpt = torch.load(os.path.join(run, "checkpoint.pth.tar"), weights_only=False)
     assert steps >= 4 and 0 < ckpt["iteration"] < steps and ckpt["epoch"] < 50
     assert ckpt["global_step"] == ckpt["epoch"] * steps + ckpt["iteration"]

@@ -67,7 +67,8 @@ _C.RAND_MAGNITUDE = 10  # RandAugment magnitude M (N is fixed at 2)
 _C.MASK_JOINT_NUM = 0  # Joint Cutout draws per unlabeled sample; 0 = off
 _C.RAW_INPUT = False  # build the unlabeled dataset without augmentation
 _C.SAVE_INTER = 0  # >0: also save a bare state dict every SAVE_INTER epochs
-_C.OUTPUT_DIR = ""  # root of run folders: OUTPUT_DIR/<TRAIN_DATASET>/<name>/<cfg name>
+_C.OUTPUT_DIR = ""  # root of run folders: OUTPUT_DIR/<TRAIN_DATASET>/<name>/<cfg name>/<run>
+_C.RUN_NAME = ""  # run folder name; '' = run_<date-time>, a new one per training (latest -> newest)
 _C.LOG_DIR = ""  # root of tensorboard folders
 _C.DATA_DIR = ""  # prefix for data/model paths, applied by apply_dirs()
 _C.GPUS = "0"  # comma-separated GPU ids
@@ -139,7 +140,7 @@ _C.TRAIN.GAMMA1 = 0.99  # declared by the reference, unused
 _C.TRAIN.GAMMA2 = 0.0  # declared by the reference, unused
 _C.TRAIN.BEGIN_EPOCH = 0  # first epoch
 _C.TRAIN.END_EPOCH = 140  # epochs run: BEGIN_EPOCH .. END_EPOCH-1
-_C.TRAIN.RESUME = True  # resume from <run folder>/checkpoint.pth.tar if present
+_C.TRAIN.RESUME = True  # continue the latest run (or RUN_NAME) from its checkpoint.pth.tar if present; else a new run
 _C.TRAIN.CHECKPOINT = ""  # declared by the reference, unused
 _C.TRAIN.BATCH_SIZE = 32  # per-GPU batch (of labeled/unlabeled pairs for mixed datasets)
 _C.TRAIN.SHUFFLE = True  # declared by the reference, unused (training always shuffles)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from yacs.config import CfgNode
 
@@ -36,7 +36,11 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=description,
         epilog="Trailing KEY VALUE pairs override config keys, e.g. TRAIN.END_EPOCH 5 DEVICE cpu.")
-    p.add_argument("--cfg", required=True, help="experiment YAML file")
+    p.add_argument("--cfg", default="", help="experiment YAML file (required)")
+    p.add_argument("--print-config", dest="print_config", action="store_true",
+                   help="print the merged config (YAML, _BASE_ files, flags and overrides) and exit")
+    p.add_argument("--list-keys", dest="list_keys", action="store_true",
+                   help="list every config key with its default and meaning, and exit")
     p.add_argument("--gpus", default="", help="GPU ids, e.g. '0' (sets DEVICE cuda:<first id>; "
                    "use torchrun for several GPUs)")
     p.add_argument("--workers", type=int, default=None, help="data loader workers (WORKERS)")
@@ -52,8 +56,22 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                    help="join a process group (torch.distributed.launch); torchrun needs no flag")
     p.add_argument("--local_rank", "--local-rank", dest="local_rank", type=int, default=None,
                    help="set by torch.distributed.launch (LOCAL_RANK also read from the environment)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                   help="config overrides (flags may come before or after them)")
     return p
+
+
+def parse_cli(p: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None
+              ) -> argparse.Namespace:
+    """Parse flags and KEY VALUE overrides in any order; handle --list-keys; require --cfg."""
+    args = p.parse_intermixed_args(argv)
+    if args.list_keys:
+        from ..config.describe import format_key_docs
+        print(format_key_docs())
+        raise SystemExit(0)
+    if not args.cfg:
+        p.error("--cfg FILE is required (an experiment YAML, e.g. experiments/synthetic/posedual.yaml)")
+    return args
 
 
 def flag_opts(args: argparse.Namespace) -> List[str]:
@@ -89,6 +107,11 @@ def run_job(args: argparse.Namespace, extra: Sequence[str],
     info = DistInfo()
     try:
         cfg = load_from_args(args, extra)
+        if getattr(args, "print_config", False):
+            import yaml
+            from ..config import to_plain
+            print(yaml.safe_dump(to_plain(cfg), default_flow_style=None, sort_keys=False), end="")
+            return 0
         info = init_distributed(cfg.DEVICE, force=args.distributed, local_rank_arg=args.local_rank)
         job(cfg, info)
     except BaseException as exc:

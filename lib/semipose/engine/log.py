@@ -3,12 +3,31 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections import defaultdict
 from typing import Dict, List, Optional
 
 from .checkpoint import atomic_write_text
+
+
+FILE_ONLY = {"file_only": True}  # logger.info(..., extra=FILE_ONLY): the log file, not the console
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """Console lines printed through tqdm, so they appear above a running progress bar instead of
+    breaking it; records marked FILE_ONLY (e.g. pycocotools' chatter) stay in the log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False) and super().filter(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # never let logging take a run down
+            self.handleError(record)
 
 
 def setup_logger(output_dir: str, cfg_name: str, phase: str, is_main: bool = True) -> logging.Logger:
@@ -20,7 +39,7 @@ def setup_logger(output_dir: str, cfg_name: str, phase: str, is_main: bool = Tru
         logger.removeHandler(h)
         h.close()
     fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    console = logging.StreamHandler()
+    console = ConsoleHandler()
     console.setFormatter(fmt)
     logger.addHandler(console)
     if is_main:
@@ -54,6 +73,7 @@ class ScalarLog:
         self.history: Dict[str, List[List[float]]] = defaultdict(list)
         self.history_path = history_path
         self.writer = None
+        self.tb_dir = tb_dir if enabled else None
         if enabled and tb_dir:
             from tensorboardX import SummaryWriter
             os.makedirs(tb_dir, exist_ok=True)
@@ -63,7 +83,8 @@ class ScalarLog:
         if not self.enabled:
             return
         self.history[tag].append([step, float(value)])
-        if self.writer is not None:
+        # TensorBoard cannot plot NaN (tensorboardX prints a warning per value); history keeps it.
+        if self.writer is not None and math.isfinite(float(value)):
             self.writer.add_scalar(tag, float(value), step)
 
     def load(self) -> None:

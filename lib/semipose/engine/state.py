@@ -44,6 +44,7 @@ def save_state(trainer: Any, epoch: int, iteration: int, is_best: bool) -> None:
     state = {
         "epoch": epoch, "iteration": iteration, "global_step": trainer.global_step,
         "model": model_name(trainer.cfg), "state_dict": weights, "perf": trainer.best_perf,
+        "best_epoch": trainer.best_epoch,
         "optimizer": trainer.optimizer.state_dict(), "scaler": trainer.scaler.state_dict(),
         "rng": ranks[0]["rng"], "method_rng": ranks[0]["method_rng"],
         "rank_rng": ranks, "world_size": trainer.info.world_size,
@@ -76,6 +77,7 @@ def load_state(trainer: Any) -> Optional[str]:
     trainer.start_iter = int(state.get("iteration", 0))
     trainer.global_step = int(state.get("global_step", 0))
     trainer.best_perf = float(state.get("perf", float("-inf")))
+    trainer.best_epoch = state.get("best_epoch")
     _restore_meters(trainer, state.get("meters", {}))
     _restore_rng(trainer, state)
     return path

@@ -25,12 +25,13 @@ from ..utils.seed import seed_everything
 from ..models.checkpoint import nets_state_dict
 from .checkpoint import FINAL, atomic_torch_save
 from .debug_images import DebugImages
+from .runs import choose_run_folder
 from .log import AverageMeter, ScalarLog, setup_logger
 from .optim import build_optimizer, set_epoch_lr
 from .setup import (amp_settings, build_data, build_method_for, move_batch,
                     prepare_synthetic, resume_loader, skipped_images, until_stopped)
 from .state import load_state, save_state
-from .validate import run_validation
+from .validate import run_validation, settings_line
 
 
 # Signals that checkpoint and stop a run: Ctrl-C, schedulers/torchrun, and a closed terminal or
@@ -47,7 +48,8 @@ class Trainer:
 
     def __init__(self, cfg: CfgNode, cfg_path: str, info: DistInfo, progress: bool = True):
         self.cfg, self.info, self.device, self.progress = cfg, info, info.device, progress
-        self.out_dir = run_dir(cfg, cfg_path)
+        self.experiment_dir = run_dir(cfg, cfg_path)
+        self.out_dir = choose_run_folder(cfg, cfg_path, info)  # one folder per run
         self.cfg_name = os.path.splitext(os.path.basename(cfg_path))[0]
         self.arch_name = model_name(cfg)[1]
         if info.is_main:
@@ -69,8 +71,10 @@ class Trainer:
         self.method, self.model = build_method_for(cfg, info, self.log)
         self.optimizer = build_optimizer(cfg, self.method.parameters())
         self.amp_dtype, self.scaler = amp_settings(cfg, self.device, self.log)
+        # TensorBoard events of each run in a folder of their own (runs overlay in the UI)
         tb = os.path.join(cfg.LOG_DIR or self.out_dir, cfg.DATASET.TRAIN_DATASET,
-                          model_name(cfg)[0], self.cfg_name) if info.is_main else None
+                          model_name(cfg)[0], self.cfg_name,
+                          os.path.basename(self.out_dir)) if info.is_main else None
         self.scalars = ScalarLog(tb, os.path.join(self.out_dir, "history.json"), info.is_main)
         self.monitor = CollapseMonitor.from_cfg(cfg) if self._monitor_on() else None
         self.monitor_images = self._monitor_crops() if self.monitor else None
@@ -78,10 +82,15 @@ class Trainer:
 
         self.begin_epoch, self.start_iter = cfg.TRAIN.BEGIN_EPOCH, 0
         self.best_perf, self.global_step, self.last_results = -math.inf, 0, {}
+        self.best_epoch: Optional[int] = None  # 1-based epoch of best_perf
+        self.t_start, self.steps_here = time.time(), 0  # for the whole-run ETA
         self.meters: Dict[str, AverageMeter] = {}  # this epoch's running averages (resumable)
         if cfg.TRAIN.RESUME:
             resumed = load_state(self)
-            if resumed:
+            if not resumed:
+                self.log.info("TRAIN.RESUME: no checkpoint in %s; training from the start",
+                              self.out_dir)
+            else:
                 self.scalars.load()
                 self.log.info("resumed from %s at epoch %d, iteration %d (best %.4f)", resumed,
                               self.begin_epoch, self.start_iter, self.best_perf)
@@ -114,6 +123,14 @@ class Trainer:
                              else "a stop request on another rank")
         return stop
 
+    def _run_eta(self, epoch: int, done: int, total: int) -> str:
+        """Time left for the whole run at this process's mean step time (validation excluded)."""
+        if self.steps_here == 0:
+            return "?"
+        left = (self.cfg.TRAIN.END_EPOCH - epoch - 1) * total + (total - done)
+        sec = int(left * (time.time() - self.t_start) / self.steps_here)
+        return f"{sec // 3600}:{sec % 3600 // 60:02d}:{sec % 60:02d}"
+
     # ------------------------------------------------------------------------------ loop
     def fit(self) -> Dict[str, Any]:
         """Train from begin_epoch to TRAIN.END_EPOCH; returns the last validation results."""
@@ -141,6 +158,7 @@ class Trainer:
                 atomic_torch_save(nets_state_dict(self.method.nets),
                                   os.path.join(self.out_dir, FINAL))
                 self._visualise()
+                self._summary()
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -160,7 +178,8 @@ class Trainer:
         meters = self.meters
         acc_m = meters.setdefault("accuracy", AverageMeter())
         bt, dt = AverageMeter(), AverageMeter()
-        bar = tqdm(total=total, initial=self.start_iter, desc=f"epoch {epoch}",
+        n_ep = cfg.TRAIN.END_EPOCH
+        bar = tqdm(total=total, initial=self.start_iter, desc=f"epoch {epoch + 1}/{n_ep}",
                    disable=not (self.progress and info.is_main), dynamic_ncols=True, leave=False)
         end = time.time()
         # Single process: a group-wide SIGTERM that also ended the loader's workers stops here.
@@ -195,6 +214,7 @@ class Trainer:
             _, avg_acc, cnt, _ = accuracy(sup, labeled["target"].float().cpu().numpy())
             acc_m.update(avg_acc, cnt)
             bt.update(time.time() - end)
+            self.steps_here += 1
             if info.is_main and self.debug.due(i):
                 self.debug.train_step(i, batch, self.method.last)
             self.global_step += 1
@@ -207,11 +227,12 @@ class Trainer:
                 terms = "\t".join(f"{k}: {m.val:.6f}" for k, m in meters.items()
                               if k not in ("loss", "accuracy"))
                 self.log.info(
-                    "Epoch: [%d][%d/%d]\tTime %.3fs (%.3fs)\tSpeed %.1f samples/s\tData %.3fs "
-                    "(%.3fs)\tLoss %.5f (%.5f)\tAccuracy %.3f (%.3f)\t%s", epoch, i + 1, total,
+                    "Epoch: [%d/%d][%d/%d]\tTime %.3fs (%.3fs)\tSpeed %.1f samples/s\tData %.3fs "
+                    "(%.3fs)\tLoss %.5f (%.5f)\tAccuracy %.3f (%.3f)\t%s", epoch + 1, n_ep, i + 1, total,
                     bt.val, bt.avg, speed, dt.val, dt.avg, meters["loss"].val,
                     meters["loss"].avg, acc_m.val, acc_m.avg, terms)
-            bar.set_postfix(loss=f"{meters['loss'].avg:.5f}", acc=f"{acc_m.avg:.3f}")
+            bar.set_postfix(loss=f"{meters['loss'].avg:.5f}", acc=f"{acc_m.avg:.3f}",
+                            run_eta=self._run_eta(epoch, i + 1, total))
             bar.update(1)
             self.start_iter = i + 1
             end = time.time()
@@ -221,10 +242,10 @@ class Trainer:
         bar.close()
         if self.start_iter < total:  # the loader ended early after a signal
             return False
-        if info.is_main:
-            self.scalars.add("train/lr", lr, epoch)
+        if info.is_main:  # per-epoch scalars at step = epochs done (1 after the first epoch)
+            self.scalars.add("train/lr", lr, epoch + 1)
             for k, m in meters.items():
-                self.scalars.add(f"epoch/{k}", m.avg, epoch)
+                self.scalars.add(f"epoch/{k}", m.avg, epoch + 1)
         skipped = skipped_images(self.train_set)
         if skipped:
             self.log.warning("skipped %d unreadable images so far (DATASET.SKIP_BAD_IMAGES)",
@@ -239,7 +260,7 @@ class Trainer:
         stats = self.monitor.measure(self.method, self.monitor_images.to(self.device),
                                      mask.to(self.device))
         for k, v in stats.items():
-            self.scalars.add(f"monitor/{k}", v, epoch)
+            self.scalars.add(f"monitor/{k}", v, epoch + 1)
         self.log.info("collapse monitor: %s",
                       ", ".join(f"{k}={v:.4f}" for k, v in sorted(stats.items())))
         for w in self.monitor.update(stats):
@@ -247,24 +268,45 @@ class Trainer:
 
     def validate(self, epoch: int) -> bool:
         """Evaluate every net; returns whether the selection metric improved."""
+        provenance = (f"train.py: epoch {epoch + 1}/{self.cfg.TRAIN.END_EPOCH} of run "
+                      f"{self.out_dir}; {settings_line(self.cfg)}")
         results, pred = run_validation(self.cfg, self.model, self.val_set, self.val_loader,
                                        self.info, self.out_dir, self.arch_name, self.progress,
-                                       debug=self.debug)
+                                       debug=self.debug, provenance=provenance)
         if not self.info.is_main:
             return False
         self.last_results, self.last_pred = results, pred
         for net, (metrics, _) in results.items():
             for k, v in metrics.items():
-                self.scalars.add(f"val_{net}/{k}", v, epoch)
+                self.scalars.add(f"val_{net}/{k}", v, epoch + 1)
         if pred.get("loss") is not None:
-            self.scalars.add("val/loss", pred["loss"], epoch)
+            self.scalars.add("val/loss", pred["loss"], epoch + 1)
         self.scalars.flush()
         key = self.cfg.TEST.BEST_METRIC if self.cfg.TEST.BEST_METRIC in results else "net1"
         perf = float(results[key][1])
         is_best = perf > self.best_perf
+        if is_best:
+            self.best_epoch = epoch + 1
         self.best_perf = max(self.best_perf, perf)
-        self.log.info("epoch %d: %s metric %.4f (best %.4f)", epoch, key, perf, self.best_perf)
+        self.log.info("epoch %d/%d: %s metric %.4f (best %.4f, epoch %s)", epoch + 1,
+                      self.cfg.TRAIN.END_EPOCH, key, perf, self.best_perf, self.best_epoch)
         return is_best
+
+    def _summary(self) -> None:
+        """The end-of-run lines: budget, wall time, best and final metrics, where outputs are."""
+        cfg = self.cfg
+        sec = time.time() - self.t_start
+        wall = f"{sec:.0f} s" if sec < 120 else f"{sec / 60:.1f} min"
+        final = ", ".join(f"{net} {m:.4f}" for net, (_, m) in self.last_results.items())
+        key = cfg.TEST.BEST_METRIC if cfg.TEST.BEST_METRIC in self.last_results else "net1"
+        files = [f for f in (FINAL, "model_best.pth.tar", "checkpoint.pth.tar", "results.md",
+                             "predictions.png", "training_curves.png", "history.json")
+                 if os.path.exists(os.path.join(self.out_dir, f))]
+        self.log.info("done: %d epochs (%d steps), %s in this process; final %s; best %s "
+                      "%.4f at epoch %s", cfg.TRAIN.END_EPOCH, self.global_step, wall,
+                      final or "(no validation)", key, self.best_perf, self.best_epoch)
+        self.log.info("outputs in %s: %s%s", self.out_dir, ", ".join(files),
+                      f"; TensorBoard: {self.scalars.tb_dir}" if self.scalars.tb_dir else "")
 
     def _visualise(self) -> None:
         from .visualize import save_curves, save_prediction_grid
@@ -272,6 +314,7 @@ class Trainer:
             save_curves(self.scalars.history, os.path.join(self.out_dir, "training_curves.png"))
             if getattr(self, "last_pred", None):
                 save_prediction_grid(self.val_set, self.last_pred,
-                                     os.path.join(self.out_dir, "predictions.png"))
+                                     os.path.join(self.out_dir, "predictions.png"),
+                                     epoch=self.cfg.TRAIN.END_EPOCH)
         except Exception as exc:  # figures are a convenience; never fail a finished run
             self.log.warning("could not draw figures: %s", exc)

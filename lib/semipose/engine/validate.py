@@ -56,11 +56,13 @@ def score(cfg: CfgNode, val_set: Any, pred: Dict[str, Any], output_dir: str) -> 
 
 def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: Any,
                    info: DistInfo, output_dir: str, arch_name: str, progress: bool = True,
-                   debug: Optional[DebugImages] = None) -> Tuple[Results, Dict[str, Any]]:
+                   debug: Optional[DebugImages] = None, provenance: str = ""
+                   ) -> Tuple[Results, Dict[str, Any]]:
     """Predict on this rank's shard, gather, score on rank 0 (other ranks get an empty dict).
 
     Returns (results, merged predictions). The method's nets are put in eval mode and restored.
-    ``debug`` writes the DEBUG pictures of every PRINT_FREQ-th batch (rank 0 only).
+    ``debug`` writes the DEBUG pictures of every PRINT_FREQ-th batch (rank 0 only);
+    ``provenance`` (which weights, epoch and settings) heads results.md.
     """
     method = getattr(method, "module", method)
     broadcast_buffers(method, info)  # rank 0's BatchNorm statistics, the ones it saves
@@ -97,38 +99,71 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
         table = format_table(metrics, f"{arch_name} [{net}]")
         logger.info("%s results:\n%s", net, table)
         tables.append(f"### {net}\n\n{table}\n")
-    write_table(os.path.join(output_dir, "results.md"), "\n".join(tables))
+    head = f"{provenance}\n\n" if provenance else ""
+    write_table(os.path.join(output_dir, "results.md"), head + "\n".join(tables))
     return results, pred
 
 
-def evaluate_checkpoint(cfg: CfgNode, cfg_path: str, info: DistInfo, progress: bool = True
-                        ) -> Results:
-    """valid.py: load TEST.MODEL_FILE (or the run's final_state.pth.tar) and score it."""
+def settings_line(cfg: CfgNode) -> str:
+    """The test settings that change the numbers, for results.md."""
+    on = lambda v: "on" if v else "off"  # noqa: E731
+    boxes = ("ground-truth boxes" if cfg.TEST.USE_GT_BBOX else
+             f"detection boxes {cfg.TEST.COCO_BBOX_FILE}")
+    refine = cfg.TEST.POST_TYPE if cfg.TEST.POST_PROCESS else "off"
+    return (f"flip test {on(cfg.TEST.FLIP_TEST)}, shift heatmap {on(cfg.TEST.SHIFT_HEATMAP)}, "
+            f"sub-pixel refinement {refine}, {boxes} (DATASET.TEST_DATASET "
+            f"{cfg.DATASET.TEST_DATASET}, TEST_SET {cfg.DATASET.TEST_SET})")
+
+
+def valid_folder(cfg: CfgNode, experiment: str, model_file: str) -> str:
+    """valid.py's own output folder, named after the checkpoint and the flags that change the
+    numbers: <experiment>/valid/<run or parent folder>_<file stem>[_flip][_det][_dark][_noref]."""
+    parent = os.path.basename(os.path.dirname(os.path.abspath(model_file)))
+    stem = os.path.basename(model_file).split(".")[0]
+    tags = [t for t, on in (("flip", cfg.TEST.FLIP_TEST), ("det", not cfg.TEST.USE_GT_BBOX),
+                            ("dark", cfg.TEST.POST_PROCESS and cfg.TEST.POST_TYPE == "dark"),
+                            ("noref", not cfg.TEST.POST_PROCESS),
+                            ("noshift", cfg.TEST.FLIP_TEST and not cfg.TEST.SHIFT_HEATMAP)) if on]
+    return os.path.join(experiment, "valid", "_".join([parent, stem] + tags))
+
+
+def evaluate_checkpoint(cfg: CfgNode, cfg_path: str, info: DistInfo, progress: bool = True,
+                        allow_single: bool = False) -> Results:
+    """valid.py: load TEST.MODEL_FILE (or the latest run's final_state.pth.tar) and score it.
+
+    Outputs go to their own folder (see ``valid_folder``), never into the training run's files.
+    """
+    import time
+
     from ..config import model_name, output_dir
     from ..data.build import build_val_dataset
     from ..data.loaders import build_loader
-    from ..methods import build_method
-    from ..models.checkpoint import load_checkpoint
-    from .checkpoint import FINAL
+    from ..inference import load_method
     from .log import setup_logger
-    from .setup import build_nets
+    from .runs import find_model_file
 
-    out_dir = output_dir(cfg, cfg_path)
-    name = os.path.splitext(os.path.basename(cfg_path))[0]
-    log = setup_logger(out_dir, name, "valid", info.is_main)
-    path = cfg.TEST.MODEL_FILE or os.path.join(out_dir, FINAL)
+    t0 = time.time()
+    experiment = output_dir(cfg, cfg_path)
+    path = find_model_file(cfg, cfg_path)
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"model file {path} not found: pass --model-file PATH (or TEST.MODEL_FILE), or train "
-            f"first so that {os.path.join(out_dir, FINAL)} exists")
+            f"{cfg_path} first so that its latest run has {os.path.basename(path)}")
+    out_dir = valid_folder(cfg, experiment, path)
+    name = os.path.splitext(os.path.basename(cfg_path))[0]
+    log = setup_logger(out_dir, name, "valid", info.is_main)
     val_set = build_val_dataset(cfg)
     loader = build_loader(val_set, cfg.TEST.BATCH_SIZE, cfg.WORKERS, shuffle=False,
                           distributed=info.distributed, seed=cfg.SEED, rank=info.rank,
                           world_size=info.world_size, pin_memory=info.device.type == "cuda")
-    method = build_method(cfg, build_nets(cfg, init=False, log=log))
-    layout = load_checkpoint(path, method.nets)
+    method, layout = load_method(cfg, path, info.device, allow_single=allow_single)
     log.info("loaded %s (%s layout) into %s", path, layout, model_name(cfg)[0])
-    method.to(info.device)
+    provenance = (f"valid.py: {cfg_path}, weights {os.path.abspath(path)} ({layout} layout); "
+                  f"{settings_line(cfg)}")
     results, _ = run_validation(cfg, method, val_set, loader, info, out_dir, model_name(cfg)[1],
-                                progress, debug=DebugImages(cfg, out_dir))
+                                progress, debug=DebugImages(cfg, out_dir), provenance=provenance)
+    if info.is_main:
+        summary = ", ".join(f"{net} {m:.4f}" for net, (_, m) in results.items())
+        log.info("done in %.0f s: %s; outputs in %s (results.md, results/, all_preds.npy, log)",
+                 time.time() - t0, summary, out_dir)
     return results

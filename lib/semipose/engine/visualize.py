@@ -1,7 +1,7 @@
 """Figures of a finished run: a grid of val crops with predicted skeletons, and training curves."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -28,7 +28,7 @@ def draw_pose(img: np.ndarray, kpts: np.ndarray, joint_set: JointSet, thr: float
               fade: bool = False, scale: float = 1.0) -> None:
     """Draw kpts [J, 3] (x, y, score) on a BGR image in place.
 
-    Limbs and joints are coloured by side (left blue, right orange, centre green); a joint's dot
+    Limbs and joints are coloured by side (left orange, right blue, centre green); a joint's dot
     grows with its confidence. Joints below ``thr`` are skipped, or with ``fade`` drawn at 35%
     opacity (with their limbs) so that uncertain parts stay visible but read as uncertain.
     ``scale`` multiplies line widths and dot sizes (for large images).
@@ -86,29 +86,57 @@ def encode_png(img: np.ndarray, path: str) -> None:
     atomic_write(path, lambda f: f.write(buf.tobytes()))
 
 
+def _crop(rec: Dict[str, Any], kpts: np.ndarray, tile: Sequence[int]
+          ) -> Tuple[np.ndarray, np.ndarray]:
+    """The person crop of a val record warped to ``tile`` (w, h) and kpts [J, 3] moved into it."""
+    img = read_image(rec["image"])
+    trans = get_affine_transform(rec["center"], rec["scale"], 0, tile)
+    crop = cv2.warpAffine(img, trans, (int(tile[0]), int(tile[1])), flags=cv2.INTER_LINEAR)
+    kpts = kpts.copy()
+    kpts[:, :2] = affine_points(kpts[:, :2], trans)
+    return crop, kpts
+
+
+def _header(width: int, lines: Sequence[Tuple[str, tuple]], height: int = 22) -> np.ndarray:
+    """A black strip with coloured text runs, left to right."""
+    bar = np.zeros((height, width, 3), np.uint8)
+    x = 6
+    for text, col in lines:
+        cv2.putText(bar, text, (x, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, col, 1, cv2.LINE_AA)
+        x += cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] + 10
+    return bar
+
+
 def save_prediction_grid(val_set: Any, pred: Dict[str, Any], path: str, num: int = 16,
-                         net: str = "net1", tile: Sequence[int] = (144, 192)) -> None:
-    """PNG grid of the first ``num`` val persons, each cropped around its box, with ``net``'s
-    predicted skeleton (image-pixel predictions drawn, then the crop warped to ``tile`` [w, h])."""
+                         net: str = "net1", tile: Sequence[int] = (144, 192),
+                         epoch: Optional[int] = None) -> None:
+    """PNG grid of the first ``num`` val persons: for each, the crop around its box with ``net``'s
+    predicted skeleton and, to its right, the ground truth; a header names the net and epoch and
+    gives the colour legend."""
     kpts_all = pred["preds"][net]
     order = np.argsort(pred["index"])[:num]
-    tiles = []
+    pairs = []
     for k in order:
         rec = val_set.records[int(pred["index"][k])]
-        img = read_image(rec["image"]).copy()
-        kpts = kpts_all[k].copy()
-        trans = get_affine_transform(rec["center"], rec["scale"], 0, tile)
-        crop = cv2.warpAffine(img, trans, (int(tile[0]), int(tile[1])), flags=cv2.INTER_LINEAR)
-        kpts[:, :2] = affine_points(kpts[:, :2], trans)
+        crop, kpts = _crop(rec, kpts_all[k], tile)
         draw_pose(crop, kpts, val_set.joint_set)
-        tiles.append(crop)
-    if not tiles:
+        gt = np.concatenate([np.asarray(rec["joints"], np.float32)[:, :2],
+                             np.asarray(rec["joints_vis"], np.float32).reshape(-1, 1)], axis=1)
+        gt_crop, gt = _crop(rec, gt, tile)
+        draw_pose(gt_crop, gt, val_set.joint_set, thr=0.5)
+        gt_crop[:, :2] = (255, 255, 255)  # a thin divider before the GT half
+        pairs.append(np.concatenate([crop, gt_crop], axis=1))
+    if not pairs:
         return
     cols = 4
-    while len(tiles) % cols:
-        tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.concatenate(tiles[r:r + cols], axis=1) for r in range(0, len(tiles), cols)]
-    encode_png(np.concatenate(rows, axis=0), path)
+    while len(pairs) % cols:
+        pairs.append(np.zeros_like(pairs[0]))
+    rows = [np.concatenate(pairs[r:r + cols], axis=1) for r in range(0, len(pairs), cols)]
+    grid = np.concatenate(rows, axis=0)
+    title = f"{net}" + (f", epoch {epoch}" if epoch is not None else "")
+    head = _header(grid.shape[1], [(title + ": prediction | ground truth", (255, 255, 255)),
+                                   ("left", _LEFT), ("right", _RIGHT), ("centre", _MID)])
+    encode_png(np.concatenate([head, grid], axis=0), path)
 
 
 def pyplot():
@@ -126,20 +154,30 @@ def save_figure(fig: Any, path: str, dpi: int = 90) -> None:
 
 
 def save_curves(history: Dict[str, List[List[float]]], path: str) -> None:
-    """PNG with per-epoch loss terms and validation AP / metric per network."""
+    """PNG with the loss terms per step and the validation AP / PCKh per network and epoch."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for tag, pts in sorted(history.items()):
-        if tag.startswith("train/loss"):
-            arr = np.asarray(pts)
-            axes[0].plot(arr[:, 0], arr[:, 1], label=tag.split("/", 1)[1], alpha=0.8)
-        main = tag.split("/", 1)[-1] in ("AP", "Mean")
-        if tag.startswith("val_") and main:
-            arr = np.asarray(pts)
-            axes[1].plot(arr[:, 0] + 1, arr[:, 1], marker="o", label=tag.split("/")[0][4:])
-    axes[0].set(title="training losses", xlabel="step", yscale="log")
-    axes[1].set(title="validation (AP / PCKh mean)", xlabel="epoch")
+    colours = plt.get_cmap("tab10").colors
+    losses = [t for t in sorted(history) if t.startswith("train/loss")]
+    for c, tag in enumerate(losses):
+        arr = np.asarray(history[tag])
+        axes[0].plot(arr[:, 0], arr[:, 1], label=tag.split("/", 1)[1], alpha=0.8,
+                     color=colours[c % len(colours)], lw=1)
+    vals = [t for t in sorted(history) if t.startswith("val_") and
+            t.split("/", 1)[-1] in ("AP", "Mean")]
+    for c, tag in enumerate(vals):
+        arr = np.asarray(history[tag])  # step = epochs done (1 after the first epoch)
+        axes[1].plot(arr[:, 0], arr[:, 1], marker="o", label=tag.split("/")[0][4:],
+                     color=colours[c % len(colours)])
+    axes[0].set(title="training losses", xlabel="step", ylabel="loss (log scale)", yscale="log")
+    metric = "PCKh mean" if any(t.endswith("/Mean") for t in vals) else "AP"
+    axes[1].set(title=f"validation {metric}", xlabel="epoch", ylabel=metric)
+    if vals:
+        last = max(int(np.asarray(history[t])[:, 0].max()) for t in vals)
+        axes[1].set_xlim(0.5, last + 0.5)
+        axes[1].xaxis.get_major_locator().set_params(integer=True)
     for ax in axes:
+        ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()

@@ -130,7 +130,8 @@ def _captured(what: str):
     finally:
         text = buf.getvalue().strip()
         if text:
-            logger.info("pycocotools (%s):\n%s", what, text)
+            # the log file keeps pycocotools' output; the console gets the tables once
+            logger.info("pycocotools (%s):\n%s", what, text, extra={"file_only": True})
 
 
 def run_cocoeval(annotation_file: str, results: Union[str, List[Dict[str, Any]]]

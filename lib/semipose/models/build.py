@@ -156,8 +156,9 @@ def _init_one(net: nn.Module, state: Mapping[str, torch.Tensor] | None, layers: 
               source: str) -> List[str]:
     net.reference_init()
     if state is None:
-        logger.info("no pretrained file given: %s starts from random initialisation",
-                    type(net).__name__)
+        # the caller says it once for all nets (engine.setup.build_nets)
+        logger.debug("no pretrained file given: %s starts from random initialisation",
+                     type(net).__name__)
         return []
     loaded = _load_backbone(net, state, layers, source)
     logger.info("loaded %d backbone tensors into %s from %s", len(loaded), type(net).__name__,

@@ -43,8 +43,14 @@ def pick_device(requested: str, local_rank: int = 0, distributed: bool = False) 
     """
     if requested:
         dev = torch.device(requested)
+        # ValueError: a user error, printed as one line by the command-line tools
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"DEVICE='{requested}' but CUDA is not available; set DEVICE cpu or ''")
+            raise ValueError(f"DEVICE='{requested}' (or --gpus) but CUDA is not available on this "
+                             f"machine; use DEVICE cpu, or DEVICE '' to take a GPU when present")
+        if (dev.type == "cuda" and dev.index is not None and not distributed
+                and dev.index >= torch.cuda.device_count()):
+            raise ValueError(f"DEVICE='{requested}' but this machine has "
+                             f"{torch.cuda.device_count()} GPU(s) (cuda:0 ...)")
         if dev.type == "cuda" and distributed:
             return torch.device("cuda", local_rank % torch.cuda.device_count())
         return dev

@@ -1,0 +1,157 @@
+"""Daily use: one folder per run, valid.py's own folder, a quiet console with a summary, and the
+command line (flags anywhere, --no-* forms, --print-config, --list-keys, no-GPU errors)."""
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+import torch
+import yaml
+
+from entry_points import load_script
+from semipose.config import load_cfg, output_dir
+from semipose.config.describe import key_docs
+from semipose.data.synthetic import generate
+from semipose.engine.cli import base_parser, parse_cli
+from semipose.engine.runs import LATEST, latest_run
+from semipose.engine.validate import valid_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
+TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
+        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
+        "MODEL.EXTRA.BASE_WIDTH", "16", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8",
+        "WORKERS", "0", "PRINT_FREQ", "1", "DATASET.TRAIN_LEN", "8",
+        "SYNTHETIC.GENERATE_IF_MISSING", "False", "DEVICE", "cpu", "TRAIN.END_EPOCH", "1",
+        "TRAIN.LR_STEP", "[5]"]
+train_cli = load_script("train")
+valid_cli = load_script("valid")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("synthetic_runs"))
+    generate(root, seed=3, num_train=4, num_val=2, num_unlabeled=0, show_progress=False)
+    return root
+
+
+def _args(root: str, out: str, *extra: str):
+    det = os.path.join(root, "coco", "person_detection_results",
+                       "synthetic_val2017_detections.json")
+    return ["--cfg", SUPERVISED, "--no-progress", *TINY, "DATASET.ROOT", root, "OUTPUT_DIR", out,
+            "LOG_DIR", os.path.join(out, "tb"), "TEST.COCO_BBOX_FILE", det, *extra]
+
+
+def test_runs_never_overwrite_and_resume_continues_latest(data_root, tmp_path, capfd):
+    out = str(tmp_path / "out")
+    args = _args(data_root, out)
+    experiment = output_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED)
+    assert train_cli.main(args) == 0
+    first = latest_run(experiment)
+    first_ckpt = torch.load(os.path.join(first, "checkpoint.pth.tar"), weights_only=False)
+    assert train_cli.main(args) == 0  # the same config again: a second run folder
+    second = latest_run(experiment)
+    assert second != first and os.path.dirname(second) == experiment
+    assert os.path.realpath(os.path.join(experiment, LATEST)) == os.path.realpath(second)
+    again = torch.load(os.path.join(first, "checkpoint.pth.tar"), weights_only=False)
+    assert again["global_step"] == first_ckpt["global_step"]
+    assert torch.equal(next(iter(again["state_dict"].values())),
+                       next(iter(first_ckpt["state_dict"].values())))
+    # each run's TensorBoard events in a folder of its own
+    tb = glob.glob(os.path.join(out, "tb", "**", "events.out.tfevents.*"), recursive=True)
+    assert len({os.path.dirname(p) for p in tb}) == 2
+    # RESUME continues the latest run (one more epoch), no third folder
+    assert train_cli.main(args + ["TRAIN.RESUME", "True", "TRAIN.END_EPOCH", "2"]) == 0
+    assert latest_run(experiment) == second
+    assert len([d for d in os.listdir(experiment) if d.startswith("run_")]) == 2
+    state = torch.load(os.path.join(second, "checkpoint.pth.tar"), weights_only=False)
+    assert state["epoch"] == 2
+    console = capfd.readouterr()
+    # pycocotools' chatter stays in the log file; the console gets the tables and a summary
+    assert "index created!" not in console.out + console.err
+    log = "".join(open(p).read() for p in glob.glob(os.path.join(second, "*_train.log")))
+    assert "index created!" in log
+    assert "done: 2 epochs" in console.err and f"outputs in {second}" in console.err
+    assert (console.out + console.err).count("nets start from random weights") == 3  # once a run
+    # a named run refuses to be overwritten
+    named = args + ["RUN_NAME", "baseline"]
+    assert train_cli.main(named) == 0
+    assert train_cli.main(named) == 2
+    assert "RUN_NAME 'baseline' already holds a run" in capfd.readouterr().err
+    # valid.py scores the latest run's final weights into a folder of its own
+    assert valid_cli.main(_args(data_root, out, "TEST.FLIP_TEST", "True")) == 0
+    cfg = load_cfg(SUPERVISED, _args(data_root, out, "TEST.FLIP_TEST", "True")[3:])
+    vdir = valid_folder(cfg, experiment, os.path.join(latest_run(experiment),
+                                                      "final_state.pth.tar"))
+    assert os.path.basename(vdir) == "baseline_final_state_flip"
+    with open(os.path.join(vdir, "results.md")) as f:
+        head = f.read()
+    assert "final_state.pth.tar" in head and "flip test on" in head
+    with open(os.path.join(latest_run(experiment), "results.md")) as f:
+        assert "train.py: epoch 1/1" in f.read()
+
+
+def test_flags_anywhere_and_no_forms():
+    p = base_parser("x")
+    p.add_argument("--post-process", dest="post_process",
+                   action=__import__("argparse").BooleanOptionalAction, default=None)
+    args = parse_cli(p, ["--cfg", "a.yaml", "TRAIN.LR", "0.1", "--no-progress",
+                         "TEST.IMAGE_THRE", "-1", "--no-post-process"])
+    assert args.opts == ["TRAIN.LR", "0.1", "TEST.IMAGE_THRE", "-1"]
+    assert args.no_progress is True and args.post_process is False
+
+
+def test_valid_no_flags_reach_the_config(data_root, tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(valid_cli, "evaluate_checkpoint",
+                        lambda cfg, *a, **k: seen.update(cfg=cfg, allow=k["allow_single"]))
+    assert valid_cli.main(_args(data_root, str(tmp_path)) +
+                          ["--no-post-process", "--no-shift-heatmap", "--flip-test",
+                           "--allow-single"]) == 0
+    test = seen["cfg"].TEST
+    assert (test.POST_PROCESS, test.SHIFT_HEATMAP, test.FLIP_TEST) == (False, False, True)
+    assert seen["allow"] is True
+
+
+def test_print_config_and_list_keys(data_root, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_cli.main(["--list-keys"])
+    assert stop.value.code == 0
+    listing = capsys.readouterr().out
+    assert "TRAIN.LR " in listing and "MODEL.EXTRA.BASE_WIDTH" in listing
+    assert len(listing.splitlines()) == len(key_docs()) > 100
+    assert train_cli.main(_args(data_root, str(tmp_path), "TRAIN.LR", "0.125") +
+                          ["--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["TRAIN"]["LR"] == 0.125 and printed["MODEL"]["NAME"] == "pose_resnet"
+    assert not os.listdir(tmp_path)  # printing trains nothing and writes nothing
+
+
+def test_every_default_key_is_documented():
+    from semipose.config import get_defaults
+    from semipose.config.defaults import hrnet_extra
+
+    def flat(node, prefix=""):
+        for k, v in node.items():
+            if hasattr(v, "items"):
+                yield from flat(v, prefix + k + ".")
+            else:
+                yield prefix + k
+    documented = {k for k, _, c in key_docs() if c}
+    keys = set(flat(get_defaults())) | {"MODEL.EXTRA." + k for k in flat(hrnet_extra())}
+    keys = {k.replace("STAGE2", "STAGE<n>").replace("STAGE3", "STAGE<n>")
+            .replace("STAGE4", "STAGE<n>") for k in keys}
+    assert keys - documented == set()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+@pytest.mark.parametrize("flags", [["DEVICE", "cuda"], ["--gpus", "0"]])
+def test_cuda_without_gpu_is_one_line(flags, data_root, tmp_path, capsys):
+    args = _args(data_root, str(tmp_path))
+    k = args.index("DEVICE")
+    del args[k:k + 2]  # trailing overrides win over flags: leave DEVICE to the flag under test
+    assert train_cli.main(args + flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "CUDA is not available" in err
+    assert len(err.splitlines()) == 1
