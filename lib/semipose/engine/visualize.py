@@ -68,8 +68,9 @@ def draw_people(img: np.ndarray, kpts: np.ndarray, boxes: Sequence[Sequence[floa
         x, y, w, h = (int(round(v)) for v in box)
         cv2.rectangle(out, (x, y), (x + w, y + h), (200, 200, 200), 1)
         draw_pose(out, person, joint_set, thr, fade=True, scale=scale)
-        cv2.putText(out, f"{score:.2f}", (x + 2, y + int(12 * scale)), font, fs,
-                    (255, 255, 255), th, cv2.LINE_AA)
+        ty = y - 3 if y >= int(14 * scale) else y + int(12 * scale)  # above the box if it fits
+        cv2.putText(out, f"{score:.2f}", (x + 2, ty), font, fs, (0, 0, 0), th + 2, cv2.LINE_AA)
+        cv2.putText(out, f"{score:.2f}", (x + 2, ty), font, fs, (255, 255, 255), th, cv2.LINE_AA)
     lines = [("left", _LEFT), ("right", _RIGHT)] + ([(legend, (255, 255, 255))] if legend else [])
     for k, (text, col) in enumerate(lines):
         org = (4, int((14 + 14 * k) * scale))
