@@ -155,3 +155,44 @@ def test_cuda_without_gpu_is_one_line(flags, data_root, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "CUDA is not available" in err
     assert len(err.splitlines()) == 1
+
+
+def test_generated_root_without_unlabeled_images_is_reported(data_root, tmp_path):
+    """posedual_wild.yaml on a root that supervised.yaml generated (0 unlabeled images)."""
+    import logging
+    from semipose.engine.setup import prepare_synthetic
+    wild = os.path.join(ROOT, "experiments", "synthetic", "posedual_wild.yaml")
+    cfg = load_cfg(wild, ["DATASET.ROOT", data_root, "SYNTHETIC.GENERATE_IF_MISSING", "True"])
+    with pytest.raises(ValueError, match=f"under {data_root} has no unlabeled2017 images"):
+        prepare_synthetic(cfg, logging.getLogger("test"))
+    ok = load_cfg(SUPERVISED, ["DATASET.ROOT", data_root, "SYNTHETIC.GENERATE_IF_MISSING", "True"])
+    prepare_synthetic(ok, logging.getLogger("test"))  # a config without unlabeled2017: fine
+
+
+def _tb_events(folder: str):
+    """(tag, kind) of every summary value in the TensorBoard event files under ``folder``."""
+    import struct
+    from tensorboardX.proto import event_pb2
+    out = []
+    for path in glob.glob(os.path.join(folder, "**", "events.out.tfevents.*"), recursive=True):
+        with open(path, "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos + 12 <= len(data):
+            (n,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
+            pos += 12 + n + 4
+            for v in event.summary.value:
+                out.append((v.tag, v.WhichOneof("value")))
+    return out
+
+
+def test_tensorboard_tags_are_readable_and_the_grid_is_logged(data_root, tmp_path):
+    out = str(tmp_path / "out")
+    assert train_cli.main(_args(data_root, out)) == 0
+    events = _tb_events(os.path.join(out, "tb"))
+    tags = {t for t, _ in events}
+    assert {"val_net1/AP", "val_net1/AP.5", "val_net1/AP.75", "val_net1/AP_M",
+            "val_net1/AR_L"} <= tags
+    assert not [t for t in tags if "(" in t or " " in t or "__" in t]
+    assert ("val_net1/predictions", "image") in events

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import os
 import time
 from collections import defaultdict
@@ -65,6 +66,13 @@ class AverageMeter:
         self.avg = self.sum / max(self.count, 1)
 
 
+def scalar_tag(metric: str) -> str:
+    """A metric name as a readable TensorBoard tag: 'Ap .5' -> 'AP.5', 'AP (M)' -> 'AP_M',
+    'Mean@0.1' -> 'Mean@0.1' (TensorBoard keeps letters, digits, '.', '_', '-', '/', '@')."""
+    tag = metric.replace("Ap ", "AP ").replace(" (", "_").replace(")", "").replace(" ", "")
+    return re.sub(r"[^A-Za-z0-9_.\-/@]", "_", tag)
+
+
 class ScalarLog:
     """TensorBoard scalars (rank 0 only) plus an in-memory history saved as JSON for plots."""
 
@@ -86,6 +94,11 @@ class ScalarLog:
         # TensorBoard cannot plot NaN (tensorboardX prints a warning per value); history keeps it.
         if self.writer is not None and math.isfinite(float(value)):
             self.writer.add_scalar(tag, float(value), step)
+
+    def add_image(self, tag: str, image_bgr, step: int) -> None:
+        """A BGR uint8 image [H, W, 3] to TensorBoard (not kept in the history)."""
+        if self.enabled and self.writer is not None:
+            self.writer.add_image(tag, image_bgr[:, :, ::-1].copy(), step, dataformats="HWC")
 
     def load(self) -> None:
         """Continue a resumed run's history."""

@@ -34,6 +34,7 @@ def prepare_synthetic(cfg: CfgNode, log: logging.Logger) -> None:
     root = cfg.DATASET.ROOT
     missing = [f for f in formats if not os.path.exists(os.path.join(root, *_SYNTH_PROBE[f]))]
     if not missing:
+        _check_synthetic_unlabeled(cfg)
         return
     from ..data.synthetic import generate
     s = cfg.SYNTHETIC
@@ -43,6 +44,27 @@ def prepare_synthetic(cfg: CfgNode, log: logging.Logger) -> None:
     generate(root, seed=s.SEED, num_train=s.NUM_TRAIN, num_val=s.NUM_VAL,
              num_unlabeled=s.NUM_UNLABELED, show_progress=True, formats=tuple(missing),
              preset=s.PRESET, workers=os.cpu_count() or 1)
+
+
+def _check_synthetic_unlabeled(cfg: CfgNode) -> None:
+    """A generated root that another config made without unlabeled2017 images cannot serve a
+    config that trains on them: say so (instead of a later 'no person boxes')."""
+    if "unlabeled" not in cfg.DATASET.TRAIN_UNSUP_SET or cfg.DATASET.TRAIN_DATASET != "mix_coco_coco":
+        return
+    root = cfg.DATASET.ROOT
+    info = os.path.join(root, "coco", "annotations", "image_info_unlabeled2017.json")
+    count = 0
+    if os.path.isfile(info):
+        import json
+        with open(info) as f:
+            count = len(json.load(f).get("images", []))
+    if count == 0:
+        raise ValueError(
+            f"the synthetic dataset under {root} has no unlabeled2017 images (it was generated "
+            f"with SYNTHETIC.NUM_UNLABELED 0, e.g. by another config), but this config trains on "
+            f"DATASET.TRAIN_UNSUP_SET {cfg.DATASET.TRAIN_UNSUP_SET}: delete {root} so that it is "
+            f"generated again with NUM_UNLABELED {cfg.SYNTHETIC.NUM_UNLABELED}, or set "
+            f"DATASET.ROOT to a new folder")
 
 
 def build_data(cfg: CfgNode, info: DistInfo) -> Tuple[Any, Any, DataLoader, DataLoader]:

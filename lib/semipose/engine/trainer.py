@@ -26,7 +26,7 @@ from ..models.checkpoint import nets_state_dict
 from .checkpoint import FINAL, atomic_torch_save
 from .debug_images import DebugImages
 from .runs import choose_run_folder
-from .log import AverageMeter, ScalarLog, setup_logger
+from .log import AverageMeter, ScalarLog, scalar_tag, setup_logger
 from .optim import build_optimizer, set_epoch_lr
 from .setup import (amp_settings, build_data, build_method_for, move_batch,
                     prepare_synthetic, resume_loader, skipped_images, until_stopped)
@@ -278,7 +278,8 @@ class Trainer:
         self.last_results, self.last_pred = results, pred
         for net, (metrics, _) in results.items():
             for k, v in metrics.items():
-                self.scalars.add(f"val_{net}/{k}", v, epoch + 1)
+                self.scalars.add(f"val_{net}/{scalar_tag(k)}", v, epoch + 1)
+        self._log_grid(pred, epoch + 1)
         if pred.get("loss") is not None:
             self.scalars.add("val/loss", pred["loss"], epoch + 1)
         self.scalars.flush()
@@ -291,6 +292,17 @@ class Trainer:
         self.log.info("epoch %d/%d: %s metric %.4f (best %.4f, epoch %s)", epoch + 1,
                       self.cfg.TRAIN.END_EPOCH, key, perf, self.best_perf, self.best_epoch)
         return is_best
+
+    def _log_grid(self, pred: Dict[str, Any], epoch: int) -> None:
+        """The prediction grid of this validation as a TensorBoard image (net 1)."""
+        if self.scalars.writer is None or not pred:
+            return
+        from .visualize import prediction_grid
+        try:
+            self.scalars.add_image("val_net1/predictions", prediction_grid(
+                self.val_set, pred, epoch=epoch), epoch)
+        except Exception as exc:  # a picture must never fail a run
+            self.log.warning("could not log the prediction grid: %s", exc)
 
     def _summary(self) -> None:
         """The end-of-run lines: budget, wall time, best and final metrics, where outputs are."""

@@ -111,7 +111,16 @@ def _header(width: int, lines: Sequence[Tuple[str, tuple]], height: int = 22) ->
 def save_prediction_grid(val_set: Any, pred: Dict[str, Any], path: str, num: int = 16,
                          net: str = "net1", tile: Sequence[int] = (144, 192),
                          epoch: Optional[int] = None) -> None:
-    """PNG grid of the first ``num`` val persons: for each, the crop around its box with ``net``'s
+    """:func:`prediction_grid` as a PNG file (nothing is written when there is no person)."""
+    grid = prediction_grid(val_set, pred, num, net, tile, epoch)
+    if grid is not None:
+        encode_png(grid, path)
+
+
+def prediction_grid(val_set: Any, pred: Dict[str, Any], num: int = 16, net: str = "net1",
+                    tile: Sequence[int] = (144, 192), epoch: Optional[int] = None
+                    ) -> Optional[np.ndarray]:
+    """BGR grid of the first ``num`` val persons: for each, the crop around its box with ``net``'s
     predicted skeleton and, to its right, the ground truth; a header names the net and epoch and
     gives the colour legend."""
     kpts_all = pred["preds"][net]
@@ -128,7 +137,7 @@ def save_prediction_grid(val_set: Any, pred: Dict[str, Any], path: str, num: int
         gt_crop[:, :2] = (255, 255, 255)  # a thin divider before the GT half
         pairs.append(np.concatenate([crop, gt_crop], axis=1))
     if not pairs:
-        return
+        return None
     cols = 4
     while len(pairs) % cols:
         pairs.append(np.zeros_like(pairs[0]))
@@ -137,7 +146,7 @@ def save_prediction_grid(val_set: Any, pred: Dict[str, Any], path: str, num: int
     title = f"{net}" + (f", epoch {epoch}" if epoch is not None else "")
     head = _header(grid.shape[1], [(title + ": prediction | ground truth", (255, 255, 255)),
                                    ("left", _LEFT), ("right", _RIGHT), ("centre", _MID)])
-    encode_png(np.concatenate([head, grid], axis=0), path)
+    return np.concatenate([head, grid], axis=0)
 
 
 def pyplot():
