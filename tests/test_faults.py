@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import shutil
 from types import SimpleNamespace
 
@@ -13,9 +14,9 @@ import pytest
 import torch
 
 from semipose.config import load_cfg, output_dir
-from semipose.data.imageio import ImageReadError
+from semipose.data.imageio import ImageReadError, read_image
 from semipose.data.synthetic import generate
-from semipose.engine.checkpoint import load_resume_state
+from semipose.engine.checkpoint import CheckpointError, load_resume_state
 from semipose.engine.runs import latest_run
 from semipose.engine.setup import skipped_images
 from semipose.engine.trainer import NonFiniteLossError, Trainer
@@ -126,10 +127,29 @@ def test_bad_jpeg_is_named(root, tmp_path, capsys, workers, damage):
         Trainer(cfg, SUPERVISED, DistInfo(), progress=False).fit()
 
 
-def test_skip_bad_images_counts_them(root, tmp_path, capsys):
+@pytest.mark.parametrize("keep", [0.0, 0.02, 0.5], ids=["empty", "cut_2pct", "cut_50pct"])
+def test_truncated_and_empty_jpegs_are_unreadable(root, keep):
+    """libjpeg decodes a cut JPEG as a grey-filled image with only a stderr warning: such files,
+    and empty ones, are errors naming the file, never training data."""
     image = _first_train_image(root)
+    with open(image, "rb") as f:
+        data = f.read()
+    assert read_image(image).shape[2] == 3  # the intact file reads
     with open(image, "wb") as f:
-        f.write(b"not a jpeg")
+        f.write(data[:int(len(data) * keep)])
+    with pytest.raises(ImageReadError, match=re.escape(image)) as err:
+        read_image(image)
+    assert ("empty file" if keep == 0 else "truncated JPEG") in str(err.value)
+    assert "SKIP_BAD_IMAGES" in str(err.value)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "truncated"])
+def test_skip_bad_images_counts_them(root, tmp_path, capsys, damage):
+    image = _first_train_image(root)
+    with open(image, "rb") as f:
+        data = f.read()
+    with open(image, "wb") as f:
+        f.write({"garbage": b"not a jpeg", "empty": b"", "truncated": data[:len(data) // 2]}[damage])
     out = str(tmp_path / "out")
     args = _args(root, out, "DATASET.SKIP_BAD_IMAGES", "True", "DATASET.TRAIN_LEN", "0",
                  "TRAIN.END_EPOCH", "1")
@@ -247,3 +267,123 @@ def test_diverging_run_exits_with_status_3(root, tmp_path, capsys):
     args = _args(root, str(tmp_path / "out"), "TRAIN.LR", "1e30", "TRAIN.END_EPOCH", "1")
     line = _train_fails(capsys, args, "non-finite loss at epoch 0 iteration", "TRAIN.LR", rc=3)
     assert "loss=" in line
+
+
+# ------------------------------------------------------------------------------ no lost work
+def _val_image(root: str) -> str:
+    folder = os.path.join(root, "coco", "images", "val2017")
+    return os.path.join(folder, sorted(os.listdir(folder))[0])
+
+
+def test_failed_validation_keeps_the_trained_epoch(root, tmp_path, capsys):
+    """An unreadable val image (skipped) leaves persons without a prediction: validation fails,
+    but only after the epoch's checkpoint is on disk; the message says how to continue."""
+    with open(_val_image(root), "wb") as f:
+        f.write(b"")
+    out = str(tmp_path / "out")
+    args = _args(root, out, "DATASET.SKIP_BAD_IMAGES", "True", "TRAIN.END_EPOCH", "1")
+    line = _train_fails(capsys, args, "validation after epoch 1 failed", "TRAIN.RESUME True")
+    run = latest_run(output_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED))
+    assert os.path.join(run, "checkpoint.pth.tar") in line
+    state = load_resume_state(run)
+    assert (state["epoch"], state["iteration"]) == (1, 0)
+
+
+def _stopped_mid_epoch(cfg, step: int = 2) -> Trainer:
+    """A trainer that got SIGINT during step ``step`` of epoch 1 (checkpoint mid-epoch)."""
+    trainer = Trainer(cfg, SUPERVISED, DistInfo(), progress=False)
+    original, calls = trainer.method.training_step, {"n": 0}
+
+    def step_fn(batch):
+        calls["n"] += 1
+        if calls["n"] == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(batch)
+    trainer.method.training_step = step_fn
+    trainer.fit()
+    return trainer
+
+
+@pytest.mark.parametrize("change, needle", [
+    (["TRAIN.BATCH_SIZE", "2"], "TRAIN.BATCH_SIZE 4 in the checkpoint, 2 now"),
+    (["DATASET.TRAIN_LEN", "4"], "items per epoch"),
+    (["MODEL.EXTRA.NUM_DECONV_FILTERS", "[16, 16, 16]"],
+     "MODEL.EXTRA.NUM_DECONV_FILTERS [32, 32, 32] in the checkpoint, [16, 16, 16] now"),
+    (["TRAIN.OPTIMIZER", "sgd"], "TRAIN.OPTIMIZER 'adam' in the checkpoint, 'sgd' now")])
+def test_resume_refuses_a_changed_layout(root, tmp_path, change, needle):
+    out = str(tmp_path / "out")
+    base = _args(root, out, "TRAIN.END_EPOCH", "2", "DATASET.TRAIN_LEN", "0")[3:]
+    first = _stopped_mid_epoch(load_cfg(SUPERVISED, base))
+    state = load_resume_state(first.out_dir)
+    assert state["iteration"] == 2 and state["epoch"] == 0
+    with pytest.raises(CheckpointError, match=re.escape(needle)) as err:
+        Trainer(load_cfg(SUPERVISED, base + ["TRAIN.RESUME", "True"] + change), SUPERVISED,
+                DistInfo(), progress=False)
+    assert os.path.join(first.out_dir, "checkpoint.pth.tar") in str(err.value)
+    # unchanged, it resumes
+    Trainer(load_cfg(SUPERVISED, base + ["TRAIN.RESUME", "True"]), SUPERVISED, DistInfo(),
+            progress=False)
+
+
+def test_disk_full_names_the_file_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    from semipose.engine import checkpoint as ckpt_mod
+    path = str(tmp_path / "checkpoint.pth.tar")
+    ckpt_mod.atomic_torch_save({"epoch": 1}, path)
+
+    def full(obj, f):
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 12")
+    monkeypatch.setattr(ckpt_mod.torch, "save", full)
+    with pytest.raises(OSError, match=re.escape(f"no space left on device while writing {path}; "
+                                                "the previous checkpoint.pth.tar is intact")):
+        ckpt_mod.atomic_torch_save({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=False) == {"epoch": 1}
+    assert os.listdir(tmp_path) == ["checkpoint.pth.tar"]  # no temporary file left
+
+
+def test_nonfinite_weights_never_become_model_best(root, tmp_path, capsys):
+    from semipose.engine.state import save_state
+    out = str(tmp_path / "out")
+    trainer = Trainer(load_cfg(SUPERVISED, _args(root, out)[3:]), SUPERVISED, DistInfo(),
+                      progress=False)
+    save_state(trainer, 1, 0, is_best=True)
+    best = os.path.join(trainer.out_dir, "model_best.pth.tar")
+    good = torch.load(best, weights_only=True)
+    with torch.no_grad():
+        next(trainer.method.nets["net1"].parameters()).fill_(float("nan"))
+    capsys.readouterr()
+    save_state(trainer, 2, 0, is_best=True)
+    err = capsys.readouterr().err
+    assert "NaN/inf" in err and "model_best is not updated" in err
+    kept = torch.load(best, weights_only=True)
+    assert all(torch.equal(kept[k], good[k]) for k in good)  # still the finite weights
+    assert load_resume_state(trainer.out_dir)["epoch"] == 2  # the checkpoint keeps the NaNs
+
+
+def test_a_live_run_folder_is_locked(root, tmp_path):
+    import socket
+    import subprocess
+    import sys
+    out = str(tmp_path / "out")
+    opts = _args(root, out, "TRAIN.RESUME", "True")[3:]
+    first = Trainer(load_cfg(SUPERVISED, opts), SUPERVISED, DistInfo(), progress=False)
+    first.fit()  # leaves a checkpoint; the next RESUME picks the same folder
+    lock = os.path.join(first.out_dir, ".lock")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with open(lock, "w") as f:
+            f.write(f"{socket.gethostname()} {other.pid}\n")
+        tmp_file = os.path.join(first.out_dir, ".tmp_in_flight_checkpoint")
+        open(tmp_file, "w").close()
+        with pytest.raises(ValueError, match=f"in use by process {other.pid}"):
+            Trainer(load_cfg(SUPERVISED, opts), SUPERVISED, DistInfo(), progress=False)
+        assert os.path.exists(tmp_file)  # the live run's temporary file is left alone
+    finally:
+        other.kill()
+        other.wait()
+    # the same lock from a process that is gone is taken over
+    resumed = Trainer(load_cfg(SUPERVISED, opts), SUPERVISED, DistInfo(), progress=False)
+    assert resumed.out_dir == first.out_dir
+    with open(lock) as f:
+        assert f.read().split() == [socket.gethostname(), str(os.getpid())]

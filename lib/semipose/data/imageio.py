@@ -90,8 +90,27 @@ def read_bytes(path: str) -> bytes:
         raise ImageReadError(path, f"zip read failed ({exc}); re-create the archive") from exc
 
 
+_JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
+
+
+def check_complete(data: bytes, path: str) -> None:
+    """Reject empty files and JPEGs cut short (no end-of-image marker near the end): libjpeg
+    decodes a truncated file as a grey-filled image with only a warning on stderr, so a cut
+    download would otherwise be trained on."""
+    if not data:
+        raise ImageReadError(path, "empty file (0 bytes); replace it, or set "
+                                   "DATASET.SKIP_BAD_IMAGES True to skip such images")
+    # In JPEG entropy data 0xFF is always byte-stuffed, so FF D9 only occurs as the EOI marker
+    # (of the image, or of an EXIF thumbnail near the start); a few trailing bytes are allowed.
+    if data[:2] == _JPEG_SOI and _JPEG_EOI not in data[-1024:]:
+        raise ImageReadError(path, f"truncated JPEG ({len(data)} bytes, no end-of-image marker); "
+                                   "replace it, or set DATASET.SKIP_BAD_IMAGES True to skip such "
+                                   "images")
+
+
 def decode_bytes(data: bytes, path: str = "<bytes>", color_rgb: bool = False) -> np.ndarray:
     """Decode encoded image bytes -> uint8 [H, W, 3], BGR unless ``color_rgb``."""
+    check_complete(data, path)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_FLAGS)
     if img is None:
         raise ImageReadError(path, "not a decodable image (corrupt or truncated file); replace "
@@ -104,13 +123,10 @@ def decode_bytes(data: bytes, path: str = "<bytes>", color_rgb: bool = False) ->
 def read_image(path: str, color_rgb: bool = False) -> np.ndarray:
     """Read an image file or zip member -> uint8 [H, W, 3] (BGR unless ``color_rgb``).
 
-    Raises ImageReadError (an OSError) naming the path when it is missing or undecodable.
+    Raises ImageReadError (an OSError) naming the path when it is missing, empty, truncated or
+    undecodable. Files are read as bytes and decoded (as fast as cv2.imread) so that the
+    completeness check sees them.
     """
-    if split_zip_path(path) is None:
-        img = cv2.imread(path, _IMREAD_FLAGS)
-        if img is not None:
-            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if color_rgb else img
-        # imread gives no reason; re-read to tell "missing" from "corrupt".
     return decode_bytes(read_bytes(path), path, color_rgb)
 
 

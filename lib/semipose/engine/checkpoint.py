@@ -9,6 +9,7 @@ run removes those.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import os
@@ -29,9 +30,29 @@ class CheckpointError(RuntimeError):
     """A checkpoint file exists but cannot be used; the message names it and what to do."""
 
 
+_DISK_FULL = ("No space left", "enforce fail", "file write failed", "unexpected pos")
+
+
 def atomic_torch_save(obj: Any, path: str) -> None:
-    """torch.save to ``path`` atomically and durably (see semipose.utils.io)."""
-    atomic_write(path, lambda f: torch.save(obj, f))
+    """torch.save to ``path`` atomically and durably (see semipose.utils.io).
+
+    A full disk (ENOSPC, or the C++ stream-writer failure torch reports for it) raises an OSError
+    that says so and whether the previous file at ``path`` is intact (it always is: the rename
+    never happened).
+    """
+    try:
+        atomic_write(path, lambda f: torch.save(obj, f))
+    except (OSError, RuntimeError) as exc:
+        text = str(exc)
+        full = getattr(exc, "errno", None) == errno.ENOSPC or any(t in text for t in _DISK_FULL)
+        if not full:
+            raise
+        kept = (f"the previous {os.path.basename(path)} is intact" if os.path.exists(path)
+                else "no earlier file was there")
+        err = OSError(f"no space left on device while writing {path}; {kept}. Free space (or "
+                      f"move OUTPUT_DIR) and resume with TRAIN.RESUME True")
+        err.errno = errno.ENOSPC
+        raise err from exc
 
 
 def atomic_write_text(text: str, path: str) -> None:

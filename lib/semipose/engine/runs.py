@@ -95,6 +95,71 @@ def choose_run_folder(cfg: CfgNode, cfg_path: str, info: DistInfo) -> str:
     return all_gather_objects(folder, info)[0]
 
 
+LOCK = ".lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def lock_run_folder(folder: str) -> str:
+    """Claim ``folder`` for this process (``<folder>/.lock`` holding host and pid).
+
+    A lock of a live process on this host is an error naming it, so a second run (e.g. a resume
+    while the first still trains) can neither write the same checkpoints nor remove the first
+    one's in-flight temporary files. A lock left by a dead process is taken over. The lock goes
+    when this process exits (or with :func:`unlock_run_folder`).
+    """
+    import atexit
+    import socket
+
+    path = os.path.join(folder, LOCK)
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    host, pid = f.read().split()
+            except (OSError, ValueError):  # half-written or unreadable: a dead writer's
+                host, pid = "", "0"
+            if f"{host} {pid}" == me:
+                return path
+            if host == socket.gethostname() and _alive(int(pid)):
+                raise ValueError(f"run folder {folder} is in use by process {pid} on this machine "
+                                 f"(it holds {path}); wait for that run to end or stop it, or "
+                                 f"start a separate run with TRAIN.RESUME False")
+            if host and host != socket.gethostname():
+                raise ValueError(f"run folder {folder} is locked by process {pid} on {host} "
+                                 f"({path}); if that run is gone, delete the file")
+            os.remove(path)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me + "\n")
+        atexit.register(unlock_run_folder, folder)
+        return path
+    raise ValueError(f"could not lock run folder {folder} ({path} keeps reappearing)")
+
+
+def unlock_run_folder(folder: str) -> None:
+    """Remove this process's lock of ``folder`` (another process's lock is left alone)."""
+    import socket
+    path = os.path.join(folder, LOCK)
+    try:
+        with open(path) as f:
+            if f.read().split() == [socket.gethostname(), str(os.getpid())]:
+                os.remove(path)
+    except OSError:
+        pass
+
+
 def find_model_file(cfg: CfgNode, cfg_path: str) -> str:
     """Default weights of valid.py / demo.py / export.py: TEST.MODEL_FILE, else the final weights
     of the experiment's latest run."""

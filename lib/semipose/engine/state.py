@@ -18,10 +18,16 @@ from ..config import model_name
 from ..models.checkpoint import load_checkpoint, nets_state_dict
 from ..utils.dist import all_gather_objects
 from ..utils.seed import rng_state, seed_everything, set_rng_state
-from .checkpoint import (BEST, CHECKPOINT, atomic_torch_save, load_resume_state,
-                         remove_stale_temp_files)
+from .checkpoint import (BEST, CHECKPOINT, CheckpointError, atomic_torch_save,
+                         load_resume_state, remove_stale_temp_files)
 
 logger = logging.getLogger("semipose")
+
+
+def nonfinite_tensors(state: Dict[str, torch.Tensor]) -> list:
+    """Names of floating-point tensors holding NaN or inf."""
+    return [k for k, v in state.items()
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def _rank_rng(method: Any) -> Dict[str, Any]:
@@ -50,15 +56,73 @@ def save_state(trainer: Any, epoch: int, iteration: int, is_best: bool) -> None:
         "rank_rng": ranks, "world_size": trainer.info.world_size,
         "meters": {k: (m.sum, m.count) for k, m in meters.items()},
         "data": {"seed": trainer.cfg.SEED, "epoch": epoch},  # pairing = f(seed, epoch, rank)
+        "guard": resume_guard(trainer),
     }
+    bad = nonfinite_tensors(weights)
+    if bad:
+        logger.warning("the weights hold NaN/inf values (%d tensors, e.g. %s) at epoch %d "
+                       "iteration %d: checkpoint.pth.tar keeps them for inspection, model_best "
+                       "is not updated; lower TRAIN.LR or set TRAIN.STOP_ON_NONFINITE True",
+                       len(bad), bad[0], epoch, iteration)
     atomic_torch_save(state, os.path.join(trainer.out_dir, CHECKPOINT))
-    if is_best:
+    if is_best and not bad:  # model_best never becomes non-finite
         atomic_torch_save(weights, os.path.join(trainer.out_dir, BEST))
     done = epoch - 1  # 0-based index of the epoch just finished (reference naming)
     every = trainer.cfg.SAVE_INTER
     if every > 0 and iteration == 0 and done % every == 0:
         atomic_torch_save(weights, os.path.join(trainer.out_dir, f"State_epoch{done}.pth.tar"))
     trainer.scalars.flush()
+
+
+# Keys that must not change across a resume: the architecture and optimizer (always), and what
+# lays out an epoch (only when resuming mid-epoch: the iteration counter indexes that layout).
+_ARCH_KEYS = ("MODEL.NAME", "MODEL.BACKBONE", "MODEL.NUM_JOINTS", "MODEL.IMAGE_SIZE",
+              "MODEL.EXTRA", "TRAIN.OPTIMIZER")
+_EPOCH_KEYS = ("TRAIN.BATCH_SIZE", "batches per epoch", "items per epoch", "world size")
+
+
+def _key(cfg: Any, full: str) -> Any:
+    from ..config import to_plain
+    node = cfg
+    for part in full.split("."):
+        node = node[part]
+    return to_plain(node)
+
+
+def resume_guard(trainer: Any) -> Dict[str, Any]:
+    """The values checked when this run is resumed (see _ARCH_KEYS / _EPOCH_KEYS)."""
+    out = {k: _key(trainer.cfg, k) for k in _ARCH_KEYS}
+    out.update({"TRAIN.BATCH_SIZE": int(trainer.cfg.TRAIN.BATCH_SIZE),
+                "batches per epoch": len(trainer.train_loader),
+                "items per epoch": len(trainer.train_set),
+                "world size": trainer.info.world_size})
+    return out
+
+
+def _differences(old: Any, new: Any, key: str) -> list:
+    """'KEY: old -> new' for every differing leaf (nested dicts such as MODEL.EXTRA)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new))
+                for d in _differences(old.get(k), new.get(k), f"{key}.{k}")]
+    old = list(old) if isinstance(old, tuple) else old
+    new = list(new) if isinstance(new, tuple) else new
+    return [] if old == new else [f"{key} {old!r} in the checkpoint, {new!r} now"]
+
+
+def check_resume(trainer: Any, state: Dict[str, Any], path: str) -> None:
+    """Refuse a resume whose config changed what the checkpoint depends on, naming the key."""
+    saved = state.get("guard")
+    if not saved:  # checkpoints written before the guard existed
+        return
+    now = resume_guard(trainer)
+    keys = list(_ARCH_KEYS) + (list(_EPOCH_KEYS) if int(state.get("iteration", 0)) > 0 else [])
+    diffs = [d for k in keys if k in saved for d in _differences(saved[k], now[k], k)]
+    if diffs:
+        where = (f"mid-epoch (epoch {int(state['epoch']) + 1}, iteration {state['iteration']}), "
+                 f"so the epoch layout must match; " if int(state.get("iteration", 0)) else "")
+        raise CheckpointError(
+            f"cannot resume {path}: {'; '.join(diffs)}. It was saved {where}restore those "
+            f"values, or set TRAIN.RESUME False (a new run folder) to start afresh")
 
 
 def load_state(trainer: Any) -> Optional[str]:
@@ -69,6 +133,7 @@ def load_state(trainer: Any) -> Optional[str]:
     if state is None:
         return None
     path = os.path.join(trainer.out_dir, CHECKPOINT)
+    check_resume(trainer, state, path)
     load_checkpoint(state["state_dict"], trainer.method.nets)
     trainer.optimizer.load_state_dict(state["optimizer"])
     if state.get("scaler"):

@@ -25,12 +25,12 @@ from ..utils.seed import seed_everything
 from ..models.checkpoint import nets_state_dict
 from .checkpoint import FINAL, atomic_torch_save
 from .debug_images import DebugImages
-from .runs import choose_run_folder
+from .runs import choose_run_folder, lock_run_folder, unlock_run_folder
 from .log import AverageMeter, ScalarLog, scalar_tag, setup_logger
 from .optim import build_optimizer, set_epoch_lr
 from .setup import (amp_settings, build_data, build_method_for, move_batch,
                     prepare_synthetic, resume_loader, skipped_images, until_stopped)
-from .state import load_state, save_state
+from .state import load_state, nonfinite_tensors, save_state
 from .validate import run_validation, settings_line
 
 
@@ -41,6 +41,10 @@ STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
 
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN/inf; the last good checkpoint is kept."""
+
+
+class ValidationFailed(ValueError):
+    """Validation raised a user error after an epoch that is already saved."""
 
 
 class Trainer:
@@ -54,6 +58,7 @@ class Trainer:
         self.arch_name = model_name(cfg)[1]
         if info.is_main:
             os.makedirs(self.out_dir, exist_ok=True)
+            lock_run_folder(self.out_dir)  # one live process per run folder
             dump_cfg(cfg, os.path.join(self.out_dir, "config.yaml"))
         self.log = setup_logger(self.out_dir, self.cfg_name, "train", info.is_main)
         self.log.info("run folder %s; device %s; world size %d; torch %s", self.out_dir,
@@ -144,25 +149,33 @@ class Trainer:
                     self.log.warning("stopped at epoch %d iteration %d; resume with "
                                      "TRAIN.RESUME True", epoch, self.start_iter)
                     return self.last_results
-                is_best = False
+                self.start_iter = 0
                 last = epoch + 1 == cfg.TRAIN.END_EPOCH
                 if (epoch + 1) % cfg.TEST.INTERVAL == 0 or last:
-                    is_best = self.validate(epoch)
-                self.start_iter = 0
-                save_state(self, epoch + 1, 0, is_best)
+                    # the trained epoch goes to disk first: a failing validation loses nothing
+                    save_state(self, epoch + 1, 0, is_best=False)
+                    is_best = self._validate_or_explain(epoch)
+                    save_state(self, epoch + 1, 0, is_best)  # with the new best metric
+                else:
+                    save_state(self, epoch + 1, 0, is_best=False)
                 if epoch + 1 < cfg.TRAIN.END_EPOCH and self._stop_requested():
                     self.log.warning("stopped after epoch %d; resume with TRAIN.RESUME True",
                                      epoch)
                     return self.last_results
             if self.info.is_main:
-                atomic_torch_save(nets_state_dict(self.method.nets),
-                                  os.path.join(self.out_dir, FINAL))
+                final = nets_state_dict(self.method.nets)
+                if nonfinite_tensors(final):
+                    self.log.warning("%s holds NaN/inf weights (%s, ...): the run diverged",
+                                     FINAL, nonfinite_tensors(final)[0])
+                atomic_torch_save(final, os.path.join(self.out_dir, FINAL))
                 self._visualise()
                 self._summary()
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
             self.scalars.close()
+            if self.info.is_main:
+                unlock_run_folder(self.out_dir)
         return self.last_results
 
     def train_one_epoch(self, epoch: int) -> bool:
@@ -265,6 +278,18 @@ class Trainer:
                       ", ".join(f"{k}={v:.4f}" for k, v in sorted(stats.items())))
         for w in self.monitor.update(stats):
             self.log.warning("collapse monitor: %s", w)
+
+    def _validate_or_explain(self, epoch: int) -> bool:
+        """``validate``; a user error there (e.g. an unreadable val image) says that the epoch
+        is saved and how to continue."""
+        try:
+            return self.validate(epoch)
+        except (OSError, ValueError, KeyError) as exc:
+            from .cli import error_line
+            raise ValidationFailed(
+                f"validation after epoch {epoch + 1} failed: {error_line(exc)}. The trained epoch "
+                f"is saved in {os.path.join(self.out_dir, 'checkpoint.pth.tar')}; fix the cause "
+                f"and continue with TRAIN.RESUME True") from exc
 
     def validate(self, epoch: int) -> bool:
         """Evaluate every net; returns whether the selection metric improved."""

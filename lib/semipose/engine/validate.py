@@ -88,7 +88,7 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
         return OrderedDict(), {}
     pred = merge_results(parts)
     if len(pred["index"]) != len(val_set):
-        raise RuntimeError(
+        raise ValueError(
             f"validation gathered {len(pred['index'])} of {len(val_set)} samples; with "
             f"DATASET.SKIP_BAD_IMAGES an unreadable validation image leaves its persons without a "
             f"prediction: replace or remove those images (see the warnings above)")
