@@ -387,3 +387,130 @@ def test_a_live_run_folder_is_locked(root, tmp_path):
     assert resumed.out_dir == first.out_dir
     with open(lock) as f:
         assert f.read().split() == [socket.gethostname(), str(os.getpid())]
+
+
+# ------------------------------------------------------------------------ files named in errors
+def _ann_file(root: str, split: str = "train2017") -> str:
+    return os.path.join(root, "coco", "annotations", f"person_keypoints_{split}.json")
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("invalid_json", "is not valid JSON"), ("list", "holds a list at top level"),
+    ("no_images", "has no 'images' list"), ("short_keypoints", "has 50 'keypoints' values")])
+def test_bad_annotation_json_is_named(root, tmp_path, capsys, damage, needle):
+    path = _ann_file(root)
+    with open(path) as f:
+        ann = json.load(f)
+    if damage == "invalid_json":
+        text = json.dumps(ann)[:-20]
+    elif damage == "list":
+        text = json.dumps(ann["annotations"])
+    elif damage == "no_images":
+        text = json.dumps({"annotations": ann["annotations"]})
+    else:
+        ann["annotations"][0]["keypoints"] = ann["annotations"][0]["keypoints"][:50]
+        text = json.dumps(ann)
+    with open(path, "w") as f:
+        f.write(text)
+    line = _train_fails(capsys, _args(root, str(tmp_path / "out")), path, needle)
+    if damage == "short_keypoints":
+        assert f"annotation {ann['annotations'][0]['id']}" in line
+
+
+def test_bad_boxes_are_dropped_and_counted(root, tmp_path, capsys):
+    """Negative, NaN and zero-size boxes ('Singular matrix' before): dropped with one warning."""
+    path = _ann_file(root)
+    with open(path) as f:
+        ann = json.load(f)
+    people = [a for a in ann["annotations"] if max(a["keypoints"]) > 0]
+    for a, box in zip(people, ([10, 10, -5, 20], [float("nan"), 1, 2, 3], [3, 4, 0, 0])):
+        a["bbox"] = box
+    with open(path, "w") as f:
+        json.dump(ann, f)
+    out = str(tmp_path / "out")
+    assert train_cli.main(_args(root, out, "DATASET.TRAIN_LEN", "0", "TRAIN.END_EPOCH", "1")) == 0
+    err = capsys.readouterr().err
+    assert f"{path}: dropped 3 person(s) with a missing, non-finite or empty 'bbox'" in err
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("invalid_json", "is not valid JSON"), ("dict", "holds a dict; expected a list"),
+    ("no_score", "entry 0 lacks ['score']"), ("other_images", "holds no boxes of val2017 images")])
+def test_bad_detection_json_is_named(root, tmp_path, capsys, damage, needle):
+    weights = _save_weights(tmp_path)
+    det = str(tmp_path / "dets.json")
+    with open(_det(root)) as f:
+        dets = json.load(f)
+    if damage == "invalid_json":
+        text = "[{"
+    elif damage == "dict":
+        text = json.dumps({"detections": dets})
+    elif damage == "no_score":
+        del dets[0]["score"]
+        text = json.dumps(dets)
+    else:  # boxes of other images: the WILD configs' unlabeled2017 file given for val2017
+        text = json.dumps([dict(d, image_id=d["image_id"] + 10 ** 9) for d in dets])
+    with open(det, "w") as f:
+        f.write(text)
+    args = _args(root, str(tmp_path / "out"), "TEST.MODEL_FILE", weights, "TEST.USE_GT_BBOX",
+                 "False", "TEST.COCO_BBOX_FILE", det)  # (KEY VALUE pairs win over flags)
+    assert valid_cli.main(args) == 2
+    line = _error_line(capsys)
+    assert det in line and needle in line
+    if damage == "other_images":
+        assert "--coco-bbox-file" in line
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_torch", "json", "pickled_module"])
+@pytest.mark.parametrize("use", ["valid", "pretrained"])
+def test_unreadable_checkpoints_are_one_line(root, tmp_path, capsys, damage, use):
+    good = _save_weights(tmp_path)
+    path = str(tmp_path / f"{damage}.pth")
+    with open(good, "rb") as f:
+        data = f.read()
+    if damage == "truncated":
+        blob = data[:len(data) // 3]
+    elif damage == "not_torch":
+        blob = os.urandom(2048)
+    elif damage == "json":
+        blob = b'{"state_dict": {}}'
+    else:
+        torch.save(torch.nn.Linear(2, 2), path)
+        blob = None
+    if blob is not None:
+        with open(path, "wb") as f:
+            f.write(blob)
+    if use == "valid":
+        assert valid_cli.main(_args(root, str(tmp_path / "out"), "TEST.MODEL_FILE", path)) == 2
+        line = _error_line(capsys)
+    else:
+        line = _train_fails(capsys, _args(root, str(tmp_path / "out"), "MODEL.PRETRAINED", path))
+    assert path in line and "is not a readable checkpoint" in line
+    if damage == "pickled_module":
+        assert "state_dict()" in line
+
+
+def test_valid_reads_the_resumable_checkpoint_without_unsafe_pickles(root, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    args = _args(root, out, "TRAIN.END_EPOCH", "1")
+    assert train_cli.main(args) == 0
+    run = latest_run(output_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED))
+    ckpt = os.path.join(run, "checkpoint.pth.tar")
+    assert valid_cli.main(_args(root, out, "TEST.MODEL_FILE", ckpt)) == 0
+    with open(os.path.join(run, "results.md")) as f:
+        trained = f.read().split("### net1")[1]
+    vdir = os.path.join(os.path.dirname(run), "valid", os.path.basename(run) + "_checkpoint")
+    with open(os.path.join(vdir, "results.md")) as f:
+        assert f.read().split("### net1")[1] == trained  # the same numbers
+
+
+def test_two_net_file_of_another_depth_points_at_the_architecture(tmp_path):
+    from semipose.models.build import build_net
+    from semipose.models.checkpoint import load_checkpoint, nets_state_dict
+    dual = os.path.join(ROOT, "experiments", "synthetic", "posedual.yaml")
+    r34 = load_cfg(dual, ["MODEL.EXTRA.NUM_LAYERS", "34"])
+    state = nets_state_dict({"net1": build_net(r34), "net2": build_net(r34)})
+    r18 = load_cfg(dual)
+    with pytest.raises(ValueError, match="NUM_LAYERS") as err:
+        load_checkpoint(state, {"net1": build_net(r18), "net2": build_net(r18)})
+    assert "MODEL.NAME" not in str(err.value)

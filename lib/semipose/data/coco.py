@@ -70,29 +70,70 @@ def _check_image_folder(root: str, image_set: str, data_format: str) -> None:
 def _load_json(path: str, what: str, hint: str) -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} '{path}' not found: {hint}")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} {path} is not valid JSON ({err}); re-download or regenerate "
+                         f"it") from err
 
 
-def _gt_instances(ann: Dict[str, Any]) -> List[Tuple[int, List[float], List[float], np.ndarray]]:
-    """Kept GT persons in json image order: (image_id, clean_box, raw_box, keypoints [17, 3])."""
+def _check_annotation_file(ann: Any, path: str) -> None:
+    """The top level of a COCO annotation json: a dict with 'images' and 'annotations' lists."""
+    if not isinstance(ann, dict):
+        raise ValueError(f"COCO annotation file {path} holds a {type(ann).__name__} at top level; "
+                         f"expected an object with 'images' and 'annotations' lists")
+    for key in ("images", "annotations"):
+        if not isinstance(ann.get(key), list):
+            raise ValueError(f"COCO annotation file {path} has no '{key}' list; is it a COCO "
+                             f"person_keypoints file?")
+
+
+def _valid_box(box: Any) -> bool:
+    """A box [x, y, w, h] of four finite numbers with w, h > 0."""
+    try:
+        vals = [float(v) for v in box[:4]]
+    except (TypeError, ValueError):
+        return False
+    return len(vals) == 4 and all(np.isfinite(vals)) and vals[2] > 0 and vals[3] > 0
+
+
+def _gt_instances(ann: Dict[str, Any], path: str = "<annotations>"
+                  ) -> List[Tuple[int, List[float], List[float], np.ndarray]]:
+    """Kept GT persons in json image order: (image_id, clean_box, raw_box, keypoints [17, 3]).
+
+    Keypoints of the wrong length are an error naming the file and annotation id; persons with
+    a missing, non-finite or empty box are dropped with one counted warning (the reference's
+    sanitising drops empty boxes too).
+    """
     person_ids = {c["id"] for c in ann.get("categories", []) if c.get("name") == "person"} or {1}
     by_image: Dict[int, list] = {}
     for a in ann.get("annotations", []):
-        by_image.setdefault(a["image_id"], []).append(a)
-    out = []
+        by_image.setdefault(a.get("image_id"), []).append(a)
+    out, bad_boxes = [], []
+    want = 3 * COCO.num_joints
     for img in ann["images"]:
         w, h = img["width"], img["height"]
         for a in by_image.get(img["id"], ()):
-            if a.get("iscrowd", 0) or a["category_id"] not in person_ids:
+            if a.get("iscrowd", 0) or a.get("category_id") not in person_ids:
                 continue
             kps = a.get("keypoints") or []
+            if kps and len(kps) != want:
+                raise ValueError(f"{path}: annotation {a.get('id')} (image {img['id']}) has "
+                                 f"{len(kps)} 'keypoints' values; COCO persons have {want} "
+                                 f"(x, y, v for {COCO.num_joints} joints)")
             if not kps or max(kps) == 0:  # no labeled keypoint: nothing to supervise
                 continue
-            clean = sanitize_box(a["bbox"], w, h, area=a.get("area", 1.0))
+            box = a.get("bbox")
+            clean = sanitize_box(box, w, h, area=a.get("area", 1.0)) if _valid_box(box) else None
             if clean is None:
+                bad_boxes.append(a.get("id"))
                 continue
-            out.append((img["id"], clean, a["bbox"], np.asarray(kps, np.float64).reshape(-1, 3)))
+            out.append((img["id"], clean, box, np.asarray(kps, np.float64).reshape(-1, 3)))
+    if bad_boxes:
+        logger.warning("%s: dropped %d person(s) with a missing, non-finite or empty 'bbox' "
+                       "(annotation ids %s%s)", path, len(bad_boxes), bad_boxes[:5],
+                       ", ..." if len(bad_boxes) > 5 else "")
     return out
 
 
@@ -164,8 +205,9 @@ class CocoDataset:
         ann = _load_json(self.annotation_file, "COCO annotation file",
                          f"put person_keypoints_{self.image_set}.json (from the COCO 2017 "
                          "annotations download) there, or fix DATASET.ROOT")
+        _check_annotation_file(ann, self.annotation_file)
         self.image_ids = [img["id"] for img in ann["images"]]
-        inst = _gt_instances(ann)
+        inst = _gt_instances(ann, self.annotation_file)
         kps = np.stack([k for *_, k in inst]) if inst else np.zeros((0, COCO.num_joints, 3))
         boxes = np.asarray([b for _, b, _, _ in inst], np.float64).reshape(-1, 4)
         return {
@@ -194,11 +236,30 @@ class CocoDataset:
                 f"'{self.image_set}' needs it; put the COCO 2017 annotation json there")
         else:
             self.image_ids = []
-        kept = [d for d in dets if d.get("category_id") == 1 and d["score"] >= image_thre]
+        if not isinstance(dets, list):
+            raise ValueError(f"detection file {self.bbox_file} (TEST.COCO_BBOX_FILE) holds a "
+                             f"{type(dets).__name__}; expected a list of {{image_id, category_id, "
+                             f"bbox, score}} (COCO detection results)")
+        for k, d in enumerate(dets):
+            missing = [f for f in ("image_id", "bbox", "score")
+                       if not isinstance(d, dict) or f not in d]
+            if missing:
+                raise ValueError(f"detection file {self.bbox_file}: entry {k} lacks {missing}; "
+                                 f"each detection needs image_id, category_id, bbox and score")
+        kept = [d for d in dets if d.get("category_id") == 1 and d["score"] >= image_thre
+                and _valid_box(d["bbox"])]
         if not kept:
             raise ValueError(
                 f"detection file '{self.bbox_file}' has no person boxes (category_id 1) with "
                 f"score >= TEST.IMAGE_THRE={image_thre}; check the file or lower the threshold")
+        if self.image_ids and "unlabeled" not in self.image_set:
+            known = set(self.image_ids)
+            if not any(d["image_id"] in known for d in kept):
+                raise ValueError(
+                    f"detection file {self.bbox_file} holds no boxes of {self.image_set} images "
+                    f"(its image ids are not in {self.annotation_file}; e.g. the WILD configs' "
+                    f"TEST.COCO_BBOX_FILE is the unlabeled2017 detector file): pass the "
+                    f"{self.image_set} detections with --coco-bbox-file (TEST.COCO_BBOX_FILE)")
         boxes = np.asarray([d["bbox"] for d in kept], np.float64).reshape(-1, 4)
         n = len(kept)
         if not self.image_ids:

@@ -106,7 +106,8 @@ class PoseDataset(Dataset):
                     raise
                 self._count_skip(exc)
                 index = int(rng.integers(len(self.records)))
-        raise RuntimeError(
+        # an ImageReadError (OSError): a user error, printed as one line by the command line
+        raise ImageReadError(
             f"{self.max_skip_tries} unreadable images in a row (last: {self.records[index]['image']}); "
             "check DATASET.ROOT and the image files")
 

@@ -82,12 +82,12 @@ def load_resume_state(output_dir: str) -> Optional[Dict[str, Any]]:
     path = os.path.join(output_dir, CHECKPOINT)
     if not os.path.exists(path):
         return None
+    from ..models.checkpoint import safe_load
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated file from another tool, say
+        state = safe_load(path, "resume checkpoint")
+    except ValueError as exc:  # a truncated file from another tool, say
         raise CheckpointError(
-            f"cannot read resume checkpoint {path}: {exc}. Delete it (or move it away) or set "
-            f"TRAIN.RESUME False.") from exc
+            f"{exc}. Delete it (or move it away) or set TRAIN.RESUME False.") from exc
     if not isinstance(state, dict) or "state_dict" not in state or "epoch" not in state:
         raise CheckpointError(
             f"{path} is not a resumable checkpoint (no 'state_dict'/'epoch' entries); bare weights "

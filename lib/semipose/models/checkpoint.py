@@ -31,10 +31,31 @@ REF_PREFIXES = {"resnet.": "net1", "resnet2.": "net2"}
 DUAL_RESNET_HEAD = "final_layer_1."  # pose_dual's name for the ResNet final conv
 REFERENCE_MODELS = ("pose_resnet", "pose_hrnet", "pose_cons", "pose_dual")
 
-# Reference checkpoints store numpy scalars (e.g. 'perf') next to the weights; allow just those.
+# Reference checkpoints store numpy scalars (e.g. 'perf') next to the weights, and this project's
+# resumable checkpoints numpy RNG states (arrays); these numpy types are all torch's restricted
+# unpickler needs beyond tensors, so no file can run code when it is read.
 _NUMPY_GLOBALS = [(np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
-                  np._core.multiarray.scalar, np.dtype] + \
-                 [getattr(np.dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType")]
+                  np._core.multiarray.scalar, np.dtype, np.ndarray,
+                  (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+                  np._core.multiarray._reconstruct] + \
+                 [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+
+
+def safe_load(path: str, what: str = "checkpoint") -> object:
+    """``torch.load`` restricted to tensors, containers and numpy values (weights_only), with a
+    one-line error naming the file when it is not such a checkpoint (truncated, another format,
+    a pickled whole model)."""
+    try:
+        with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip, EOF and torch errors all mean "not readable"
+        kind = type(exc).__name__
+        text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else kind
+        hint = (" It stores pickled Python objects (e.g. a whole nn.Module): save "
+                "model.state_dict() instead." if "Unpickl" in kind or "weights_only" in text
+                else "")
+        raise ValueError(f"{path} is not a readable {what} ({kind}: {text}).{hint} Check the "
+                         f"file (a complete torch.save of a state dict) or replace it") from exc
 
 
 def list_keys(keys: Sequence[str], first: int = 5) -> str:
@@ -51,8 +72,7 @@ def read_state(path_or_state: StateOrPath) -> "OrderedDict[str, torch.Tensor]":
     if isinstance(obj, (str, os.PathLike)):
         if not os.path.isfile(obj):
             raise FileNotFoundError(f"checkpoint file {source!r} does not exist")
-        with torch.serialization.safe_globals(_NUMPY_GLOBALS):
-            obj = torch.load(obj, map_location="cpu", weights_only=True)
+        obj = safe_load(str(obj))
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
@@ -138,12 +158,17 @@ def load_checkpoint(path_or_state: StateOrPath, nets: Mapping[str, nn.Module],
     missing = [f"{n}.{k}" for n, net in nets.items() if n not in skip
                for k in net.state_dict() if k not in per_net[n]]
     if missing or unexpected:
-        hint = ""
+        file_nets = {(_map_key(k, layout) or ("",))[0] for k in state}
         if single and len(nets) > 1:
             hint = (" The file holds a single net but the method has "
-                    f"{len(nets)}; pass allow_single=True to load it into net1 only.")
-        elif "net2" in {(_map_key(k, layout) or ("",))[0] for k in unexpected}:
+                    f"{len(nets)}; pass --allow-single (valid.py, demo.py, export.py) or "
+                    f"allow_single=True to load it into net1 only.")
+        elif "net2" in file_nets and len(nets) == 1:
             hint = " The file holds two nets but the method has one (MODEL.NAME?)."
+        else:
+            hint = (" The nets in the file are built differently from the config's: check "
+                    "MODEL.BACKBONE, MODEL.EXTRA.NUM_LAYERS and NUM_DECONV_FILTERS (or the "
+                    "HRNet STAGE widths) and MODEL.NUM_JOINTS against the file.")
         raise ValueError(f"{source} ({layout} layout) does not match the model: "
                          f"missing {list_keys(missing)}; unexpected {list_keys(unexpected)}.{hint}")
     for n, tensors in per_net.items():
