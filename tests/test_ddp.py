@@ -192,3 +192,44 @@ def test_single_process_order_is_iteration_independent(data_root):
 def test_launcher_local_rank_flags(flag):
     args = base_parser("x").parse_args([*flag, "--distributed", "--cfg", "a.yaml", "TRAIN.LR", "1"])
     assert args.local_rank == 1 and args.distributed and args.opts == ["TRAIN.LR", "1"]
+
+
+_FROZEN = """
+import os, signal, sys
+import torch.distributed as dist
+from semipose.engine.cli import base_parser, parse_cli, run_job
+
+def job(cfg, info):
+    if info.rank == 1:
+        os.kill(os.getpid(), signal.SIGSTOP)  # frozen, not killed
+    dist.barrier()
+
+sys.exit(run_job(parse_cli(base_parser("frozen"), sys.argv[1:]), [], job))
+"""
+
+
+def test_a_frozen_rank_ends_the_job_after_dist_timeout(tmp_path):
+    """A stopped rank no longer blocks the others for torch's 30 minutes: after DIST_TIMEOUT_S
+    the waiting rank ends with one line saying what happened."""
+    import signal
+    import time
+    script = tmp_path / "frozen.py"
+    script.write_text(_FROZEN)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
+           str(_free_port()), str(script), "--cfg", POSEDUAL, "DIST_TIMEOUT_S", "4",
+           "DEVICE", "cpu"]
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=150)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # also the stopped rank, if still there
+        except ProcessLookupError:
+            pass
+    waited = time.time() - t0
+    assert proc.returncode != 0
+    line = [ln for ln in out.splitlines() if ln.startswith("error: rank 0:")]
+    assert line and "DIST_TIMEOUT_S=4 s" in line[0] and "stuck or stopped" in line[0], out[-3000:]
+    assert waited < 150

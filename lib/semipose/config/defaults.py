@@ -77,6 +77,7 @@ _C.PRINT_FREQ = 20  # log every N iterations (and the last one)
 # ---- top level (project additions) ----
 _C.SEED = 1314  # seed of every random generator of a run
 _C.DEVICE = ""  # '' = cuda if available else cpu; or 'cpu', 'cuda', 'cuda:<i>'
+_C.DIST_TIMEOUT_S = 900.0  # DDP: seconds a collective may wait for a stuck (stopped) rank before the job ends
 _C.CUTOUT_MODE = "reference"  # 'reference': clamp swap and 24-channel draws; 'corrected': true bounds, supervised joints
 _C.CONS_TEACHER_VIEW = "easy"  # teacher input: 'easy' (reference: the plain crop) or 'hard' (own hard affine draw; the same-difficulty setting of the collapse study)
 _C.CONS_RAMPUP_EPOCHS = 0.0  # consistency weight ramps up as exp(-5(1-t)^2) over this many epochs; 0 = reference (weight 1 throughout)

@@ -18,6 +18,17 @@ from .checkpoint import CheckpointError
 USER_ERRORS = (OSError, ValueError, KeyError, CheckpointError)
 
 
+STUCK_RANK = ("a collective operation waited DIST_TIMEOUT_S={t:g} s for the other ranks: one of "
+              "them is stuck or stopped (e.g. SIGSTOP, a hung data loader); the job ends here. "
+              "Raise DIST_TIMEOUT_S if a rank legitimately needs longer (e.g. a long validation)")
+
+
+def is_collective_timeout(exc: BaseException) -> bool:
+    """A torch.distributed collective that timed out (gloo and nccl word it differently)."""
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("timed out" in text or "timeout" in text)
+
+
 def error_line(exc: BaseException) -> str:
     """The one-line message of a user error.
 
@@ -112,9 +123,14 @@ def run_job(args: argparse.Namespace, extra: Sequence[str],
             from ..config import to_plain
             print(yaml.safe_dump(to_plain(cfg), default_flow_style=None, sort_keys=False), end="")
             return 0
-        info = init_distributed(cfg.DEVICE, force=args.distributed, local_rank_arg=args.local_rank)
+        info = init_distributed(cfg.DEVICE, force=args.distributed, local_rank_arg=args.local_rank,
+                                timeout_s=cfg.DIST_TIMEOUT_S)
         job(cfg, info)
     except BaseException as exc:
+        if info.distributed and is_collective_timeout(exc):
+            print(f"error: rank {info.rank}: {STUCK_RANK.format(t=cfg.DIST_TIMEOUT_S)} "
+                  f"({error_line(exc)[:200]})", file=sys.stderr)
+            return 4
         for kind, status in exit_codes:
             if isinstance(exc, kind):
                 print(f"error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ Launch (one process per device; gloo on CPU, nccl on CUDA)::
 """
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence
@@ -60,11 +61,13 @@ def pick_device(requested: str, local_rank: int = 0, distributed: bool = False) 
 
 
 def init_distributed(requested_device: str, force: bool = False,
-                     local_rank_arg: Optional[int] = None) -> DistInfo:
+                     local_rank_arg: Optional[int] = None, timeout_s: float = 900.0) -> DistInfo:
     """Join the process group when launched by torchrun or torch.distributed.launch.
 
     The launcher sets WORLD_SIZE/RANK/MASTER_ADDR; the local rank comes from LOCAL_RANK or the legacy
-    ``--local_rank`` argument. Backend: nccl on CUDA, gloo on CPU.
+    ``--local_rank`` argument. Backend: nccl on CUDA, gloo on CPU. ``timeout_s`` bounds every
+    collective (DIST_TIMEOUT_S): a rank that is frozen (stopped, not killed) ends the job after it
+    instead of after torch's 30-minute default.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if local_rank_arg is not None and "LOCAL_RANK" not in os.environ:
@@ -83,7 +86,8 @@ def init_distributed(requested_device: str, force: bool = False,
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(seconds=float(timeout_s)))
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
 
 
