@@ -514,3 +514,17 @@ def test_two_net_file_of_another_depth_points_at_the_architecture(tmp_path):
     with pytest.raises(ValueError, match="NUM_LAYERS") as err:
         load_checkpoint(state, {"net1": build_net(r18), "net2": build_net(r18)})
     assert "MODEL.NAME" not in str(err.value)
+
+
+def test_every_json_reader_names_a_broken_file(tmp_path):
+    """MPII / AIC annotations, a resumed run's history: invalid JSON is one ValueError naming
+    the file (not a raw JSONDecodeError)."""
+    from semipose.data.aic import read_aic_annotations
+    from semipose.data.mpii import read_mpii_annotations
+    from semipose.engine.log import ScalarLog
+    bad = tmp_path / "broken.json"
+    bad.write_text('[{"image": "a.jpg", ')
+    for reader in (read_aic_annotations, read_mpii_annotations,
+                   lambda p: ScalarLog(None, p).load()):
+        with pytest.raises(ValueError, match=re.escape(str(bad)) + " is not valid JSON"):
+            reader(str(bad))

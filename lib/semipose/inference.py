@@ -7,7 +7,6 @@ detector, or default to the whole image. Used by pose_estimation/demo.py.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ from .evaluation.predict import forward_heatmaps
 from .transforms.affine import box_to_center_scale, get_affine_transform, sanitize_box
 from .transforms.heatmap import get_final_preds
 from .transforms.sample import SampleTransform
+from .utils.io import read_json
 
 logger = logging.getLogger("semipose")
 
@@ -156,11 +156,7 @@ def whole_image_box(image: np.ndarray) -> BoxList:
 def _read_json(path: str, what: str) -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path!r} not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{what} {path} is not valid JSON ({err})") from err
+    return read_json(path, what)
 
 
 def _check_box(box: Any, where: str) -> List[float]:

@@ -8,7 +8,6 @@ evaluation (which reads the annotation file itself) can pair predictions with th
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, List, Sequence
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from semipose.data.keypoints import AIC, JointSet, map_joints, model_joint_set
 from semipose.transforms.affine import box_to_center_scale
+from semipose.utils.io import read_json
 
 UNLABELED = 3  # AIC visibility code of a joint without annotation
 
@@ -45,8 +45,7 @@ def read_aic_annotations(path: str) -> List[Dict[str, Any]]:
             f"release under <DATASET.ROOT>/ai_challenger/<set>/ (keypoint_<set>_annotation.json and "
             f"images/) or fix DATASET.ROOT / DATASET.TRAIN_SET / DATASET.TEST_SET."
         )
-    with open(path, "r") as f:
-        entries = json.load(f)
+    entries = read_json(path, "AI Challenger annotation file")
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected a json list of images, got {type(entries).__name__}")
     return entries

@@ -11,7 +11,6 @@ Records follow the project's person-record format; joints are in the model's joi
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -21,6 +20,7 @@ import numpy as np
 from semipose.data.imageio import zip_member_path
 from semipose.data.keypoints import COCO, JointSet, map_joints, model_joint_set
 from semipose.transforms.affine import box_to_center_scale, sanitize_box
+from semipose.utils.io import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +70,7 @@ def _check_image_folder(root: str, image_set: str, data_format: str) -> None:
 def _load_json(path: str, what: str, hint: str) -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} '{path}' not found: {hint}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{what} {path} is not valid JSON ({err}); re-download or regenerate "
-                         f"it") from err
+    return read_json(path, what)
 
 
 def _check_annotation_file(ann: Any, path: str) -> None:
@@ -228,8 +223,9 @@ class CocoDataset:
         dets = _load_json(self.bbox_file, "person detection file (TEST.COCO_BBOX_FILE)", hint)
         if os.path.isfile(self.annotation_file):
             # Only the image list is used here; the file stays the evaluation ground truth.
-            with open(self.annotation_file) as f:
-                self.image_ids = [img["id"] for img in json.load(f)["images"]]
+            ann = read_json(self.annotation_file, "COCO annotation file")
+            _check_annotation_file(ann, self.annotation_file)
+            self.image_ids = [img["id"] for img in ann["images"]]
         elif "unlabeled" not in self.image_set:
             raise FileNotFoundError(
                 f"COCO annotation file '{self.annotation_file}' not found: evaluation of "

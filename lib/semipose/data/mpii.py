@@ -7,13 +7,13 @@ persons in the PCKh ground truth ``gt_<image_set>.mat`` (see ``semipose.evaluati
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
 from semipose.data.keypoints import MPII, JointSet, map_joints, model_joint_set
+from semipose.utils.io import read_json
 
 # The reference moves the MPII person centre down by 15 * scale pixels (the json centre sits
 # high, around the chest) before padding the scale like the other datasets.
@@ -63,8 +63,7 @@ def read_mpii_annotations(path: str) -> List[Dict[str, Any]]:
             f"(train.json, valid.json / validation.json, test.json) under <DATASET.ROOT>/mpii/annot/ "
             f"or fix DATASET.ROOT / DATASET.TRAIN_SET / DATASET.TEST_SET."
         )
-    with open(path, "r") as f:
-        entries = json.load(f)
+    entries = read_json(path, "MPII annotation file")
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected a json list of person entries, got {type(entries).__name__}")
     return entries

@@ -11,6 +11,7 @@ from collections import defaultdict
 from typing import Dict, List, Optional
 
 from .checkpoint import atomic_write_text
+from ..utils.io import read_json
 
 
 FILE_ONLY = {"file_only": True}  # logger.info(..., extra=FILE_ONLY): the log file, not the console
@@ -103,9 +104,12 @@ class ScalarLog:
     def load(self) -> None:
         """Continue a resumed run's history."""
         if self.history_path and os.path.exists(self.history_path):
-            with open(self.history_path) as f:
-                for k, v in json.load(f).items():
-                    self.history[k] = v
+            history = read_json(self.history_path, "scalar history of the resumed run")
+            if not isinstance(history, dict):
+                raise ValueError(f"{self.history_path} is not a scalar history (a json object); "
+                                 f"move it away to resume without the earlier curves")
+            for k, v in history.items():
+                self.history[k] = v
 
     def flush(self) -> None:
         if not self.enabled:

@@ -21,6 +21,7 @@ import numpy as np
 from semipose.data.aic import UNLABELED, aic_gt_npy_path, aic_humans  # noqa: F401
 from semipose.data.keypoints import AIC, JointSet, to_native
 from semipose.evaluation.mpii_eval import PCK_GRID, pck_curve, save_mat_atomic, summarize
+from semipose.utils.io import read_json
 
 AIC_SC_BIAS = 1.0
 AIC_DEFAULT_HEAD_SIZE = 95.0  # pixels, where head top or neck is unlabeled
@@ -33,8 +34,7 @@ AIC_COLUMNS = (("Head", ("head_top",)), ("Neck", ("neck",)), ("Shoulder", ("lsho
 def _read_humans(annotation_file: str):
     if not os.path.isfile(annotation_file):
         raise FileNotFoundError(f"AI Challenger annotation file not found: {annotation_file}")
-    with open(annotation_file, "r") as f:
-        return aic_humans(json.load(f), annotation_file)
+    return aic_humans(read_json(annotation_file, "AI Challenger annotation file"), annotation_file)
 
 
 def aic_pckh_gt(annotation_file: str, records: Sequence[Dict[str, Any]]) -> Dict[str, np.ndarray]:

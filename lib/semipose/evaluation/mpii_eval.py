@@ -18,6 +18,7 @@ import scipy.io
 from semipose.data.keypoints import MPII, JointSet, to_native
 from semipose.data.mpii import mpii_gt_path  # noqa: F401  (re-exported for callers)
 from semipose.utils.io import atomic_write
+from semipose.utils.io import read_json
 
 SC_BIAS = 0.6  # MPII head size = 0.6 x head-box diagonal
 # PCK curve grid 0, 0.01, ..., 0.50; "Mean@0.1" reads grid index 11 (= 0.11) like the reference.
@@ -159,8 +160,7 @@ def write_mpii_gt_mat(source: Union[str, Sequence[Dict[str, Any]], Tuple[np.ndar
         headboxes: optional [N, 2, 2] (corner, xy) head boxes; default ``head_boxes_from_joints``.
     """
     if isinstance(source, str):
-        with open(source, "r") as f:
-            source = json.load(f)
+        source = read_json(source, "MPII annotation file")
     if isinstance(source, tuple):
         joints, vis = (np.asarray(a, np.float64) for a in source)
     else:

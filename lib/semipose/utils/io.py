@@ -2,9 +2,10 @@
 figures, generated data) goes through here, so a crash or kill never leaves half a file."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 TMP_PREFIX = ".tmp_"
 
@@ -54,3 +55,13 @@ def atomic_write(path: str, write: Callable[[IO], None], mode: str = "wb",
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def read_json(path: str, what: str = "json file") -> Any:
+    """``json.load`` of ``path``; invalid JSON is a ValueError naming the file (and the position)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} {path} is not valid JSON ({err}); re-download, regenerate or "
+                         f"replace it") from err
