@@ -46,7 +46,10 @@ METHODS: Dict[str, tuple] = {
     # collapse study: the teacher sees its own hard affine draw (same difficulty as the student)
     "posecons_same": ("PoseCons, same-difficulty views",
                       ["MODEL.NAME", "pose_cons", "CONS_TEACHER_VIEW", "hard"]),
+    # methods after the paper (extra rows; --methods mean_teacher)
+    "mean_teacher": ("Mean Teacher", ["MODEL.NAME", "mean_teacher"]),
 }
+NETS = ("net1", "net2", "ensemble", "teacher")  # validation rows a method may report
 TABLE_METHODS = ("supervised", "posecons", "posecons_jc", "posedual", "posedual_jc", "posedual_ra")
 COLLAPSE_PAIR = ("posecons", "posecons_same")
 
@@ -93,7 +96,7 @@ def series(history: Dict, tag: str) -> List[float]:
 
 def record_from_history(history: Dict, method: str, labels: int, seed: int,
                         wall_s: float, steps: int) -> Dict:
-    nets = [n for n in ("net1", "net2", "ensemble") if f"val_{n}/AP" in history]
+    nets = [n for n in NETS if f"val_{n}/AP" in history]
     rec = {"method": method, "labels": labels, "seed": seed, "wall_s": round(wall_s, 1),
            "steps": steps, "ap": {n: series(history, f"val_{n}/AP")[-1] for n in nets},
            "ap_per_epoch": {n: series(history, f"val_{n}/AP") for n in nets},
@@ -147,7 +150,7 @@ def table(records: List[Dict], labels: Sequence[int], methods: Sequence[str]) ->
     lines = [head, "|---|---|" + "---|" * len(labels)]
     for m in methods:
         nets = sorted({n for r in records if r["method"] == m for n in r["ap"]},
-                      key=("net1", "net2", "ensemble").index)
+                      key=NETS.index)
         for net in nets:
             cells = []
             for n in labels:

@@ -80,6 +80,7 @@ _C.DEVICE = ""  # '' = cuda if available else cpu; or 'cpu', 'cuda', 'cuda:<i>'
 _C.DIST_TIMEOUT_S = 900.0  # DDP: seconds a collective may wait for a stuck (stopped) rank before the job ends
 _C.CUTOUT_MODE = "reference"  # 'reference': clamp swap and 24-channel draws; 'corrected': true bounds, supervised joints
 _C.CONS_TEACHER_VIEW = "easy"  # teacher input: 'easy' (reference: the plain crop) or 'hard' (own hard affine draw; the same-difficulty setting of the collapse study)
+_C.MT_EMA_DECAY = 0.999  # mean_teacher: teacher <- decay * teacher + (1 - decay) * student after each step
 _C.CONS_RAMPUP_EPOCHS = 0.0  # consistency weight ramps up as exp(-5(1-t)^2) over this many epochs; 0 = reference (weight 1 throughout)
 _C.HARD_AFFINE_ALIGN_CORNERS = False  # align_corners of affine_grid/grid_sample in the hard-view affine
 

@@ -124,7 +124,8 @@ def coerce(value: Any, default: Any, full_key: str, source: str) -> Any:
 
 def is_hrnet_model(name: str, backbone: str) -> bool:
     """Whether MODEL.NAME / MODEL.BACKBONE select HRNet (BACKBONE only matters for cons/dual)."""
-    return name == "pose_hrnet" or (name in ("pose_cons", "pose_dual") and backbone == "hrnet")
+    from ..methods.registry import BACKBONES  # fixed per name (pose_hrnet), else MODEL.BACKBONE
+    return (BACKBONES.get(name) or backbone) == "hrnet"
 
 
 def extra_template(yaml_extra: Mapping, hrnet_model: bool, source: str) -> CN:

@@ -44,9 +44,10 @@ def model_name(cfg: CN) -> Tuple[str, str]:
     name = <MODEL.NAME>_<NUM_LAYERS> (ResNet) or <MODEL.NAME>_<STAGE2 width> (HRNet); full_name
     = <H>x<W>_<name>_<d<f> per deconv filter> (empty suffix for HRNet, keeping the underscore).
     """
+    from ..methods.registry import METHODS
     name = cfg.MODEL.NAME
-    if name not in ("pose_resnet", "pose_dual", "pose_cons", "pose_hrnet"):
-        raise ValueError(f"model_name: MODEL.NAME {name!r} is not a known model")
+    if name not in METHODS:
+        raise ValueError(f"model_name: MODEL.NAME {name!r} is not a registered method")
     extra = cfg.MODEL.EXTRA
     if "NUM_LAYERS" in extra:
         name = f"{name}_{extra.NUM_LAYERS}"

@@ -13,7 +13,6 @@ TEST_DATASETS = ("coco", "mpii", "ai_challenger")
 
 # dotted key -> allowed values
 CHOICES: Dict[str, Tuple[Any, ...]] = {
-    "MODEL.NAME": ("pose_resnet", "pose_hrnet", "pose_cons", "pose_dual"),
     "MODEL.BACKBONE": ("resnet", "hrnet"),
     "MODEL.STYLE": ("pytorch", "caffe"),
     "MODEL.EXTRA.TARGET_TYPE": ("gaussian",),
@@ -24,7 +23,7 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "TRAIN.OPTIMIZER": ("adam", "sgd"),
     "TRAIN.AMP": ("", "bf16", "fp16"),
     "TEST.POST_TYPE": ("shift", "dark"),
-    "TEST.BEST_METRIC": ("net1", "net2", "ensemble"),
+    "TEST.BEST_METRIC": ("net1", "net2", "ensemble", "teacher"),
     "CUTOUT_MODE": ("reference", "corrected"),
     "CONS_TEACHER_VIEW": ("easy", "hard"),
     "SYNTHETIC.PRESET": ("standard", "light"),
@@ -35,7 +34,7 @@ HRNET_BLOCKS = ("BASIC", "BOTTLENECK")
 # keys that must be > 0, and keys that must be >= 0
 POSITIVE = ("MODEL.NUM_JOINTS", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "TEST.INTERVAL", "TRAIN.LR",
             "PRINT_FREQ", "MODEL.EXTRA.SIGMA")
-NON_NEGATIVE = ("WORKERS", "MASK_JOINT_NUM", "CONS_RAMPUP_EPOCHS", "SAVE_INTER", "TRAIN.BEGIN_EPOCH", "LOCAL_RANK",
+NON_NEGATIVE = ("MT_EMA_DECAY", "WORKERS", "MASK_JOINT_NUM", "CONS_RAMPUP_EPOCHS", "SAVE_INTER", "TRAIN.BEGIN_EPOCH", "LOCAL_RANK",
                 "SYNTHETIC.NUM_TRAIN", "SYNTHETIC.NUM_VAL", "SYNTHETIC.NUM_UNLABELED",
                 "MONITOR.NUM_SAMPLES", "DATASET.SCALE_FACTOR", "DATASET.ROT_FACTOR")
 
@@ -80,7 +79,8 @@ def _check_hrnet_extra(extra: CN, source: str) -> None:
 
 def validate(cfg: CN, source: str) -> None:
     """Raise ConfigError naming the key, the value and the allowed values for the first problem."""
-    for key, allowed in CHOICES.items():
+    from ..methods.registry import method_names  # the registered methods (one table)
+    for key, allowed in dict(CHOICES, **{"MODEL.NAME": method_names()}).items():
         value = get_key(cfg, key)
         _check(value in allowed, f"{key} is {value!r}; choose one of {list(allowed)}", source)
     for key in POSITIVE:

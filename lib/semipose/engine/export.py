@@ -13,12 +13,14 @@ from ..models.export import MeanOfNets, export_onnx, onnx_max_abs_diff, require
 
 
 def exported_module(method: nn.Module, net: str) -> nn.Module:
-    """The module behind ``net``: one of ``method.nets``, or 'ensemble' = their mean."""
-    if net in method.nets:
-        return method.nets[net]
-    if net == "ensemble" and len(method.nets) > 1:
-        return MeanOfNets(list(method.nets.values()))
-    raise ValueError(f"--net {net!r}: this model offers {list(method.eval_models())}")
+    """The module behind ``net`` of the method's ``eval_spec``: a net, or an average of nets
+    (e.g. PoseDual's 'ensemble') as one module."""
+    models, averages = method.eval_spec()
+    if net in models:
+        return models[net]
+    if net in averages:
+        return MeanOfNets([models[m] for m in averages[net]])
+    raise ValueError(f"--net {net!r}: this model offers {list(models) + list(averages)}")
 
 
 def check_batches(cfg: CfgNode, num: int, echo: Callable[[str], None]) -> Dict[str, torch.Tensor]:

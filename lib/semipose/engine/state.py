@@ -32,7 +32,7 @@ def nonfinite_tensors(state: Dict[str, torch.Tensor]) -> list:
 
 def _rank_rng(method: Any) -> Dict[str, Any]:
     return {"rng": rng_state(),
-            "method_rng": {k: g.get_state() for k, g in getattr(method, "_generators", {}).items()}}
+            "method_rng": method.rng_state()}
 
 
 def save_state(trainer: Any, epoch: int, iteration: int, is_best: bool) -> None:
@@ -57,6 +57,7 @@ def save_state(trainer: Any, epoch: int, iteration: int, is_best: bool) -> None:
         "meters": {k: (m.sum, m.count) for k, m in meters.items()},
         "data": {"seed": trainer.cfg.SEED, "epoch": epoch},  # pairing = f(seed, epoch, rank)
         "guard": resume_guard(trainer),
+        "method_state": method.extra_state(),
     }
     bad = nonfinite_tensors(weights)
     if bad:
@@ -143,6 +144,7 @@ def load_state(trainer: Any) -> Optional[str]:
     trainer.global_step = int(state.get("global_step", 0))
     trainer.best_perf = float(state.get("perf", float("-inf")))
     trainer.best_epoch = state.get("best_epoch")
+    trainer.method.load_extra_state(state.get("method_state", {}))
     _restore_meters(trainer, state.get("meters", {}))
     _restore_rng(trainer, state)
     return path
@@ -173,12 +175,8 @@ def _restore_rng(trainer: Any, state: Dict[str, Any]) -> None:
                        "with fresh random streams (seed %d), not a bit-exact continuation",
                        saved_world, info.world_size, info.rank, seed)
         seed_everything(seed)
-        for gen in getattr(method, "_generators", {}).values():
-            gen.manual_seed(seed)
-        if hasattr(method, "seed"):
-            method.seed = seed  # generators created later start from it too
+        method.reseed(seed)
         return
     if mine.get("rng"):
         set_rng_state(mine["rng"])
-    for key, gstate in mine.get("method_rng", {}).items():
-        method.generator(torch.device(key)).set_state(gstate)
+    method.set_rng_state(mine.get("method_rng", {}))

@@ -218,6 +218,7 @@ class Trainer:
             self.scaler.scale(losses["loss"]).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self.method.after_step()  # e.g. an EMA teacher follows its student
 
             labeled = batch["labeled"] if "labeled" in batch else batch
             n = labeled["image"].shape[0]

@@ -66,10 +66,9 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
     """
     method = getattr(method, "module", method)
     broadcast_buffers(method, info)  # rank 0's BatchNorm statistics, the ones it saves
-    modes = {n: m.training for n, m in method.nets.items()}
-    method.nets.eval()
-    models = {n: method.nets[n] for n in method.net_names}
-    averages = {"ensemble": list(method.net_names)} if len(models) > 1 else None
+    modes = [(m, m.training) for m in method.modules()]
+    method.eval()
+    models, averages = method.eval_spec()  # the method says what is scored
     hook = None
     if debug is not None and debug.enabled and info.is_main:
         hook = lambda i, batch, hm: debug.due(i) and debug.val_batch(i, batch, hm)  # noqa: E731
@@ -81,8 +80,8 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
                        progress=progress and info.is_main, averages=averages,
                        loss_fn=method.loss, batch_hook=hook)
     finally:
-        for n, m in method.nets.items():
-            m.train(modes[n])
+        for m, mode in modes:
+            m.train(mode)
     parts = all_gather_objects(part, info)
     if not info.is_main:
         return OrderedDict(), {}

@@ -1,33 +1,21 @@
 """Training methods: one object per method, same interface (see base.Method).
 
-``build_method(cfg, nets)`` picks the method from MODEL.NAME; ``num_nets(cfg)`` says how many nets
-the trainer must build for it.
+``build_method(cfg, nets)`` picks the method from MODEL.NAME (the table in registry.py, filled by
+``@register_method``); ``num_nets(cfg)`` says how many nets the trainer must build for it.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
+from typing import Optional
 
 import torch
 
 from .base import Method, NetsArg, SemiMethod
+from .mean_teacher import MeanTeacher
 from .monitor import CollapseMonitor
 from .posecons import PoseCons
 from .posedual import PoseDual
+from .registry import METHODS, method_class, register_method
 from .supervised import Supervised
-
-METHODS: Dict[str, Type[Method]] = {
-    "pose_resnet": Supervised,
-    "pose_hrnet": Supervised,
-    "pose_cons": PoseCons,
-    "pose_dual": PoseDual,
-}
-
-
-def method_class(name: str) -> Type[Method]:
-    """Method class of a MODEL.NAME value."""
-    if name not in METHODS:
-        raise ValueError(f"MODEL.NAME {name!r} has no training method; use one of {sorted(METHODS)}")
-    return METHODS[name]
 
 
 def num_nets(cfg) -> int:
@@ -46,5 +34,6 @@ def build_method(cfg, nets: NetsArg, seed: Optional[int] = None,
     return method_class(cfg.MODEL.NAME).from_cfg(cfg, nets, seed=seed, joint_mask=joint_mask)
 
 
-__all__ = ["Method", "SemiMethod", "Supervised", "PoseCons", "PoseDual", "CollapseMonitor",
-           "METHODS", "method_class", "num_nets", "build_method"]
+__all__ = ["Method", "SemiMethod", "Supervised", "PoseCons", "PoseDual", "MeanTeacher",
+           "CollapseMonitor", "METHODS", "method_class", "register_method", "num_nets",
+           "build_method"]

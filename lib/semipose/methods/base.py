@@ -31,8 +31,9 @@ def as_module_dict(nets: NetsArg, names: Tuple[str, ...]) -> nn.ModuleDict:
     """Normalise nets given as a ModuleDict, a mapping, a list or a single module."""
     if isinstance(nets, nn.Module) and not isinstance(nets, nn.ModuleDict):
         nets = [nets]
-    if isinstance(nets, (list, tuple)):
-        nets = {f"net{i + 1}": m for i, m in enumerate(nets)}
+    if isinstance(nets, (list, tuple)):  # in the method's order (net1, net2 / teacher, ...)
+        nets = ({n: m for n, m in zip(names, nets)} if len(nets) == len(names) else
+                {f"net{i + 1}": m for i, m in enumerate(nets)})
     nets = nets if isinstance(nets, nn.ModuleDict) else nn.ModuleDict(dict(nets))
     if tuple(nets.keys()) != names:
         raise ValueError(f"expected nets named {names}, got {tuple(nets.keys())}")
@@ -65,13 +66,50 @@ class Method(nn.Module):
     def set_progress(self, epochs: float) -> None:
         """Called by the trainer before each step with the progress in (fractional) epochs."""
 
+    # ---------------------------------------------------------------- life cycle (override)
+    def after_step(self) -> None:
+        """Called by the trainer after every optimizer step (e.g. an EMA teacher update)."""
+
+    def eval_spec(self) -> Tuple[Dict[str, nn.Module], Dict[str, Tuple[str, ...]]]:
+        """What validation scores: (name -> module evaluated on its own, name -> names of those
+        modules whose heatmaps are averaged, e.g. PoseDual's {"ensemble": ("net1", "net2")}).
+        Averages cost no extra forward pass. Default: every net."""
+        return {name: self.nets[name] for name in self.net_names}, {}
+
+    def extra_state(self) -> Dict[str, object]:
+        """Anything beyond the nets and generators a resumed run needs (counters, queues...);
+        saved in resumable checkpoints, given back to ``load_extra_state``."""
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, object]) -> None:
+        """Restore ``extra_state``."""
+
+    def rng_state(self) -> Dict[str, torch.Tensor]:
+        """States of the method's own random generators (saved in resumable checkpoints)."""
+        return {}
+
+    def set_rng_state(self, states: Mapping[str, torch.Tensor]) -> None:
+        """Restore ``rng_state``."""
+
+    def reseed(self, seed: int) -> None:
+        """Fresh random streams (a resume with another world size)."""
+
+    # ---------------------------------------------------------------- derived
     def eval_models(self) -> Dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-        """name -> callable(images [N, 3, H, W]) -> heatmaps [N, J, h, w]."""
-        return {name: self.nets[name] for name in self.net_names}
+        """name -> callable(images [N, 3, H, W]) -> heatmaps [N, J, h, w], averages included."""
+        models, averages = self.eval_spec()
+        out: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = dict(models)
+        for name, members in averages.items():
+            out[name] = (lambda ms: lambda x: sum(models[m](x) for m in ms) / len(ms))(members)
+        return out
 
     def predict(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Every entry of ``eval_models`` on one batch, running each net once."""
-        return {name: self.nets[name](images) for name in self.net_names}
+        """Every entry of ``eval_models`` on one batch, running each module once."""
+        models, averages = self.eval_spec()
+        out = {name: m(images) for name, m in models.items()}
+        for name, members in averages.items():
+            out[name] = sum(out[m] for m in members) / len(members)
+        return out
 
 
 class SemiMethod(Method):
@@ -147,6 +185,18 @@ class SemiMethod(Method):
         if self.cons_rampup > 0:
             t = min(max(epochs / self.cons_rampup, 0.0), 1.0)
             self.cons_weight = math.exp(-5.0 * (1.0 - t) ** 2)
+
+    def rng_state(self) -> Dict[str, torch.Tensor]:
+        return {k: g.get_state() for k, g in self._generators.items()}
+
+    def set_rng_state(self, states: Mapping[str, torch.Tensor]) -> None:
+        for key, state in states.items():
+            self.generator(torch.device(key)).set_state(state)
+
+    def reseed(self, seed: int) -> None:
+        for gen in self._generators.values():
+            gen.manual_seed(seed)
+        self.seed = int(seed)  # generators created later start from it too
 
     def generator(self, device: torch.device) -> torch.Generator:
         """The hard-view generator of ``device`` (created and seeded on first use)."""

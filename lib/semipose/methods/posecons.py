@@ -6,8 +6,10 @@ from typing import Dict
 import torch
 
 from .base import Batch, SemiMethod
+from .registry import register_method
 
 
+@register_method("pose_cons")
 class PoseCons(SemiMethod):
     """Single-net consistency training.
 

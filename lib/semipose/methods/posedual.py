@@ -1,13 +1,15 @@
 """PoseDual: two nets teach each other across an easy and a hard view."""
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Dict
 
 import torch
 
 from .base import Batch, SemiMethod
+from .registry import register_method
 
 
+@register_method("pose_dual")
 class PoseDual(SemiMethod):
     """Dual-network cross supervision.
 
@@ -62,14 +64,7 @@ class PoseDual(SemiMethod):
                 "loss_pose_2": pose2.detach(), "loss_cons_1": cons1.detach(),
                 "loss_cons_2": cons2.detach()}
 
-    def eval_models(self) -> Dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-        """net1, net2 and "ensemble" = mean of the two heatmaps (as the reference's validation)."""
-        f1, f2 = self.nets["net1"], self.nets["net2"]
-        models = super().eval_models()
-        models["ensemble"] = lambda x: 0.5 * f1(x) + 0.5 * f2(x)
-        return models
-
-    def predict(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        out = super().predict(images)
-        out["ensemble"] = 0.5 * out["net1"] + 0.5 * out["net2"]
-        return out
+    def eval_spec(self):
+        """net1, net2 and "ensemble" = mean of their heatmaps (as the reference's validation)."""
+        models, _ = super().eval_spec()
+        return models, {"ensemble": ("net1", "net2")}

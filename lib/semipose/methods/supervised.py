@@ -8,8 +8,11 @@ from torch import nn
 
 from ..losses import JointsMSELoss
 from .base import Batch, Method, NetsArg, labeled_part
+from .registry import register_method
 
 
+@register_method("pose_resnet", backbone="resnet")
+@register_method("pose_hrnet", backbone="hrnet")
 class Supervised(Method):
     """loss = JointsMSE(net1(image), target, target_weight).
 

@@ -24,8 +24,6 @@ __all__ = ["build_net", "init_weights", "init_nets", "init_nets_from_cfg", "pret
            "load_checkpoint", "nets_state_dict", "to_reference_state_dict", "backbone_kind"]
 logger = logging.getLogger(__name__)
 
-RESNET_NAMES = ("pose_resnet", "pose_cons", "pose_dual")
-HRNET_NAMES = ("pose_hrnet",)
 IMAGENET_DIR = "models/pytorch/imagenet/"
 DUAL_MARKER = "resnet2.conv1.weight"  # a dual init file holds per-net 'resnet.'/'resnet2.' tensors
 DUAL_PREFIXES = ("resnet.", "resnet2.")
@@ -40,15 +38,10 @@ def _extra(cfg, key: str):
 
 
 def backbone_kind(cfg) -> str:
-    """'resnet' or 'hrnet' for a config (MODEL.BACKBONE only matters for pose_cons/pose_dual)."""
-    name = cfg.MODEL.NAME
-    if name in HRNET_NAMES:
-        return "hrnet"
-    if name not in RESNET_NAMES:
-        raise ValueError(f"MODEL.NAME must be one of {RESNET_NAMES + HRNET_NAMES}, got {name!r}")
-    if name == "pose_resnet":
-        return "resnet"
-    backbone = cfg.MODEL.get("BACKBONE", "resnet")
+    """'resnet' or 'hrnet' for a config: fixed by the method's registration (pose_resnet,
+    pose_hrnet) or given by MODEL.BACKBONE."""
+    from ..methods.registry import method_backbone
+    backbone = method_backbone(cfg.MODEL.NAME, cfg.MODEL.get("BACKBONE", "resnet"))
     if backbone not in ("resnet", "hrnet"):
         raise ValueError(f"MODEL.BACKBONE must be 'resnet' or 'hrnet', got {backbone!r}")
     return backbone

@@ -1,0 +1,45 @@
+"""The one table of training methods: MODEL.NAME -> method class (and its fixed backbone).
+
+A new method is one file with a class decorated by ``@register_method("my_name")`` (imported by
+methods/__init__.py, or by the user's own code before the config is loaded); the config checks,
+run names, net builder and trainer all read this table.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple, Type
+
+METHODS: Dict[str, type] = {}
+# A backbone kind fixed by the name ('resnet' / 'hrnet'), or None: MODEL.BACKBONE decides.
+BACKBONES: Dict[str, Optional[str]] = {}
+
+
+def register_method(name: str, backbone: Optional[str] = None):
+    """Class decorator: make ``name`` a valid MODEL.NAME training with the decorated class."""
+    if backbone not in (None, "resnet", "hrnet"):
+        raise ValueError(f"register_method({name!r}): backbone must be None, 'resnet' or 'hrnet'")
+
+    def deco(cls: type) -> type:
+        if name in METHODS and METHODS[name] is not cls:
+            raise ValueError(f"MODEL.NAME {name!r} is already registered to "
+                             f"{METHODS[name].__name__}")
+        METHODS[name], BACKBONES[name] = cls, backbone
+        return cls
+    return deco
+
+
+def method_names() -> Tuple[str, ...]:
+    return tuple(METHODS)
+
+
+def method_backbone(name: str, backbone: str = "resnet") -> str:
+    """The backbone kind MODEL.NAME ``name`` trains ('resnet' or 'hrnet')."""
+    if name not in METHODS:
+        raise ValueError(f"MODEL.NAME {name!r} has no training method; use one of "
+                         f"{sorted(METHODS)} (or register one with @register_method)")
+    return BACKBONES[name] or backbone
+
+
+def method_class(name: str) -> Type:
+    """Method class of a MODEL.NAME value."""
+    method_backbone(name)  # the error for unknown names
+    return METHODS[name]

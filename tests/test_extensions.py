@@ -1,0 +1,156 @@
+"""Extensions in one place: a method defined in one file (here, this test) and registered by one
+decorator trains, validates, checkpoints and resumes with no other file touched; Mean Teacher."""
+from __future__ import annotations
+
+import os
+from typing import Dict
+
+import pytest
+import torch
+
+from semipose.config import ConfigError, load_cfg
+from semipose.data.synthetic import generate
+from semipose.engine.checkpoint import load_resume_state
+from semipose.engine.trainer import Trainer
+from semipose.methods import MeanTeacher, build_method, num_nets, register_method
+from semipose.methods.base import Batch, Method, labeled_part
+from semipose.models.build import build_net
+from semipose.utils.dist import DistInfo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
+MEAN_TEACHER = os.path.join(ROOT, "experiments", "synthetic", "mean_teacher.yaml")
+TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
+        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
+        "MODEL.EXTRA.BASE_WIDTH", "16", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8",
+        "WORKERS", "0", "PRINT_FREQ", "1", "DATASET.TRAIN_LEN", "8", "DEVICE", "cpu",
+        "SYNTHETIC.GENERATE_IF_MISSING", "False", "TRAIN.LR_STEP", "[5]", "MONITOR.ENABLED",
+        "False"]
+
+
+@register_method("toy_method", backbone="resnet")
+class ToyMethod(Method):
+    """Supervised loss; counts its optimizer steps (extra state); scores net1 and an 'average'."""
+
+    net_names = ("net1",)
+
+    def __init__(self, nets, loss=None):
+        super().__init__(nets, loss)
+        self.steps = 0
+
+    @classmethod
+    def from_cfg(cls, cfg, nets, **_):
+        return cls(nets)
+
+    def training_step(self, batch: Batch) -> Dict[str, torch.Tensor]:
+        lab = labeled_part(batch)
+        out = self.nets["net1"](lab["image"])
+        loss = self.loss(out, lab["target"], lab.get("target_weight"))
+        self.last = {"sup_heatmaps": out.detach()}
+        return {"loss": loss, "loss_pose": loss.detach()}
+
+    def after_step(self) -> None:
+        self.steps += 1
+
+    def eval_spec(self):
+        models, _ = super().eval_spec()
+        return models, {"average": ("net1",)}
+
+    def extra_state(self):
+        return {"steps": self.steps}
+
+    def load_extra_state(self, state):
+        self.steps = int(state.get("steps", 0))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("synthetic_ext"))
+    generate(root, seed=3, num_train=4, num_val=2, num_unlabeled=0, show_progress=False)
+    return root
+
+
+def _cfg(path: str, root: str, out: str, *extra: str):
+    det = os.path.join(root, "coco", "person_detection_results",
+                       "synthetic_val2017_detections.json")
+    return load_cfg(path, TINY + ["DATASET.ROOT", root, "OUTPUT_DIR", out, "LOG_DIR",
+                                  os.path.join(out, "tb"), "TEST.COCO_BBOX_FILE", det, *extra])
+
+
+def test_a_method_in_one_file_trains_validates_and_resumes(data_root, tmp_path):
+    out = str(tmp_path / "out")
+    cfg = _cfg(SUPERVISED, data_root, out, "MODEL.NAME", "toy_method", "TRAIN.END_EPOCH", "1")
+    first = Trainer(cfg, SUPERVISED, DistInfo(), progress=False)
+    results = first.fit()
+    steps = len(first.train_loader)
+    assert first.method.steps == steps >= 2  # the after-step hook ran once per optimizer step
+    assert list(results) == ["net1", "average"]  # the method's rows, nothing hard-coded
+    assert results["average"][0] == pytest.approx(results["net1"][0])
+    assert load_resume_state(first.out_dir)["method_state"] == {"steps": steps}
+    assert first.out_dir.endswith(os.path.join("toy_method_18", "supervised",
+                                               os.path.basename(first.out_dir)))
+    resumed = Trainer(_cfg(SUPERVISED, data_root, out, "MODEL.NAME", "toy_method",
+                           "TRAIN.END_EPOCH", "2", "TRAIN.RESUME", "True"),
+                      SUPERVISED, DistInfo(), progress=False)
+    assert resumed.out_dir == first.out_dir and resumed.method.steps == steps  # extra state back
+    resumed.fit()
+    assert resumed.method.steps == 2 * steps
+
+
+def test_unregistered_names_are_rejected_with_the_registered_list(tmp_path):
+    with pytest.raises(ConfigError, match="toy_method"):
+        load_cfg(SUPERVISED, ["MODEL.NAME", "no_such_method"])
+
+
+def _mean_teacher(decay: float = 0.9):
+    cfg = load_cfg(MEAN_TEACHER, TINY + ["MT_EMA_DECAY", str(decay)])
+    torch.manual_seed(0)
+    return build_method(cfg, [build_net(cfg) for _ in range(num_nets(cfg))]), cfg
+
+
+def _batch(n: int = 2, size: int = 64, joints: int = 24) -> Batch:
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(n, joints, size // 4, size // 4, generator=g)
+    w = torch.ones(n, joints, 1)
+    return {"labeled": {"image": torch.randn(n, 3, size, size, generator=g), "target": target,
+                        "target_weight": w},
+            "unlabeled": {"image": torch.randn(n, 3, size, size, generator=g),
+                          "target_weight": w}}
+
+
+def test_mean_teacher_step_trains_the_student_only_and_updates_the_ema_exactly():
+    method, _ = _mean_teacher(decay=0.9)
+    assert isinstance(method, MeanTeacher) and list(method.nets) == ["net1", "teacher"]
+    student, teacher = method.nets["net1"], method.nets["teacher"]
+    for a, b in zip(student.state_dict().values(), teacher.state_dict().values()):
+        assert torch.equal(a, b)  # the teacher starts as the student
+    losses = method.training_step(_batch())
+    assert all(torch.isfinite(v) for v in losses.values()) and float(losses["loss_cons"]) > 0
+    losses["loss"].backward()
+    assert all(p.grad is not None for p in student.parameters())
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    opt = torch.optim.SGD(student.parameters(), lr=0.5)
+    before = [p.detach().clone() for p in teacher.parameters()]
+    opt.step()
+    method.after_step()
+    for t0, t1, s1 in zip(before, teacher.parameters(), student.parameters()):
+        assert torch.allclose(t1, 0.9 * t0 + 0.1 * s1, atol=1e-6)
+    for bt, bs in zip(teacher.buffers(), student.buffers()):
+        assert torch.equal(bt, bs)
+    assert sorted(method.eval_models()) == ["net1", "teacher"]
+
+
+def test_mean_teacher_short_run_scores_both_and_resumes_the_teacher(data_root, tmp_path):
+    out = str(tmp_path / "out")
+    cfg = _cfg(MEAN_TEACHER, data_root, out, "TRAIN.END_EPOCH", "1", "MT_EMA_DECAY", "0.5")
+    trainer = Trainer(cfg, MEAN_TEACHER, DistInfo(), progress=False)
+    results = trainer.fit()
+    assert list(results) == ["net1", "teacher"]
+    teacher = {k: v.clone() for k, v in trainer.method.nets["teacher"].state_dict().items()}
+    student = trainer.method.nets["net1"].state_dict()
+    assert any(not torch.equal(teacher[k], student[k]) for k in teacher)  # it lags the student
+    resumed = Trainer(_cfg(MEAN_TEACHER, data_root, out, "TRAIN.END_EPOCH", "2", "MT_EMA_DECAY",
+                           "0.5", "TRAIN.RESUME", "True"), MEAN_TEACHER, DistInfo(),
+                      progress=False)
+    for k, v in resumed.method.nets["teacher"].state_dict().items():
+        assert torch.equal(v, teacher[k]), k  # restored from the checkpoint, not re-copied
