@@ -18,6 +18,7 @@ from semipose.data.build import build_train_dataset
 from semipose.data.loaders import build_loader, set_loader_epoch
 from semipose.data.synthetic import generate
 from semipose.engine.cli import base_parser
+from semipose.engine.log import scalar_tag
 from semipose.engine.runs import latest_run
 from semipose.engine.setup import resume_loader
 from semipose.engine.validate import evaluate_checkpoint
@@ -127,7 +128,7 @@ def test_two_process_posedual_equals_single_process_eval(data_root, tmp_path):
     assert list(single) == ["net1", "net2", "ensemble"]
     for net, (metrics, ap) in single.items():
         for k, v in metrics.items():
-            assert ddp_metrics[f"{net}/{k}"] == pytest.approx(v, abs=1e-9), (net, k)
+            assert ddp_metrics[f"{net}/{scalar_tag(k)}"] == pytest.approx(v, abs=1e-9), (net, k)
     # valid.py writes into a folder of its own, named after the checkpoint, not into the run
     vdir = valid_folder(cfg, output_dir(cfg, POSEDUAL), final)
     assert os.path.dirname(vdir) != run and os.path.basename(vdir).endswith("final_state")
