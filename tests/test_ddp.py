@@ -233,4 +233,5 @@ def test_a_frozen_rank_ends_the_job_after_dist_timeout(tmp_path):
     assert proc.returncode != 0
     line = [ln for ln in out.splitlines() if ln.startswith("error: rank 0:")]
     assert line and "DIST_TIMEOUT_S=4 s" in line[0] and "stuck or stopped" in line[0], out[-3000:]
+    assert "rank(s) [1] did not respond" in line[0]  # the frozen one, named
     assert waited < 150

@@ -8,7 +8,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from yacs.config import CfgNode
 
 from ..config import apply_dirs, load_cfg
-from ..utils.dist import DistInfo, cleanup, init_distributed
+from ..utils.dist import DistInfo, cleanup, init_distributed, stuck_ranks
 from .checkpoint import CheckpointError
 
 # Errors that mean "fix the input": a missing or unreadable file (FileNotFoundError,
@@ -128,7 +128,9 @@ def run_job(args: argparse.Namespace, extra: Sequence[str],
         job(cfg, info)
     except BaseException as exc:
         if info.distributed and is_collective_timeout(exc):
-            print(f"error: rank {info.rank}: {STUCK_RANK.format(t=cfg.DIST_TIMEOUT_S)} "
+            stuck = stuck_ranks()
+            who = f"; rank(s) {stuck} did not respond" if stuck else ""
+            print(f"error: rank {info.rank}: {STUCK_RANK.format(t=cfg.DIST_TIMEOUT_S)}{who} "
                   f"({error_line(exc)[:200]})", file=sys.stderr)
             return 4
         for kind, status in exit_codes:

@@ -60,6 +60,24 @@ def pick_device(requested: str, local_rank: int = 0, distributed: bool = False) 
     return torch.device("cpu")
 
 
+_MONITOR_GROUP = None
+
+
+def stuck_ranks(timeout_s: float = 10.0) -> Optional[List[int]]:
+    """After a collective timed out: the ranks that do not reach a monitored barrier within
+    ``timeout_s`` (known on rank 0; None elsewhere or when it cannot tell)."""
+    if _MONITOR_GROUP is None or not dist.is_initialized():
+        return None
+    try:
+        dist.monitored_barrier(group=_MONITOR_GROUP, wait_all_ranks=True,
+                               timeout=datetime.timedelta(seconds=float(timeout_s)))
+    except RuntimeError as exc:
+        import re
+        m = re.search(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier", str(exc))
+        return [int(r) for r in m.group(1).split(",")] if m else None
+    return []
+
+
 def init_distributed(requested_device: str, force: bool = False,
                      local_rank_arg: Optional[int] = None, timeout_s: float = 900.0) -> DistInfo:
     """Join the process group when launched by torchrun or torch.distributed.launch.
@@ -88,6 +106,10 @@ def init_distributed(requested_device: str, force: bool = False,
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(seconds=float(timeout_s)))
+        global _MONITOR_GROUP
+        # a small gloo side group: after a timed-out collective, its monitored barrier tells
+        # rank 0 which ranks stopped responding (nccl cannot)
+        _MONITOR_GROUP = dist.new_group(backend="gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
 
 
