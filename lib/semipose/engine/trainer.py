@@ -146,8 +146,9 @@ class Trainer:
                 finished = self.train_one_epoch(epoch)
                 if not finished:  # stopped by a signal: checkpoint mid-epoch and leave
                     save_state(self, epoch, self.start_iter, is_best=False)
-                    self.log.warning("stopped at epoch %d iteration %d; resume with "
-                                     "TRAIN.RESUME True", epoch, self.start_iter)
+                    self.log.warning("stopped at epoch %d/%d after iteration %d; resume with "
+                                     "TRAIN.RESUME True", epoch + 1, cfg.TRAIN.END_EPOCH,
+                                     self.start_iter)
                     return self.last_results
                 self.start_iter = 0
                 last = epoch + 1 == cfg.TRAIN.END_EPOCH
@@ -159,8 +160,8 @@ class Trainer:
                 else:
                     save_state(self, epoch + 1, 0, is_best=False)
                 if epoch + 1 < cfg.TRAIN.END_EPOCH and self._stop_requested():
-                    self.log.warning("stopped after epoch %d; resume with TRAIN.RESUME True",
-                                     epoch)
+                    self.log.warning("stopped after epoch %d/%d; resume with TRAIN.RESUME True",
+                                     epoch + 1, cfg.TRAIN.END_EPOCH)
                     return self.last_results
             if self.info.is_main:
                 final = nets_state_dict(self.method.nets)
