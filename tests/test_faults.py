@@ -249,7 +249,7 @@ def test_nonfinite_loss_keeps_last_good_checkpoint(root, tmp_path):
     with pytest.raises(NonFiniteLossError) as err:
         trainer.fit()
     msg = str(err.value)
-    assert f"epoch 1 iteration 0 (global step {steps})" in msg
+    assert f"epoch 2/2 iteration 1/{steps} (global step {steps})" in msg  # counted from 1
     assert "loss=nan" in msg and "loss_pose=nan" in msg and out in msg
     # no optimizer step was taken; epoch 0's checkpoint is intact and resumable
     for k, v in trainer.method.nets.named_parameters():

@@ -211,7 +211,8 @@ class Trainer:
             if cfg.TRAIN.STOP_ON_NONFINITE and any_rank([bool(bad)], info)[0]:
                 terms = ", ".join(f"{k}={values[k]}" for k in bad) or "on another rank"
                 raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch} iteration {i} (global step "
+                    f"non-finite loss at epoch {epoch + 1}/{n_ep} iteration {i + 1}/{total} "
+                    f"(global step "
                     f"{self.global_step}): {terms}. No optimizer step was taken and the last "
                     f"good checkpoint in {self.out_dir} is kept; lower TRAIN.LR, try TRAIN.AMP '' "
                     f"or check the data.")
