@@ -265,7 +265,7 @@ def test_nonfinite_loss_keeps_last_good_checkpoint(root, tmp_path):
 
 def test_diverging_run_exits_with_status_3(root, tmp_path, capsys):
     args = _args(root, str(tmp_path / "out"), "TRAIN.LR", "1e30", "TRAIN.END_EPOCH", "1")
-    line = _train_fails(capsys, args, "non-finite loss at epoch 0 iteration", "TRAIN.LR", rc=3)
+    line = _train_fails(capsys, args, "non-finite loss at epoch 1/1 iteration", "TRAIN.LR", rc=3)
     assert "loss=" in line
 
 
