@@ -232,7 +232,9 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
     records = all_records(args.work_dir)
     stem = os.path.join(args.out_dir, f"ssl_synthetic_{args.device.split(':')[0]}"
                         + ("" if args.size == "full" else f"_{args.size}"))
-    methods = [m for m in TABLE_METHODS if any(r["method"] == m for r in records)]
+    # the paper's rows, then any later method that has records (collapse-study arms aside)
+    extra = [m for m in METHODS if m not in TABLE_METHODS and m not in COLLAPSE_PAIR]
+    methods = [m for m in list(TABLE_METHODS) + extra if any(r["method"] == m for r in records)]
     labels = sorted({r["labels"] for r in records})
     seeds = sorted({r["seed"] for r in records})
     run_wall = sum(r["wall_s"] for r in records)
