@@ -1,16 +1,15 @@
 """Mean Teacher for pose: PoseCons whose teacher is an exponential moving average of the student."""
 from __future__ import annotations
 
-from typing import Dict
-
 import torch
 
-from .base import Batch, NetsArg, SemiMethod
+from .base import NetsArg
+from .posecons import PoseCons
 from .registry import register_method
 
 
 @register_method("mean_teacher")
-class MeanTeacher(SemiMethod):
+class MeanTeacher(PoseCons):
     """Consistency with an EMA teacher (Tarvainen & Valpola, 2017) on PoseCons' easy/hard views.
 
     1. sup = student(x_L) -> loss_pose = MSE(sup, target_L, w_L).
@@ -26,6 +25,7 @@ class MeanTeacher(SemiMethod):
     """
 
     net_names = ("net1", "teacher")
+    teacher_name = "teacher"  # PoseCons' step, with the EMA copy giving the targets
 
     def __init__(self, nets: NetsArg, ema_decay: float = 0.999, **kwargs):
         super().__init__(nets, **kwargs)
@@ -44,28 +44,6 @@ class MeanTeacher(SemiMethod):
             raise ValueError(f"MT_EMA_DECAY must be in [0, 1), got {cfg.MT_EMA_DECAY}")
         method.ema_decay = float(cfg.MT_EMA_DECAY)
         return method
-
-    def training_step(self, batch: Batch) -> Dict[str, torch.Tensor]:
-        lab, unl = batch["labeled"], batch["unlabeled"]
-        student, teacher = self.nets["net1"], self.nets["teacher"]
-        sup = student(lab["image"])
-        loss_pose = self.loss(sup, lab["target"], lab.get("target_weight"))
-
-        x_u = unl["image"]
-        with torch.no_grad():
-            x_t, theta_t = self.teacher_input(x_u)
-            t = teacher(x_t)
-            hard = self.cutout(self.hard_base(batch), t, self.cutout_mask_for(unl))
-            theta = self.draw_theta(x_u.shape[0], x_u.device)
-            hard = self.apply_theta(hard, theta)
-            t_warped = self.teacher_target(t, theta, theta_t)
-        s = student(hard)
-        loss_cons = self.loss(s, t_warped, unl.get("target_weight"))
-        self.last = {"sup_heatmaps": sup.detach(), "teacher_heatmaps": t,
-                     "teacher_warped": t_warped, "hard_images": hard,
-                     "student_heatmaps": s.detach(), "theta": theta}
-        return {"loss": loss_pose + self.cons_weight * loss_cons, "loss_pose": loss_pose.detach(),
-                "loss_cons": loss_cons.detach()}
 
     @torch.no_grad()
     def after_step(self) -> None:

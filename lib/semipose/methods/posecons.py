@@ -25,17 +25,18 @@ class PoseCons(SemiMethod):
     """
 
     net_names = ("net1",)
+    teacher_name = "net1"  # the net giving the targets (itself; Mean Teacher: its EMA copy)
 
     def training_step(self, batch: Batch) -> Dict[str, torch.Tensor]:
         lab, unl = batch["labeled"], batch["unlabeled"]
-        net = self.nets["net1"]
+        net, teacher = self.nets["net1"], self.nets[self.teacher_name]
         sup = net(lab["image"])
         loss_pose = self.loss(sup, lab["target"], lab.get("target_weight"))
 
         x_u = unl["image"]
         with torch.no_grad():
             x_t, theta_t = self.teacher_input(x_u)
-            t = net(x_t)
+            t = teacher(x_t)
             hard = self.cutout(self.hard_base(batch), t, self.cutout_mask_for(unl))
             theta = self.draw_theta(x_u.shape[0], x_u.device)
             hard = self.apply_theta(hard, theta)
