@@ -14,7 +14,8 @@ optimizer steps (epochs x unlabeled persons / batch). The budget is counted in s
 because the semi-supervised steps cost 2-5x more and because steps do not depend on machine load.
 
 Resumable: each finished run leaves ``<work>/records/<run>.json`` and is skipped next time; an
-interrupted run continues from its checkpoint (TRAIN.RESUME). Outputs (under --out-dir, default
+interrupted run continues from its checkpoint (TRAIN.RESUME); runs already in the committed
+``_runs.json`` of the same size are restored into the work folder and skipped too. Outputs (under --out-dir, default
 bench/results): ``ssl_synthetic_<device>[_quick].md`` (mean +- std AP per method and label count;
 net1 / net2 / ensemble for PoseDual), ``.png`` (AP against label count), ``_collapse.png``
 (collapse fraction and AP per epoch, same-difficulty against easy-to-hard consistency) and
@@ -46,10 +47,15 @@ METHODS: Dict[str, tuple] = {
     # collapse study: the teacher sees its own hard affine draw (same difficulty as the student)
     "posecons_same": ("PoseCons, same-difficulty views",
                       ["MODEL.NAME", "pose_cons", "CONS_TEACHER_VIEW", "hard"]),
-    # methods after the paper (extra rows; --methods mean_teacher)
+    # methods after the paper (extra rows; e.g. --methods mean_teacher posedual_mt multi_path)
     "mean_teacher": ("Mean Teacher", ["MODEL.NAME", "mean_teacher"]),
+    "posedual_mt": ("PoseDual + Mean Teacher", ["MODEL.NAME", "pose_dual_mt"]),
+    "multi_path": ("Multi-path (occlusion+cutout, cutout+cutmix)", ["MODEL.NAME", "pose_multi"]),
+    "posecons_conf": ("PoseCons + confidence mask 0.2",
+                      ["MODEL.NAME", "pose_cons", "CONS_CONF_THRE", "0.2"]),
 }
-NETS = ("net1", "net2", "ensemble", "teacher")  # validation rows a method may report
+# validation rows a method may report, in table order
+NETS = ("net1", "net2", "ensemble", "teacher", "teacher1", "teacher2", "teacher_ensemble")
 TABLE_METHODS = ("supervised", "posecons", "posecons_jc", "posedual", "posedual_jc", "posedual_ra")
 COLLAPSE_PAIR = ("posecons", "posecons_same")
 
@@ -230,8 +236,7 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
     from semipose.engine.checkpoint import atomic_write_text
 
     records = all_records(args.work_dir)
-    stem = os.path.join(args.out_dir, f"ssl_synthetic_{args.device.split(':')[0]}"
-                        + ("" if args.size == "full" else f"_{args.size}"))
+    stem = report_stem(args)
     # the paper's rows, then any later method that has records (collapse-study arms aside)
     extra = [m for m in METHODS if m not in TABLE_METHODS and m not in COLLAPSE_PAIR]
     methods = [m for m in list(TABLE_METHODS) + extra if any(r["method"] == m for r in records)]
@@ -327,10 +332,41 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return a
 
 
+def report_stem(args: argparse.Namespace) -> str:
+    return os.path.join(args.out_dir, f"ssl_synthetic_{args.device.split(':')[0]}"
+                        + ("" if args.size == "full" else f"_{args.size}"))
+
+
+def restore_records(args: argparse.Namespace) -> int:
+    """Records of the committed ``<stem>_runs.json`` missing from the work folder are written
+    back, so a fresh checkout (or a new work folder) skips runs already in the results and its
+    report keeps them. Returns how many were restored."""
+    from semipose.engine.checkpoint import atomic_write_text
+
+    path = report_stem(args) + "_runs.json"
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        records = json.load(f)
+    restored = 0
+    for rec in records:
+        if rec.get("epochs", args.epochs) != args.epochs or rec["method"] not in METHODS:
+            continue
+        dst = os.path.join(args.work_dir, "records",
+                           run_name(rec["method"], rec["labels"], rec["seed"]) + ".json")
+        if not os.path.exists(dst):
+            atomic_write_text(json.dumps(dict(rec, epochs=args.epochs), indent=1), dst)
+            restored += 1
+    if restored:
+        print(f"{restored} finished run(s) taken from {path}", flush=True)
+    return restored
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
     args = parse_args(argv)
     t0 = time.time()
     args.num_persons = prepare_data(args)
+    restore_records(args)
     # Lowest label count first (the ordering the paper is about), seeds interleaved so that a
     # partial run already has every method at one seed.
     for labels in sorted(args.labels):

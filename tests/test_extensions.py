@@ -33,6 +33,7 @@ class ToyMethod(Method):
     """Supervised loss; counts its optimizer steps (extra state); scores net1 and an 'average'."""
 
     net_names = ("net1",)
+    averages = {"average": ("net1",)}
 
     def __init__(self, nets, loss=None):
         super().__init__(nets, loss)
@@ -46,15 +47,10 @@ class ToyMethod(Method):
         lab = labeled_part(batch)
         out = self.nets["net1"](lab["image"])
         loss = self.loss(out, lab["target"], lab.get("target_weight"))
-        self.last = {"sup_heatmaps": out.detach()}
-        return {"loss": loss, "loss_pose": loss.detach()}
+        return {"loss": loss, "loss_pose": loss.detach(), "sup_heatmaps": out.detach()}
 
     def after_step(self) -> None:
         self.steps += 1
-
-    def eval_spec(self):
-        models, _ = super().eval_spec()
-        return models, {"average": ("net1",)}
 
     def extra_state(self):
         return {"steps": self.steps}
@@ -125,18 +121,24 @@ def test_mean_teacher_step_trains_the_student_only_and_updates_the_ema_exactly()
     for a, b in zip(student.state_dict().values(), teacher.state_dict().values()):
         assert torch.equal(a, b)  # the teacher starts as the student
     losses = method.training_step(_batch())
-    assert all(torch.isfinite(v) for v in losses.values()) and float(losses["loss_cons"]) > 0
+    assert all(torch.isfinite(v).all() for v in losses.values()) and float(losses["loss_cons"]) > 0
     losses["loss"].backward()
     assert all(p.grad is not None for p in student.parameters())
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
     opt = torch.optim.SGD(student.parameters(), lr=0.5)
-    before = [p.detach().clone() for p in teacher.parameters()]
-    opt.step()
-    method.after_step()
-    for t0, t1, s1 in zip(before, teacher.parameters(), student.parameters()):
-        assert torch.allclose(t1, 0.9 * t0 + 0.1 * s1, atol=1e-6)
-    for bt, bs in zip(teacher.buffers(), student.buffers()):
-        assert torch.equal(bt, bs)
+    # the decay warms up as min(0.9, 1 - 1/(k + 1)): 0 (a copy), 1/2, 2/3, ..., 0.9 from k = 9
+    for k, d in enumerate([0.0] + [i / (i + 1) for i in range(1, 9)] + [0.9, 0.9]):
+        if k:
+            method.training_step(_batch())["loss"].backward()
+        before = [p.detach().clone() for p in teacher.parameters()]
+        opt.step()
+        opt.zero_grad()
+        method.after_step()
+        for t0, t1, s1 in zip(before, teacher.parameters(), student.parameters()):
+            assert torch.allclose(t1, d * t0 + (1 - d) * s1, atol=1e-6), k
+        for bt, bs in zip(teacher.buffers(), student.buffers()):
+            assert torch.equal(bt, bs)
+    assert method.extra_state() == {"ema_steps": 11}
     assert sorted(method.eval_models()) == ["net1", "teacher"]
 
 

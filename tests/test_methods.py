@@ -76,7 +76,10 @@ def test_supervised_step():
     method = Supervised({"net1": net})
     batch = make_batch()
     out = method.training_step(batch)
-    assert set(out) == {"loss", "loss_pose"}
+    assert set(out) == {"loss", "loss_pose", "sup_heatmaps"}
+    # the step hands the trainer net 1's labeled prediction (for the accuracy), detached
+    torch.testing.assert_close(out["sup_heatmaps"], net(batch["labeled"]["image"]).detach())
+    assert not out["sup_heatmaps"].requires_grad
     ref = copy.deepcopy(net)
     lab = batch["labeled"]
     expected = JointsMSELoss()(ref(lab["image"]), lab["target"], lab["target_weight"])
@@ -96,8 +99,8 @@ def test_posecons_step(mode):
     method = PoseCons(net, mask_joint_num=3, cutout_mode=mode, seed=1)
     batch = make_batch()
     out = method.training_step(batch)
-    assert set(out) == {"loss", "loss_pose", "loss_cons"}
-    assert all(torch.isfinite(v) for v in out.values())
+    assert set(out) == {"loss", "loss_pose", "loss_cons", "sup_heatmaps"}
+    assert all(torch.isfinite(v).all() for v in out.values())
     torch.testing.assert_close(out["loss"].detach(), out["loss_pose"] + out["loss_cons"])
     out["loss"].backward()
     assert_grads(net)
@@ -163,8 +166,8 @@ def test_posedual_step():
     method = PoseDual({"net1": f1, "net2": f2}, mask_joint_num=2, seed=0)
     batch = make_batch()
     out = method.training_step(batch)
-    assert {"loss", "loss_pose", "loss_cons"} <= set(out)
-    assert all(torch.isfinite(v) for v in out.values())
+    assert {"loss", "loss_pose", "loss_cons", "sup_heatmaps"} <= set(out)
+    assert all(torch.isfinite(v).all() for v in out.values())
     torch.testing.assert_close(out["loss_pose"], 0.5 * out["loss_pose_1"] + 0.5 * out["loss_pose_2"])
     torch.testing.assert_close(out["loss_cons"], out["loss_cons_1"] + out["loss_cons_2"])
     out["loss"].backward()

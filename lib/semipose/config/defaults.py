@@ -80,7 +80,12 @@ _C.DEVICE = ""  # '' = cuda if available else cpu; or 'cpu', 'cuda', 'cuda:<i>'
 _C.DIST_TIMEOUT_S = 900.0  # DDP: seconds a collective may wait for a stuck (stopped) rank before the job ends
 _C.CUTOUT_MODE = "reference"  # 'reference': clamp swap and 24-channel draws; 'corrected': true bounds, supervised joints
 _C.CONS_TEACHER_VIEW = "easy"  # teacher input: 'easy' (reference: the plain crop) or 'hard' (own hard affine draw; the same-difficulty setting of the collapse study)
-_C.MT_EMA_DECAY = 0.999  # mean_teacher: teacher <- decay * teacher + (1 - decay) * student after each step
+_C.MT_EMA_DECAY = 0.999  # mean_teacher / pose_dual_mt: teacher <- d * teacher + (1 - d) * student after each step, d = min(MT_EMA_DECAY, 1 - 1/(step + 1))
+_C.CONS_CONF_THRE = 0.0  # confidence mask: consistency weight 0 for joints whose target peaks below this; 0 = off (the reference)
+# pose_multi (multi-path consistency): one hard view per MULTI.PATHS entry
+_C.MULTI = CN()
+_C.MULTI.PATHS = ("occlusion+cutout", "cutout+cutmix")  # pose_multi: one hard view per entry, '+'-joined ops applied in order before the hard affine: cutout, occlusion (joint cut-occlusion), cutmix, mixup, none
+_C.MULTI.MASK_JOINT_NUM = 5  # boxes per cutout / occlusion op
 _C.CONS_RAMPUP_EPOCHS = 0.0  # consistency weight ramps up as exp(-5(1-t)^2) over this many epochs; 0 = reference (weight 1 throughout)
 _C.HARD_AFFINE_ALIGN_CORNERS = False  # align_corners of affine_grid/grid_sample in the hard-view affine
 
@@ -168,7 +173,7 @@ _C.TEST.MODEL_FILE = ""  # weights to evaluate; '' = <run folder>/final_state.pt
 _C.TEST.IMAGE_THRE = 0.0  # detection boxes scoring below this are dropped
 _C.TEST.NMS_THRE = 1.0  # declared by the reference, unused
 _C.TEST.SAVE_RESULT = True  # write the keypoint result JSON
-_C.TEST.BEST_METRIC = "net1"  # checkpoint selection metric: 'net1', 'net2' or 'ensemble'
+_C.TEST.BEST_METRIC = "net1"  # checkpoint selection metric: a validation row of the method (net1, net2, ensemble, teacher...)
 
 _C.DEBUG = CN()
 _C.DEBUG.DEBUG = False  # enable the debug image dumps below

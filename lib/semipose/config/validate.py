@@ -23,7 +23,6 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "TRAIN.OPTIMIZER": ("adam", "sgd"),
     "TRAIN.AMP": ("", "bf16", "fp16"),
     "TEST.POST_TYPE": ("shift", "dark"),
-    "TEST.BEST_METRIC": ("net1", "net2", "ensemble", "teacher"),
     "CUTOUT_MODE": ("reference", "corrected"),
     "CONS_TEACHER_VIEW": ("easy", "hard"),
     "SYNTHETIC.PRESET": ("standard", "light"),
@@ -34,7 +33,7 @@ HRNET_BLOCKS = ("BASIC", "BOTTLENECK")
 # keys that must be > 0, and keys that must be >= 0
 POSITIVE = ("MODEL.NUM_JOINTS", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "TEST.INTERVAL", "TRAIN.LR",
             "PRINT_FREQ", "MODEL.EXTRA.SIGMA")
-NON_NEGATIVE = ("MT_EMA_DECAY", "WORKERS", "MASK_JOINT_NUM", "CONS_RAMPUP_EPOCHS", "SAVE_INTER", "TRAIN.BEGIN_EPOCH", "LOCAL_RANK",
+NON_NEGATIVE = ("MT_EMA_DECAY", "CONS_CONF_THRE", "MULTI.MASK_JOINT_NUM", "WORKERS", "MASK_JOINT_NUM", "CONS_RAMPUP_EPOCHS", "SAVE_INTER", "TRAIN.BEGIN_EPOCH", "LOCAL_RANK",
                 "SYNTHETIC.NUM_TRAIN", "SYNTHETIC.NUM_VAL", "SYNTHETIC.NUM_UNLABELED",
                 "MONITOR.NUM_SAMPLES", "DATASET.SCALE_FACTOR", "DATASET.ROT_FACTOR")
 
@@ -79,10 +78,18 @@ def _check_hrnet_extra(extra: CN, source: str) -> None:
 
 def validate(cfg: CN, source: str) -> None:
     """Raise ConfigError naming the key, the value and the allowed values for the first problem."""
-    from ..methods.registry import method_names  # the registered methods (one table)
+    from ..methods.registry import method_class, method_names  # the one table of methods
     for key, allowed in dict(CHOICES, **{"MODEL.NAME": method_names()}).items():
         value = get_key(cfg, key)
         _check(value in allowed, f"{key} is {value!r}; choose one of {list(allowed)}", source)
+    method = method_class(cfg.MODEL.NAME)
+    rows = method.eval_rows()  # what this method's validation reports
+    _check(cfg.TEST.BEST_METRIC in rows, f"TEST.BEST_METRIC is {cfg.TEST.BEST_METRIC!r}, which "
+           f"MODEL.NAME {cfg.MODEL.NAME!r} does not report; choose one of {list(rows)}", source)
+    check_cfg = getattr(method, "check_cfg", None)  # a method's own keys (e.g. MULTI.PATHS)
+    if check_cfg is not None:
+        problem = check_cfg(cfg)
+        _check(problem is None, str(problem), source)
     for key in POSITIVE:
         _check(get_key(cfg, key) > 0, f"{key} is {get_key(cfg, key)!r}; it must be > 0", source)
     for key in NON_NEGATIVE:

@@ -205,7 +205,11 @@ class Trainer:
             self.method.set_progress(epoch + i / total)  # e.g. the consistency ramp-up
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
-                losses = self.model(batch)
+                losses = dict(self.model(batch))
+            sup_heatmaps = losses.pop("sup_heatmaps", None)
+            if sup_heatmaps is None:
+                raise KeyError(f"{type(self.method).__name__}.training_step must return "
+                               "'sup_heatmaps' (net 1 on the labeled images) with its losses")
             values = {k: float(v.detach()) for k, v in losses.items()}
             bad = [k for k, v in values.items() if not math.isfinite(v)]
             if cfg.TRAIN.STOP_ON_NONFINITE and any_rank([bool(bad)], info)[0]:
@@ -226,7 +230,7 @@ class Trainer:
             n = labeled["image"].shape[0]
             for k, v in values.items():
                 meters.setdefault(k, AverageMeter()).update(v, n)
-            sup = self.method.last["sup_heatmaps"].float().cpu().numpy()
+            sup = sup_heatmaps.detach().float().cpu().numpy()
             _, avg_acc, cnt, _ = accuracy(sup, labeled["target"].float().cpu().numpy())
             acc_m.update(avg_acc, cnt)
             bt.update(time.time() - end)

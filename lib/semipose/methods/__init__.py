@@ -10,8 +10,9 @@ from typing import Optional
 import torch
 
 from .base import Method, NetsArg, SemiMethod
-from .mean_teacher import MeanTeacher
+from .mean_teacher import EMATeachers, MeanTeacher, PoseDualMeanTeacher
 from .monitor import CollapseMonitor
+from .multi_path import MultiPath
 from .posecons import PoseCons
 from .posedual import PoseDual
 from .registry import METHODS, method_class, register_method
@@ -19,7 +20,7 @@ from .supervised import Supervised
 
 
 def num_nets(cfg) -> int:
-    """Number of nets MODEL.NAME needs (2 for pose_dual, else 1)."""
+    """Number of nets MODEL.NAME needs (its class's ``net_names``; e.g. 2 for pose_dual)."""
     return len(method_class(cfg.MODEL.NAME).net_names)
 
 
@@ -35,5 +36,5 @@ def build_method(cfg, nets: NetsArg, seed: Optional[int] = None,
 
 
 __all__ = ["Method", "SemiMethod", "Supervised", "PoseCons", "PoseDual", "MeanTeacher",
-           "CollapseMonitor", "METHODS", "method_class", "register_method", "num_nets",
+           "PoseDualMeanTeacher", "EMATeachers", "MultiPath", "CollapseMonitor", "METHODS", "method_class", "register_method", "num_nets",
            "build_method"]

@@ -5,9 +5,10 @@ wrap the whole method in DistributedDataParallel: each iteration is then one for
 passes inside) and one backward, which DDP supports without ``static_graph``. The nets themselves
 are plain modules (images [N, 3, H, W] in, heatmaps [N, J, h, w] out) held in ``self.nets``.
 
-After each step ``self.last`` holds detached tensors of that step for logging, the collapse
-monitor and visualisation (keys listed per method); ``self.last["sup_heatmaps"]`` is always net 1's
-prediction on the labeled images (for the training accuracy).
+``training_step`` returns the loss terms (scalars; "loss" carries the graph) and
+"sup_heatmaps", net 1's detached prediction on the labeled images, from which the trainer computes
+the training accuracy. After each step ``self.last`` holds detached tensors of that step for the
+debug pictures (keys listed per method).
 """
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ class Method(nn.Module):
     """Base class. Subclasses set ``net_names`` and implement ``training_step``."""
 
     net_names: Tuple[str, ...] = ("net1",)
+    # Validation rows that average the heatmaps of several nets (no extra forward pass),
+    # e.g. PoseDual's {"ensemble": ("net1", "net2")}.
+    averages: Dict[str, Tuple[str, ...]] = {}
 
     def __init__(self, nets: NetsArg, loss: Optional[nn.Module] = None):
         super().__init__()
@@ -60,8 +64,14 @@ class Method(nn.Module):
         return self.training_step(batch)
 
     def training_step(self, batch: Batch) -> Dict[str, torch.Tensor]:
-        """Returns {"loss": total (with grad), "loss_pose", "loss_cons", ...} (others detached)."""
+        """Returns {"loss": total (with grad), "loss_pose", "loss_cons", ... (scalars, detached),
+        "sup_heatmaps": net 1 on the labeled images [N, J, h, w] (detached)}."""
         raise NotImplementedError
+
+    @classmethod
+    def eval_rows(cls) -> Tuple[str, ...]:
+        """Names validation reports for this method (TEST.BEST_METRIC picks one of them)."""
+        return tuple(cls.net_names) + tuple(cls.averages)
 
     def set_progress(self, epochs: float) -> None:
         """Called by the trainer before each step with the progress in (fractional) epochs."""
@@ -71,10 +81,10 @@ class Method(nn.Module):
         """Called by the trainer after every optimizer step (e.g. an EMA teacher update)."""
 
     def eval_spec(self) -> Tuple[Dict[str, nn.Module], Dict[str, Tuple[str, ...]]]:
-        """What validation scores: (name -> module evaluated on its own, name -> names of those
-        modules whose heatmaps are averaged, e.g. PoseDual's {"ensemble": ("net1", "net2")}).
-        Averages cost no extra forward pass. Default: every net."""
-        return {name: self.nets[name] for name in self.net_names}, {}
+        """What validation (and the collapse monitor) scores: (name -> module evaluated on its
+        own, name -> names of those modules whose heatmaps are averaged). Default: every net and
+        the class's ``averages``."""
+        return {name: self.nets[name] for name in self.net_names}, dict(self.averages)
 
     def extra_state(self) -> Dict[str, object]:
         """Anything beyond the nets and generators a resumed run needs (counters, queues...);
@@ -131,6 +141,9 @@ class SemiMethod(Method):
         cons_rampup: epochs over which the consistency weight rises from ~0 to 1 along
             exp(-5 (1 - t)^2) (0 = full weight from the first step, the reference). The trainer
             reports progress through ``set_progress``.
+        conf_thre: confidence mask of the consistency losses: joints whose target (teacher
+            heatmap in the student's frame) peaks below this get weight 0 (0 = off, the
+            reference).
         seed: seeds the per-device torch generator of the hard view (use a different seed per
             DDP rank).
         loss: heatmap loss (default JointsMSELoss(use_target_weight=True)).
@@ -141,7 +154,7 @@ class SemiMethod(Method):
                  cons_rand_aug: bool = False, cutout_mode: str = "reference",
                  align_corners: bool = False, joint_mask: Optional[torch.Tensor] = None,
                  seed: int = 0, loss: Optional[nn.Module] = None, teacher_view: str = "easy",
-                 cons_rampup: float = 0.0):
+                 cons_rampup: float = 0.0, conf_thre: float = 0.0):
         super().__init__(nets, loss)
         if cutout_mode not in CUTOUT_MODES:
             raise ValueError(f"CUTOUT_MODE {cutout_mode!r} unknown; use one of {CUTOUT_MODES}")
@@ -154,6 +167,9 @@ class SemiMethod(Method):
         if cons_rampup < 0:
             raise ValueError(f"CONS_RAMPUP_EPOCHS must be >= 0, got {cons_rampup}")
         self.cons_rampup, self.cons_weight = float(cons_rampup), 1.0 if cons_rampup == 0 else 0.0
+        if not 0.0 <= conf_thre < 1.0:
+            raise ValueError(f"CONS_CONF_THRE must be in [0, 1), got {conf_thre}")
+        self.conf_thre = float(conf_thre)
         self.scale_factor, self.rot_factor = float(scale_factor), float(rot_factor)
         self.mask_joint_num = int(mask_joint_num)
         self.unsup_transform, self.cons_rand_aug = bool(unsup_transform), bool(cons_rand_aug)
@@ -168,8 +184,8 @@ class SemiMethod(Method):
     def from_cfg(cls, cfg, nets: NetsArg, seed: Optional[int] = None,
                  joint_mask: Optional[torch.Tensor] = None) -> "SemiMethod":
         """Build from a config: UNSUP_TRANSFORM, CONS_RAND_AUG, MASK_JOINT_NUM, CUTOUT_MODE,
-        HARD_AFFINE_ALIGN_CORNERS, CONS_TEACHER_VIEW, CONS_RAMPUP_EPOCHS, DATASET.SCALE_FACTOR /
-        ROT_FACTOR, LOSS.USE_TARGET_WEIGHT, SEED
+        HARD_AFFINE_ALIGN_CORNERS, CONS_TEACHER_VIEW, CONS_RAMPUP_EPOCHS, CONS_CONF_THRE,
+        DATASET.SCALE_FACTOR / ROT_FACTOR, LOSS.USE_TARGET_WEIGHT, SEED
         (``seed`` overrides SEED, e.g. SEED + rank)."""
         return cls(nets, scale_factor=cfg.DATASET.SCALE_FACTOR, rot_factor=cfg.DATASET.ROT_FACTOR,
                    mask_joint_num=cfg.MASK_JOINT_NUM, unsup_transform=cfg.UNSUP_TRANSFORM,
@@ -178,13 +194,31 @@ class SemiMethod(Method):
                    seed=cfg.SEED if seed is None else seed,
                    loss=JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT),
                    teacher_view=cfg.get("CONS_TEACHER_VIEW", "easy"),
-                   cons_rampup=float(cfg.get("CONS_RAMPUP_EPOCHS", 0.0)))
+                   cons_rampup=float(cfg.get("CONS_RAMPUP_EPOCHS", 0.0)),
+                   conf_thre=float(cfg.get("CONS_CONF_THRE", 0.0)))
 
     def set_progress(self, epochs: float) -> None:
         """Training progress in epochs (fractional); sets the consistency weight of the ramp-up."""
         if self.cons_rampup > 0:
             t = min(max(epochs / self.cons_rampup, 0.0), 1.0)
             self.cons_weight = math.exp(-5.0 * (1.0 - t) ** 2)
+
+    def cons_target_weight(self, target: torch.Tensor,
+                           weight: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """Joint weights [N, J, 1] of a consistency loss against ``target`` [N, J, h, w]: the
+        unlabeled target_weight, times the confidence mask when CONS_CONF_THRE > 0."""
+        if self.conf_thre <= 0:
+            return weight
+        keep = (target.detach().flatten(2).amax(-1, keepdim=True) >= self.conf_thre).to(target.dtype)
+        return keep if weight is None else weight * keep
+
+    def with_kept(self, out: Dict[str, torch.Tensor],
+                  *weights: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Adds "cons_kept" (share of unlabeled joints the confidence mask keeps, averaged over
+        the given consistency weights) to a step's output when the mask is on."""
+        if self.conf_thre > 0 and weights and all(w is not None for w in weights):
+            out["cons_kept"] = torch.stack([(w > 0).float().mean() for w in weights]).mean()
+        return out
 
     def rng_state(self) -> Dict[str, torch.Tensor]:
         return {k: g.get_state() for k, g in self._generators.items()}
@@ -226,13 +260,17 @@ class SemiMethod(Method):
         """Joint Cutout centred on the teacher argmax [N, J, h, w] mapped to image pixels."""
         if self.mask_joint_num <= 0:
             return images  # every op of the hard view is out of place, so no copy is needed
+        return joint_cutout(images, self.teacher_joints_px(teacher, images), self.mask_joint_num,
+                            self.generator(images.device), self.cutout_mode, joint_mask)
+
+    @staticmethod
+    def teacher_joints_px(teacher: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Teacher argmax [N, J, h, w] -> joint centres [N, J, 2] in pixels of ``images``."""
         coords, _ = max_preds_tensor(teacher)
         # The stride is derived from the sizes (the reference hard-codes 4); Python scalars avoid
         # a host-to-device copy.
-        joints_px = torch.stack([coords[..., 0] * (images.shape[3] / teacher.shape[3]),
-                                 coords[..., 1] * (images.shape[2] / teacher.shape[2])], -1)
-        return joint_cutout(images, joints_px, self.mask_joint_num,
-                            self.generator(images.device), self.cutout_mode, joint_mask)
+        return torch.stack([coords[..., 0] * (images.shape[3] / teacher.shape[3]),
+                            coords[..., 1] * (images.shape[2] / teacher.shape[2])], -1)
 
     def draw_theta(self, n: int, device: torch.device) -> torch.Tensor:
         """Per-sample hard affine [n, 2, 3] (identity when UNSUP_TRANSFORM is off)."""

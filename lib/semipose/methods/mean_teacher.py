@@ -1,56 +1,117 @@
-"""Mean Teacher for pose: PoseCons whose teacher is an exponential moving average of the student."""
+"""Mean Teacher for both families: the teachers are exponential moving averages of the students.
+
+``MeanTeacher`` is PoseCons with an EMA teacher; ``PoseDualMeanTeacher`` is PoseDual whose two
+cross teachers are EMA copies of the two students. Both share ``EMATeachers``: the copies start
+equal to their students, are never touched by the optimizer, follow them after every optimizer
+step and are saved in checkpoints like any net.
+"""
 from __future__ import annotations
+
+from typing import Dict, Mapping, Tuple
 
 import torch
 
 from .base import NetsArg
 from .posecons import PoseCons
+from .posedual import PoseDual
 from .registry import register_method
 
 
+class EMATeachers:
+    """Mixin for a SemiMethod whose ``ema_pairs`` (teacher name, student name) are EMA copies.
+
+    After optimizer step k (k = 0, 1, ...): teacher <- d_k * teacher + (1 - d_k) * student for the
+    parameters, with d_k = min(MT_EMA_DECAY, 1 - 1 / (k + 1)); buffers (BatchNorm statistics)
+    are copied from the student. The warm-up of d_k (Tarvainen & Valpola's schedule) makes the
+    teacher the plain average of the students seen so far while k < 1 / (1 - MT_EMA_DECAY):
+    without it the first thousand steps' teacher still carries most of the random
+    initialisation (0.999^950 = 0.39 of it) and teaches near-flat heatmaps.
+    """
+
+    ema_pairs: Tuple[Tuple[str, str], ...] = ()
+
+    def init_ema(self, ema_decay: float) -> None:
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"MT_EMA_DECAY must be in [0, 1), got {ema_decay}")
+        self.ema_decay, self.ema_steps = float(ema_decay), 0
+        for teacher, student in self.ema_pairs:
+            self.nets[teacher].load_state_dict(self.nets[student].state_dict())
+            self.nets[teacher].requires_grad_(False)
+
+    def current_decay(self) -> float:
+        return min(self.ema_decay, 1.0 - 1.0 / (self.ema_steps + 1))
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        d = self.current_decay()
+        for teacher_name, student_name in self.ema_pairs:
+            teacher, student = self.nets[teacher_name], self.nets[student_name]
+            t_params, s_params = list(teacher.parameters()), list(student.parameters())
+            torch._foreach_mul_(t_params, d)
+            torch._foreach_add_(t_params, [p.detach() for p in s_params], alpha=1.0 - d)
+            for bt, bs in zip(teacher.buffers(), student.buffers()):
+                bt.copy_(bs)
+        self.ema_steps += 1
+
+    def extra_state(self) -> Dict[str, object]:
+        return {"ema_steps": self.ema_steps}
+
+    def load_extra_state(self, state: Mapping[str, object]) -> None:
+        self.ema_steps = int(state.get("ema_steps", 0))  # type: ignore[arg-type]
+
+
 @register_method("mean_teacher")
-class MeanTeacher(PoseCons):
+class MeanTeacher(EMATeachers, PoseCons):
     """Consistency with an EMA teacher (Tarvainen & Valpola, 2017) on PoseCons' easy/hard views.
 
     1. sup = student(x_L) -> loss_pose = MSE(sup, target_L, w_L).
     2. t = teacher(x_U) (no grad); hard view and target as in PoseCons (cutout on the teacher's
        joints, hard affine); s = student(hard) -> loss_cons = MSE(s, warp(t), w_U).
-    3. After each optimizer step: teacher <- decay * teacher + (1 - decay) * student (parameters;
-       BatchNorm statistics are copied from the student).
+    3. After each optimizer step the teacher follows the student (see ``EMATeachers``).
 
-    Nets: "net1" (the student, trained) and "teacher" (never trained by the optimizer: its
-    parameters do not require grad). Both are saved in checkpoints and both are scored
-    (validation rows "net1" and "teacher"). The teacher starts as a copy of the student.
+    Nets: "net1" (the student, trained) and "teacher" (its parameters do not require grad).
+    Both are saved in checkpoints and scored (validation rows "net1" and "teacher").
     ``last`` as PoseCons.
     """
 
     net_names = ("net1", "teacher")
     teacher_name = "teacher"  # PoseCons' step, with the EMA copy giving the targets
+    ema_pairs = (("teacher", "net1"),)
 
     def __init__(self, nets: NetsArg, ema_decay: float = 0.999, **kwargs):
         super().__init__(nets, **kwargs)
-        if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"MT_EMA_DECAY must be in [0, 1), got {ema_decay}")
-        self.ema_decay = float(ema_decay)
-        teacher = self.nets["teacher"]
-        teacher.load_state_dict(self.nets["net1"].state_dict())
-        teacher.requires_grad_(False)
+        self.init_ema(ema_decay)
 
     @classmethod
     def from_cfg(cls, cfg, nets: NetsArg, seed=None, joint_mask=None) -> "MeanTeacher":
         """SemiMethod's keys plus MT_EMA_DECAY."""
         method = super().from_cfg(cfg, nets, seed=seed, joint_mask=joint_mask)
-        if not 0.0 <= cfg.MT_EMA_DECAY < 1.0:
-            raise ValueError(f"MT_EMA_DECAY must be in [0, 1), got {cfg.MT_EMA_DECAY}")
-        method.ema_decay = float(cfg.MT_EMA_DECAY)
+        method.init_ema(float(cfg.MT_EMA_DECAY))
         return method
 
-    @torch.no_grad()
-    def after_step(self) -> None:
-        """teacher <- d * teacher + (1 - d) * student; buffers (BatchNorm statistics) copied."""
-        d = self.ema_decay
-        student, teacher = self.nets["net1"], self.nets["teacher"]
-        for pt, ps in zip(teacher.parameters(), student.parameters()):
-            pt.mul_(d).add_(ps.detach(), alpha=1.0 - d)
-        for bt, bs in zip(teacher.buffers(), student.buffers()):
-            bt.copy_(bs)
+
+@register_method("pose_dual_mt")
+class PoseDualMeanTeacher(EMATeachers, PoseDual):
+    """PoseDual with EMA teachers: student 1 learns from teacher 2 and student 2 from teacher 1,
+    where teacher i is the EMA of student i (cutouts centre on the other teacher's joints).
+
+    Nets: "net1", "net2" (trained), "teacher1", "teacher2" (EMA copies). Validation rows:
+    net1, net2, ensemble (mean of the students), teacher1, teacher2 and teacher_ensemble.
+    ``last`` and loss keys as PoseDual.
+    """
+
+    net_names = ("net1", "net2", "teacher1", "teacher2")
+    averages = {"ensemble": ("net1", "net2"), "teacher_ensemble": ("teacher1", "teacher2")}
+    teacher_names = ("teacher1", "teacher2")
+    ema_pairs = (("teacher1", "net1"), ("teacher2", "net2"))
+
+    def __init__(self, nets: NetsArg, ema_decay: float = 0.999, **kwargs):
+        super().__init__(nets, **kwargs)
+        self.init_ema(ema_decay)
+
+    @classmethod
+    def from_cfg(cls, cfg, nets: NetsArg, seed=None, joint_mask=None) -> "PoseDualMeanTeacher":
+        """SemiMethod's keys plus MT_EMA_DECAY."""
+        method = super().from_cfg(cfg, nets, seed=seed, joint_mask=joint_mask)
+        method.init_ema(float(cfg.MT_EMA_DECAY))
+        return method

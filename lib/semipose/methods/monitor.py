@@ -67,13 +67,14 @@ class CollapseMonitor:
         joint_mask: [J] bool of supervised joints (None = all). Returns name -> float.
         """
         method = getattr(method, "module", method)  # unwrap DistributedDataParallel
-        nets = method.nets
+        nets, _ = method.eval_spec()  # the modules validation scores (students, teachers)
         modes = {name: net.training for name, net in nets.items()}
         theta = self.theta.to(images.device).expand(images.shape[0], 2, 3)
         stats: Dict[str, float] = {}
         easy: Dict[str, torch.Tensor] = {}
         try:
-            nets.eval()
+            for net in nets.values():
+                net.eval()
             hard_images = warp(images, theta, self.align_corners)
             for name, net in nets.items():
                 hm = net(images).float()

@@ -18,7 +18,8 @@ class PoseCons(SemiMethod):
        batch statistics as in the reference): t = f(x_U) (with teacher_view 'hard':
        t = f(warp(x_U, theta_t)), re-aligned to the student's frame in step 3).
     3. Hard view = cutout(base, argmax(t) * stride) then warp by theta; T = warp(t, theta).
-    4. s = f(hard) -> loss_cons = MSE(s, T, w_U). loss = loss_pose + loss_cons.
+    4. s = f(hard) -> loss_cons = MSE(s, T, w_U) (w_U times the confidence mask when
+       CONS_CONF_THRE > 0). loss = loss_pose + loss_cons.
 
     ``last``: "sup_heatmaps", "teacher_heatmaps" (t), "teacher_warped" (T), "hard_images",
     "student_heatmaps" (s), "theta" [N, 2, 3] — all detached.
@@ -42,10 +43,12 @@ class PoseCons(SemiMethod):
             hard = self.apply_theta(hard, theta)
             t_warped = self.teacher_target(t, theta, theta_t)
         s = net(hard)
-        loss_cons = self.loss(s, t_warped, unl.get("target_weight"))
+        w_cons = self.cons_target_weight(t_warped, unl.get("target_weight"))
+        loss_cons = self.loss(s, t_warped, w_cons)
 
         self.last = {"sup_heatmaps": sup.detach(), "teacher_heatmaps": t,
                      "teacher_warped": t_warped, "hard_images": hard,
                      "student_heatmaps": s.detach(), "theta": theta}
-        return {"loss": loss_pose + self.cons_weight * loss_cons, "loss_pose": loss_pose.detach(),
-                "loss_cons": loss_cons.detach()}
+        out = {"loss": loss_pose + self.cons_weight * loss_cons, "loss_pose": loss_pose.detach(),
+               "loss_cons": loss_cons.detach(), "sup_heatmaps": sup.detach()}
+        return self.with_kept(out, w_cons)

@@ -18,7 +18,8 @@ class PoseDual(SemiMethod):
     3. h1 = cutout(base, argmax(t2) * stride), h2 = cutout(base, argmax(t1) * stride): each
        student's cutout centres on the other net's joints (independent draws); one theta per
        sample shared by both branches: h1, h2, T1 = warp(t1), T2 = warp(t2).
-    4. s1 = f1(h1), s2 = f2(h2); loss_cons = MSE(s1, T2, w_U) + MSE(s2, T1, w_U) (cross).
+    4. s1 = f1(h1), s2 = f2(h2); loss_cons = MSE(s1, T2, w_U) + MSE(s2, T1, w_U) (cross;
+       w_U times each target's confidence mask when CONS_CONF_THRE > 0).
 
     ``last``: "sup_heatmaps" (net 1), "sup_heatmaps_2", "teacher_heatmaps" / "teacher_heatmaps_2"
     (t1 / t2), "teacher_warped" / "teacher_warped_2" (T1 / T2), "hard_images" / "hard_images_2"
@@ -27,6 +28,8 @@ class PoseDual(SemiMethod):
     """
 
     net_names = ("net1", "net2")
+    averages = {"ensemble": ("net1", "net2")}  # mean heatmaps, as the reference's validation
+    teacher_names = ("net1", "net2")  # the nets giving t1, t2 (Mean Teacher: their EMA copies)
 
     def training_step(self, batch: Batch) -> Dict[str, torch.Tensor]:
         lab, unl = batch["labeled"], batch["unlabeled"]
@@ -39,7 +42,7 @@ class PoseDual(SemiMethod):
         x_u = unl["image"]
         with torch.no_grad():
             x_t, theta_t = self.teacher_input(x_u)
-            t1, t2 = f1(x_t), f2(x_t)
+            t1, t2 = (self.nets[name](x_t) for name in self.teacher_names)
             base, mask = self.hard_base(batch), self.cutout_mask_for(unl)
             h1 = self.cutout(base, t2, mask)
             h2 = self.cutout(base, t1, mask)
@@ -48,8 +51,9 @@ class PoseDual(SemiMethod):
             theta_tw = self.target_theta(theta, theta_t)  # one relative warp for both teachers
             tw1, tw2 = self.apply_theta(t1, theta_tw), self.apply_theta(t2, theta_tw)
         s1, s2 = f1(h1), f2(h2)
-        cons1 = self.loss(s1, tw2, w_u)
-        cons2 = self.loss(s2, tw1, w_u)
+        w1, w2 = self.cons_target_weight(tw2, w_u), self.cons_target_weight(tw1, w_u)
+        cons1 = self.loss(s1, tw2, w1)
+        cons2 = self.loss(s2, tw1, w2)
 
         loss_pose = 0.5 * pose1 + 0.5 * pose2
         loss_cons = cons1 + cons2
@@ -59,12 +63,8 @@ class PoseDual(SemiMethod):
                      "hard_images": h1, "hard_images_2": h2,
                      "student_heatmaps": s1.detach(), "student_heatmaps_2": s2.detach(),
                      "theta": theta}
-        return {"loss": loss_pose + self.cons_weight * loss_cons, "loss_pose": loss_pose.detach(),
-                "loss_cons": loss_cons.detach(), "loss_pose_1": pose1.detach(),
-                "loss_pose_2": pose2.detach(), "loss_cons_1": cons1.detach(),
-                "loss_cons_2": cons2.detach()}
-
-    def eval_spec(self):
-        """net1, net2 and "ensemble" = mean of their heatmaps (as the reference's validation)."""
-        models, _ = super().eval_spec()
-        return models, {"ensemble": ("net1", "net2")}
+        out = {"loss": loss_pose + self.cons_weight * loss_cons, "loss_pose": loss_pose.detach(),
+               "loss_cons": loss_cons.detach(), "loss_pose_1": pose1.detach(),
+               "loss_pose_2": pose2.detach(), "loss_cons_1": cons1.detach(),
+               "loss_cons_2": cons2.detach(), "sup_heatmaps": sup1.detach()}
+        return self.with_kept(out, w1, w2)

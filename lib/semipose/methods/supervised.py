@@ -35,4 +35,4 @@ class Supervised(Method):
         out = self.nets["net1"](lab["image"])
         loss = self.loss(out, lab["target"], lab.get("target_weight"))
         self.last = {"sup_heatmaps": out.detach()}
-        return {"loss": loss, "loss_pose": loss.detach()}
+        return {"loss": loss, "loss_pose": loss.detach(), "sup_heatmaps": out.detach()}

@@ -171,6 +171,24 @@ def choose_joints(n: int, k: int, num_joints: int, generator: Optional[torch.Gen
     return chosen, (total > 0).expand(n, k)
 
 
+def joint_cutout_mask(images: torch.Tensor, joints_px: torch.Tensor, k: int,
+                      generator: Optional[torch.Generator] = None, mode: str = "reference",
+                      joint_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The pixels Joint Cutout covers, [N, H, W] bool (see ``joint_cutout`` for the arguments).
+
+    Draw order: jitter 10 * randn [N, J, 2], half sizes randint(10, 20) [N, J, 2], then joints.
+    """
+    if mode not in CUTOUT_MODES:
+        raise ValueError(f"cutout mode {mode!r} unknown; CUTOUT_MODE must be one of {CUTOUT_MODES}")
+    n, _, height, width = images.shape
+    num_joints, device = joints_px.shape[1], images.device
+    jitter = 10.0 * torch.randn(n, num_joints, 2, generator=generator, device=device)
+    half = torch.randint(10, 20, (n, num_joints, 2), generator=generator, device=device)
+    chosen, valid = choose_joints(n, k, num_joints, generator, device,
+                                  joint_mask if mode == "corrected" else None)
+    return cutout_boxes(joints_px, jitter, half, chosen, height, width, mode, valid)
+
+
 def joint_cutout(images: torch.Tensor, joints_px: torch.Tensor, k: int,
                  generator: Optional[torch.Generator] = None, mode: str = "reference",
                  joint_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -190,11 +208,84 @@ def joint_cutout(images: torch.Tensor, joints_px: torch.Tensor, k: int,
         raise ValueError(f"cutout mode {mode!r} unknown; CUTOUT_MODE must be one of {CUTOUT_MODES}")
     if k <= 0:
         return images.clone()
-    n, _, height, width = images.shape
-    num_joints, device = joints_px.shape[1], images.device
-    jitter = 10.0 * torch.randn(n, num_joints, 2, generator=generator, device=device)
-    half = torch.randint(10, 20, (n, num_joints, 2), generator=generator, device=device)
-    chosen, valid = choose_joints(n, k, num_joints, generator, device,
-                                  joint_mask if mode == "corrected" else None)
-    mask = cutout_boxes(joints_px, jitter, half, chosen, height, width, mode, valid)
+    mask = joint_cutout_mask(images, joints_px, k, generator, mode, joint_mask)
     return images.masked_fill(mask.unsqueeze(1), 0)
+
+
+# ------------------------------------------------------------------ mixing between crops
+# Used by the multi-path method (methods/multi_path.py). Each op takes the batch of hard-view
+# images and the teacher heatmaps in the same (easy-view) frame and returns both transformed, so
+# the target stays pixel-aligned with the image. ``perm`` [N] pairs every crop with another one.
+
+def random_partner(n: int, generator: Optional[torch.Generator],
+                   device: Union[str, torch.device]) -> torch.Tensor:
+    """perm [n] with perm[i] != i for n > 1 (a random cyclic shift of a random order)."""
+    if n < 2:
+        return torch.zeros(n, dtype=torch.long, device=device)
+    order = torch.randperm(n, generator=generator, device=device)
+    shift = torch.randint(1, n, (1,), generator=generator, device=device)
+    partner = torch.empty_like(order)
+    partner[order] = order[(torch.arange(n, device=device) + shift) % n]
+    return partner
+
+
+def joint_cut_occlusion(images: torch.Tensor, joints_px: torch.Tensor, k: int,
+                        generator: Optional[torch.Generator] = None,
+                        joint_mask: Optional[torch.Tensor] = None,
+                        perm: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Joint cut-occlusion: the Joint Cutout boxes (true bounds, ``joint_mask`` joints) filled
+    with the same pixels of a partner crop instead of zeros, so the occluder looks like image
+    content (often another person's limb). Targets are unchanged: the joint is still there."""
+    if k <= 0:
+        return images.clone()
+    mask = joint_cutout_mask(images, joints_px, k, generator, "corrected", joint_mask)
+    if perm is None:
+        perm = random_partner(images.shape[0], generator, images.device)
+    return torch.where(mask.unsqueeze(1), images[perm], images)
+
+
+def random_box(n: int, area: torch.Tensor, generator: Optional[torch.Generator],
+               device: Union[str, torch.device]
+               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random boxes covering a share ``area`` [n] of the frame (CutMix's box): returns the box
+    corners as fractions (x0, y0, x1, y1), each [n, 1, 1], so the same box can be drawn at any
+    resolution with ``fraction_box``."""
+    side = area.clamp(0, 1).sqrt()
+    cx = torch.rand(n, generator=generator, device=device)
+    cy = torch.rand(n, generator=generator, device=device)
+    x0, x1 = (cx - side / 2).clamp(0, 1), (cx + side / 2).clamp(0, 1)
+    y0, y1 = (cy - side / 2).clamp(0, 1), (cy + side / 2).clamp(0, 1)
+    return tuple(v.view(n, 1, 1) for v in (x0, y0, x1, y1))  # type: ignore[return-value]
+
+
+def fraction_box(box, height: int, width: int) -> torch.Tensor:
+    """[n, H, W] bool of the pixels whose centres fall inside the fractional box."""
+    x0, y0, x1, y1 = box
+    xs = (torch.arange(width, device=x0.device) + 0.5) / width
+    ys = (torch.arange(height, device=x0.device) + 0.5) / height
+    in_x = (xs >= x0) & (xs < x1)  # [n, 1, W]
+    in_y = (ys.view(-1, 1) >= y0) & (ys.view(-1, 1) < y1)  # [n, H, 1]
+    return in_y & in_x
+
+
+def cutmix(images: torch.Tensor, targets: torch.Tensor, perm: torch.Tensor,
+           generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """CutMix between crops: a box covering a uniform(0, 1) share of the frame is pasted from
+    the partner crop into both the image [N, C, H, W] and the target heatmaps [N, J, h, w]
+    (the same fractional box at both resolutions)."""
+    n = images.shape[0]
+    area = torch.rand(n, generator=generator, device=images.device)
+    box = random_box(n, area, generator, images.device)
+    m_img = fraction_box(box, images.shape[2], images.shape[3]).unsqueeze(1)
+    m_hm = fraction_box(box, targets.shape[2], targets.shape[3]).unsqueeze(1)
+    return (torch.where(m_img, images[perm], images), torch.where(m_hm, targets[perm], targets))
+
+
+def mixup(images: torch.Tensor, targets: torch.Tensor, perm: torch.Tensor,
+          generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """MixUp between crops: x = lam x + (1 - lam) x[perm] and the same blend of the target
+    heatmaps, lam ~ uniform(0.5, 1) per sample so the crop itself always dominates."""
+    n = images.shape[0]
+    lam = 0.5 + 0.5 * torch.rand(n, generator=generator, device=images.device)
+    li, lt = lam.view(n, 1, 1, 1).to(images.dtype), lam.view(n, 1, 1, 1).to(targets.dtype)
+    return (li * images + (1 - li) * images[perm], lt * targets + (1 - lt) * targets[perm])
