@@ -124,8 +124,10 @@ def coerce(value: Any, default: Any, full_key: str, source: str) -> Any:
 
 def is_hrnet_model(name: str, backbone: str) -> bool:
     """Whether MODEL.NAME / MODEL.BACKBONE select HRNet (BACKBONE only matters for cons/dual)."""
-    from ..methods.registry import BACKBONES  # fixed per name (pose_hrnet), else MODEL.BACKBONE
-    return (BACKBONES.get(name) or backbone) == "hrnet"
+    from ..methods.registry import METHODS, resolve
+    if name not in METHODS:  # reported by the config checks; here only the template matters
+        return backbone == "hrnet"
+    return resolve(name, backbone)[1] == "hrnet"
 
 
 def extra_template(yaml_extra: Mapping, hrnet_model: bool, source: str) -> CN:

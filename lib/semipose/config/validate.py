@@ -6,10 +6,7 @@ from typing import Any, Dict, Tuple
 
 from yacs.config import CfgNode as CN
 
-from .merge import ConfigError, is_hrnet_model
-
-TRAIN_DATASETS = ("coco", "mpii", "ai_challenger", "mix_coco_coco", "mix_mpii_ai")
-TEST_DATASETS = ("coco", "mpii", "ai_challenger")
+from .merge import ConfigError
 
 # dotted key -> allowed values
 CHOICES: Dict[str, Tuple[Any, ...]] = {
@@ -17,8 +14,6 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "MODEL.STYLE": ("pytorch", "caffe"),
     "MODEL.EXTRA.TARGET_TYPE": ("gaussian",),
     "MODEL.EXTRA.FINAL_CONV_KERNEL": (1, 3),
-    "DATASET.TRAIN_DATASET": TRAIN_DATASETS,
-    "DATASET.TEST_DATASET": TEST_DATASETS,
     "DATASET.DATA_FORMAT": ("jpg", "zip"),
     "TRAIN.OPTIMIZER": ("adam", "sgd"),
     "TRAIN.AMP": ("", "bf16", "fp16"),
@@ -78,11 +73,16 @@ def _check_hrnet_extra(extra: CN, source: str) -> None:
 
 def validate(cfg: CN, source: str) -> None:
     """Raise ConfigError naming the key, the value and the allowed values for the first problem."""
-    from ..methods.registry import method_class, method_names  # the one table of methods
-    for key, allowed in dict(CHOICES, **{"MODEL.NAME": method_names()}).items():
+    # Names registered in the tables of methods, datasets and evaluators (one place each).
+    from ..data.build import TRAIN_DATASETS, VAL_DATASETS
+    from ..evaluation.registry import EVALUATORS
+    from ..methods.registry import method_names, resolve_cfg
+    registered = {"MODEL.NAME": method_names(), "DATASET.TRAIN_DATASET": tuple(TRAIN_DATASETS),
+                  "DATASET.TEST_DATASET": tuple(n for n in VAL_DATASETS if n in EVALUATORS)}
+    for key, allowed in dict(CHOICES, **registered).items():
         value = get_key(cfg, key)
         _check(value in allowed, f"{key} is {value!r}; choose one of {list(allowed)}", source)
-    method = method_class(cfg.MODEL.NAME)
+    method, _ = resolve_cfg(cfg)  # the method class, checked against its own rows and keys
     rows = method.eval_rows()  # what this method's validation reports
     _check(cfg.TEST.BEST_METRIC in rows, f"TEST.BEST_METRIC is {cfg.TEST.BEST_METRIC!r}, which "
            f"MODEL.NAME {cfg.MODEL.NAME!r} does not report; choose one of {list(rows)}", source)
@@ -108,7 +108,7 @@ def validate(cfg: CN, source: str) -> None:
     steps = list(cfg.TRAIN.LR_STEP)
     _check(steps == sorted(steps), f"TRAIN.LR_STEP {steps} must be increasing", source)
 
-    hrnet = is_hrnet_model(cfg.MODEL.NAME, cfg.MODEL.BACKBONE)
+    hrnet = resolve_cfg(cfg)[1] == "hrnet"
     has_stages = "STAGE2" in cfg.MODEL.EXTRA
     _check(hrnet == has_stages,
            f"MODEL.NAME {cfg.MODEL.NAME!r} with MODEL.BACKBONE {cfg.MODEL.BACKBONE!r} is "

@@ -12,46 +12,22 @@ import torch
 from yacs.config import CfgNode
 
 from ..evaluation.predict import merge_results, predict
+from ..evaluation.registry import evaluator_for
 from ..evaluation.table import format_table, write_table
 from ..utils.dist import DistInfo, all_gather_objects, broadcast_buffers
 from .debug_images import DebugImages
 
 logger = logging.getLogger("semipose")
 
-# Output-file prefixes per network, as in the reference (eval_1/2/3, MPII pred file names).
-_PREFIX = {"net1": "eval_1", "net2": "eval_2", "ensemble": "eval_3"}
-_MPII_FILE = {"net1": "pred.mat", "net2": "head2_pred.mat", "ensemble": "ensemble_pred.mat"}
-
 Results = Dict[str, Tuple[Mapping[str, float], float]]
 
 
 def score(cfg: CfgNode, val_set: Any, pred: Dict[str, Any], output_dir: str) -> Results:
-    """Score each network's predictions: name -> (OrderedDict of metrics, main metric)."""
-    out: Results = OrderedDict()
-    name = cfg.DATASET.TEST_DATASET
-    for net, kpts in pred["preds"].items():
-        if name == "coco":
-            from ..evaluation.coco_eval import evaluate_coco
-            boxes = {k: pred[k] for k in ("center", "scale", "area", "score", "raw_box")}
-            out[net] = evaluate_coco(
-                kpts, boxes, pred["image_ids"], val_set.annotation_file, val_set.image_set,
-                output_dir, val_set.joint_set, prefix=_PREFIX.get(net, net),
-                in_vis_thre=cfg.TEST.IN_VIS_THRE, oks_thre=cfg.TEST.OKS_THRE,
-                save_result=cfg.TEST.SAVE_RESULT)
-        elif name == "mpii":
-            from ..evaluation.mpii_eval import evaluate_mpii
-            out[net] = evaluate_mpii(kpts, val_set.joint_set, val_set.gt_file, output_dir,
-                                     pred_file_name=_MPII_FILE.get(net, f"{net}_pred.mat"),
-                                     test_set=cfg.DATASET.TEST_SET)
-        elif name == "ai_challenger":
-            from ..evaluation.aic_eval import evaluate_aic
-            npy = val_set.gt_npy_file if os.path.isfile(val_set.gt_npy_file) else None
-            out[net] = evaluate_aic(kpts, val_set.records, val_set.joint_set,
-                                    val_set.annotation_file, output_dir, gt_npy=npy,
-                                    pred_file_name=_MPII_FILE.get(net, f"{net}_pred.mat"))
-        else:
-            raise ValueError(f"DATASET.TEST_DATASET '{name}' has no evaluator")
-    return out
+    """Score each validation row's predictions with the evaluator of DATASET.TEST_DATASET
+    (evaluation/registry.py): name -> (OrderedDict of metrics, main metric)."""
+    evaluate = evaluator_for(cfg.DATASET.TEST_DATASET)
+    return OrderedDict((net, evaluate(cfg, val_set, net, kpts, pred, output_dir))
+                       for net, kpts in pred["preds"].items())
 
 
 def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: Any,

@@ -15,7 +15,7 @@ from .monitor import CollapseMonitor
 from .multi_path import MultiPath
 from .posecons import PoseCons
 from .posedual import PoseDual
-from .registry import METHODS, method_class, register_method
+from .registry import METHODS, method_class, register_method, resolve, resolve_cfg
 from .supervised import Supervised
 
 
@@ -36,5 +36,5 @@ def build_method(cfg, nets: NetsArg, seed: Optional[int] = None,
 
 
 __all__ = ["Method", "SemiMethod", "Supervised", "PoseCons", "PoseDual", "MeanTeacher",
-           "PoseDualMeanTeacher", "EMATeachers", "MultiPath", "CollapseMonitor", "METHODS", "method_class", "register_method", "num_nets",
-           "build_method"]
+           "PoseDualMeanTeacher", "EMATeachers", "MultiPath", "CollapseMonitor", "METHODS",
+           "method_class", "register_method", "resolve", "resolve_cfg", "num_nets", "build_method"]

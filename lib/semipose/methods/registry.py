@@ -31,15 +31,20 @@ def method_names() -> Tuple[str, ...]:
     return tuple(METHODS)
 
 
-def method_backbone(name: str, backbone: str = "resnet") -> str:
-    """The backbone kind MODEL.NAME ``name`` trains ('resnet' or 'hrnet')."""
+def resolve(name: str, backbone: str = "resnet") -> Tuple[type, str]:
+    """(method class, backbone kind 'resnet' / 'hrnet') of MODEL.NAME / MODEL.BACKBONE: the one
+    place that decides both (a name may fix its backbone, e.g. pose_hrnet)."""
     if name not in METHODS:
         raise ValueError(f"MODEL.NAME {name!r} has no training method; use one of "
                          f"{sorted(METHODS)} (or register one with @register_method)")
-    return BACKBONES[name] or backbone
+    return METHODS[name], BACKBONES[name] or backbone
+
+
+def resolve_cfg(cfg) -> Tuple[type, str]:
+    """``resolve`` of a config's MODEL.NAME and MODEL.BACKBONE."""
+    return resolve(cfg.MODEL.NAME, cfg.MODEL.get("BACKBONE", "resnet"))
 
 
 def method_class(name: str) -> Type:
     """Method class of a MODEL.NAME value."""
-    method_backbone(name)  # the error for unknown names
-    return METHODS[name]
+    return resolve(name)[0]

@@ -40,8 +40,8 @@ def _extra(cfg, key: str):
 def backbone_kind(cfg) -> str:
     """'resnet' or 'hrnet' for a config: fixed by the method's registration (pose_resnet,
     pose_hrnet) or given by MODEL.BACKBONE."""
-    from ..methods.registry import method_backbone
-    backbone = method_backbone(cfg.MODEL.NAME, cfg.MODEL.get("BACKBONE", "resnet"))
+    from ..methods.registry import resolve_cfg
+    backbone = resolve_cfg(cfg)[1]
     if backbone not in ("resnet", "hrnet"):
         raise ValueError(f"MODEL.BACKBONE must be 'resnet' or 'hrnet', got {backbone!r}")
     return backbone
