@@ -131,13 +131,18 @@ def test_mean_teacher_step_trains_the_student_only_and_updates_the_ema_exactly()
         if k:
             method.training_step(_batch())["loss"].backward()
         before = [p.detach().clone() for p in teacher.parameters()]
+        stats = [b.clone() for b in teacher.buffers()]
         opt.step()
         opt.zero_grad()
         method.after_step()
         for t0, t1, s1 in zip(before, teacher.parameters(), student.parameters()):
             assert torch.allclose(t1, d * t0 + (1 - d) * s1, atol=1e-6), k
-        for bt, bs in zip(teacher.buffers(), student.buffers()):
-            assert torch.equal(bt, bs)
+        # BatchNorm statistics stay the teacher's own (from its train-mode pass in the step)
+        for b0, bt in zip(stats, teacher.buffers()):
+            assert torch.equal(b0, bt)
+    bn_t = [m for m in teacher.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+    bn_s = [m for m in student.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+    assert not torch.equal(bn_t.running_mean, bn_s.running_mean)
     assert method.extra_state() == {"ema_steps": 11}
     assert sorted(method.eval_models()) == ["net1", "teacher"]
 
