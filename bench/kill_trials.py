@@ -37,7 +37,7 @@ def run_command(root: str, out: str, epochs: int) -> list:
 
 def check_folder(folder: str) -> tuple:
     """(files loaded, list of failures) for every .pth.tar in ``folder``."""
-    from semipose.models.checkpoint import safe_load
+    from semipose.models.weights import safe_load
     loaded, bad = 0, []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if name.endswith(".pth.tar"):

@@ -26,7 +26,7 @@ from semipose.data.loaders import build_loader
 from semipose.engine.validate import run_validation
 from semipose.engine.setup import build_nets
 from semipose.methods import build_method
-from semipose.models.checkpoint import load_checkpoint
+from semipose.models.weights import load_checkpoint
 from semipose.utils.dist import DistInfo
 
 

@@ -23,7 +23,7 @@ from semipose.inference import (PoseEstimator, image_id_of, load_method, read_an
                                 read_detections)
 from semipose.methods import build_method
 from semipose.models.build import build_net
-from semipose.models.checkpoint import nets_state_dict
+from semipose.models.weights import nets_state_dict
 from semipose.transforms.affine import box_to_center_scale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

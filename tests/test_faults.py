@@ -179,7 +179,7 @@ def test_missing_pretrained_file(root, tmp_path, capsys):
 # ------------------------------------------------------------------------------------ valid.py
 def _save_weights(tmp_path, *opts: str) -> str:
     from semipose.models.build import build_net
-    from semipose.models.checkpoint import nets_state_dict
+    from semipose.models.weights import nets_state_dict
     cfg = load_cfg(SUPERVISED, TINY + list(opts))
     path = str(tmp_path / "weights.pth.tar")
     torch.save(nets_state_dict({"net1": build_net(cfg)}), path)
@@ -506,7 +506,7 @@ def test_valid_reads_the_resumable_checkpoint_without_unsafe_pickles(root, tmp_p
 
 def test_two_net_file_of_another_depth_points_at_the_architecture(tmp_path):
     from semipose.models.build import build_net
-    from semipose.models.checkpoint import load_checkpoint, nets_state_dict
+    from semipose.models.weights import load_checkpoint, nets_state_dict
     dual = os.path.join(ROOT, "experiments", "synthetic", "posedual.yaml")
     r34 = load_cfg(dual, ["MODEL.EXTRA.NUM_LAYERS", "34"])
     state = nets_state_dict({"net1": build_net(r34), "net2": build_net(r34)})

@@ -11,7 +11,7 @@ from semipose.config import load_cfg
 from semipose.data.synthetic import generate
 from semipose.engine.trainer import Trainer
 from semipose.engine.validate import evaluate_checkpoint
-from semipose.models.checkpoint import to_reference_state_dict
+from semipose.models.weights import to_reference_state_dict
 from semipose.utils.dist import DistInfo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

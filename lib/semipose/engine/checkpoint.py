@@ -82,7 +82,7 @@ def load_resume_state(output_dir: str) -> Optional[Dict[str, Any]]:
     path = os.path.join(output_dir, CHECKPOINT)
     if not os.path.exists(path):
         return None
-    from ..models.checkpoint import safe_load
+    from ..models.weights import safe_load
     try:
         state = safe_load(path, "resume checkpoint")
     except ValueError as exc:  # a truncated file from another tool, say

@@ -22,7 +22,7 @@ from ..methods import CollapseMonitor
 from ..transforms.heatmap import accuracy
 from ..utils.dist import DistInfo, any_rank, barrier
 from ..utils.seed import seed_everything
-from ..models.checkpoint import nets_state_dict
+from ..models.weights import nets_state_dict
 from .checkpoint import FINAL, atomic_torch_save
 from .debug_images import DebugImages
 from .runs import choose_run_folder, lock_run_folder, unlock_run_folder

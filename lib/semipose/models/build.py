@@ -15,10 +15,10 @@ from typing import Dict, List, Mapping, Sequence
 import torch
 from torch import nn
 
-from .checkpoint import (copy_tensors, list_keys, load_checkpoint, nets_state_dict, read_state,
-                         to_reference_state_dict)
 from .hrnet import PoseHighResolutionNet, StageSpec
 from .resnet import PoseResNet
+from .weights import (copy_tensors, list_keys, load_checkpoint, nets_state_dict, read_state,
+                      to_reference_state_dict)
 
 __all__ = ["build_net", "init_weights", "init_nets", "init_nets_from_cfg", "pretrained_layers",
            "load_checkpoint", "nets_state_dict", "to_reference_state_dict", "backbone_kind"]
