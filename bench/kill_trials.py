@@ -58,7 +58,8 @@ def main() -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "kill_trials_cpu.md"))
     args = p.parse_args()
     from semipose.data.synthetic import generate
-    from semipose.engine.checkpoint import atomic_write_text, load_resume_state
+    from semipose.engine.checkpoint import load_resume_state
+    from semipose.utils.io import atomic_write_text
 
     rng = random.Random(args.seed)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")

@@ -108,7 +108,7 @@ def record_from_history(history: Dict, method: str, labels: int, seed: int,
 
 def run_one(method: str, labels: int, seed: int, args: argparse.Namespace) -> Dict:
     """Train one run (or reuse its record) and return the record."""
-    from semipose.engine.checkpoint import atomic_write_text
+    from semipose.utils.io import atomic_write_text
 
     name = run_name(method, labels, seed)
     rec_path = os.path.join(args.work_dir, "records", name + ".json")
@@ -227,7 +227,7 @@ def all_records(work_dir: str) -> List[Dict]:
 
 def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
     """Table, plots and run records of everything finished in ``args.work_dir``."""
-    from semipose.engine.checkpoint import atomic_write_text
+    from semipose.utils.io import atomic_write_text
 
     records = all_records(args.work_dir)
     stem = os.path.join(args.out_dir, f"ssl_synthetic_{args.device.split(':')[0]}"

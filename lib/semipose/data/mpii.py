@@ -21,6 +21,10 @@ CENTER_SHIFT = 15.0
 SCALE_PADDING = 1.25
 # Placeholder box: MPII has no person boxes (the contract's "[1,1,2,2]-style" placeholder).
 PLACEHOLDER_BOX = np.array([1.0, 1.0, 2.0, 2.0], np.float32)
+# Names written to a PCKh ground truth's ``dataset_joints`` (the MPII toolkit's spelling, native
+# order).
+MPII_MAT_NAMES = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head",
+                  "rwri", "relb", "rsho", "lsho", "lelb", "lwri")
 
 
 def mpii_annotation_path(root: str, image_set: str) -> str:

@@ -17,6 +17,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from semipose.data.keypoints import AIC, COCO, COCO_SKELETON, MPII, UNION, slots_in
+from semipose.data.mpii import MPII_MAT_NAMES
 from semipose.data.synthetic_body import Draws, HEAD_ASPECT
 from semipose.utils.io import atomic_write as write_atomic
 
@@ -165,8 +166,6 @@ def mpii_gt_mat(records: List[Dict], head_boxes: List[List[float]]) -> bytes:
     """PCKh ground truth (.mat bytes): dataset_joints, jnt_missing [16, N], pos_gt_src [16, 2, N],
     headboxes_src [2, 2, N] (1-based pixels), in the layout of MPII's gt_valid.mat."""
     from scipy.io import savemat
-
-    from semipose.evaluation.mpii_eval import MPII_MAT_NAMES
 
     n = len(records)
     pos = np.array([r["joints"] for r in records], np.float64).reshape(n, MPII.num_joints, 2)

@@ -55,11 +55,6 @@ def atomic_torch_save(obj: Any, path: str) -> None:
         raise err from exc
 
 
-def atomic_write_text(text: str, path: str) -> None:
-    """Write a text file atomically and durably."""
-    atomic_write(path, lambda f: f.write(text), mode="w")
-
-
 def remove_stale_temp_files(output_dir: str) -> int:
     """Delete the ``.tmp_*`` files a killed write left in ``output_dir``; returns how many.
 

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.io
 
 from semipose.data.keypoints import MPII, JointSet, to_native
-from semipose.data.mpii import mpii_gt_path  # noqa: F401  (re-exported for callers)
+from semipose.data.mpii import MPII_MAT_NAMES, mpii_gt_path  # noqa: F401  (re-exported for callers)
 from semipose.utils.io import atomic_write
 from semipose.utils.io import read_json
 
@@ -26,9 +26,6 @@ PCK_GRID = np.arange(0, 0.5 + 0.01, 0.01)
 CURVE_COLUMNS = (("Mean@0.1", 11), ("Mean@0.2", 20), ("Mean@0.3", 30), ("Mean@0.4", 40))
 # Joints left out of the MPII Mean (pelvis, thorax), as in the standard MPII protocol.
 MPII_MEAN_EXCLUDED = ("root", "thorax")
-# Names written to ``dataset_joints`` (the MPII toolkit's spelling, native order).
-MPII_MAT_NAMES = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head",
-                  "rwri", "relb", "rsho", "lsho", "lelb", "lwri")
 
 
 def save_mat_atomic(path: str, arrays: Dict[str, Any]) -> None:

@@ -57,6 +57,11 @@ def atomic_write(path: str, write: Callable[[IO], None], mode: str = "wb",
         raise
 
 
+def atomic_write_text(text: str, path: str) -> None:
+    """Write a text file atomically and durably."""
+    atomic_write(path, lambda f: f.write(text), mode="w")
+
+
 def read_json(path: str, what: str = "json file") -> Any:
     """``json.load`` of ``path``; invalid JSON is a ValueError naming the file (and the position)."""
     try:
