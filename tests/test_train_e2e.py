@@ -113,7 +113,6 @@ def _check_debug_pictures(folder: str, cfg, train_batches: int, val_batches: int
     """DEBUG pictures every PRINT_FREQ iterations: reference kinds for train and val, plus the
     easy / hard views and teacher / student heatmaps of a semi-supervised step."""
     import cv2
-    import numpy as np
     w, h = cfg.MODEL.IMAGE_SIZE
     hw, hh = cfg.MODEL.EXTRA.HEATMAP_SIZE
     j = cfg.MODEL.NUM_JOINTS

@@ -25,8 +25,6 @@ from semipose.utils.io import read_json
 logger = logging.getLogger(__name__)
 
 PIXEL_STD = 200.0
-# Records without boxes carry this placeholder raw_box (as the reference does).
-NO_BOX = np.array([1, 1, 2, 2], np.float32)
 
 
 def coco_image_set(name: str) -> str:
@@ -316,9 +314,3 @@ class CocoDataset:
             train_len=int(cfg.DATASET.TRAIN_LEN if train_len is None else train_len),
             select=bool(cfg.DATASET.SELECT_DATA) and is_train,
             data_format=cfg.DATASET.DATA_FORMAT)
-
-
-def load_coco_records(root: str, image_set: str, num_joints: int, image_size: Sequence[int],
-                      is_train: bool, **kwargs: Any) -> List[Dict[str, Any]]:
-    """Person records of a COCO set (see :class:`CocoDataset` for the keyword arguments)."""
-    return CocoDataset(root, image_set, num_joints, image_size, is_train, **kwargs).records

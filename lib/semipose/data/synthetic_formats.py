@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np

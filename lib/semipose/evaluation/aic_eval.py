@@ -11,14 +11,13 @@ visibility rule); threshold 0.5; Mean weighted by labeled counts over all 14 joi
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from semipose.data.aic import UNLABELED, aic_gt_npy_path, aic_humans  # noqa: F401
+from semipose.data.aic import UNLABELED, aic_humans
 from semipose.data.keypoints import AIC, JointSet, to_native
 from semipose.evaluation.mpii_eval import PCK_GRID, pck_curve, save_mat_atomic, summarize
 from semipose.utils.io import read_json

@@ -7,7 +7,6 @@ Ground truth: a MATLAB file ``<root>/mpii/annot/gt_<TEST_SET>.mat`` with
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
@@ -16,9 +15,8 @@ import numpy as np
 import scipy.io
 
 from semipose.data.keypoints import MPII, JointSet, to_native
-from semipose.data.mpii import MPII_MAT_NAMES, mpii_gt_path  # noqa: F401  (re-exported for callers)
-from semipose.utils.io import atomic_write
-from semipose.utils.io import read_json
+from semipose.data.mpii import MPII_MAT_NAMES
+from semipose.utils.io import atomic_write, read_json
 
 SC_BIAS = 0.6  # MPII head size = 0.6 x head-box diagonal
 # PCK curve grid 0, 0.01, ..., 0.50; "Mean@0.1" reads grid index 11 (= 0.11) like the reference.
@@ -106,7 +104,8 @@ def evaluate_mpii(preds: np.ndarray, joint_set: JointSet, gt_file: str, output_d
         preds: [N, J, 2 or 3] in 0-based image pixels, joint order ``joint_set`` (union or MPII);
             persons in the order of the GT file. Not modified.
         joint_set: the model joint space of ``preds``.
-        gt_file: GT .mat path (see ``mpii_gt_path``); not read when 'test' is in ``test_set``.
+        gt_file: GT .mat path (see ``semipose.data.mpii.mpii_gt_path``); not read when 'test' is
+            in ``test_set``.
         output_dir: where ``pred_file_name`` ([N, 16, 2] 1-based, key 'preds') is written.
     Returns:
         (OrderedDict Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle, Mean, Mean@0.1 (0.11 as in the

@@ -17,11 +17,10 @@ from torch import nn
 
 from .hrnet import PoseHighResolutionNet, StageSpec
 from .resnet import PoseResNet
-from .weights import (copy_tensors, list_keys, load_checkpoint, nets_state_dict, read_state,
-                      to_reference_state_dict)
+from .weights import copy_tensors, list_keys, read_state
 
 __all__ = ["build_net", "init_weights", "init_nets", "init_nets_from_cfg", "pretrained_layers",
-           "load_checkpoint", "nets_state_dict", "to_reference_state_dict", "backbone_kind"]
+           "backbone_kind"]
 logger = logging.getLogger(__name__)
 
 IMAGENET_DIR = "models/pytorch/imagenet/"

@@ -29,9 +29,6 @@ LOWER_BODY_NAMES = frozenset(UNION.names[:UNION.index("belly")])
 CropAugment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 Sample = Dict[str, Any]
 
-# decode_image(path, color_rgb=False) -> uint8 [H, W, 3] BGR: the one decode of a sample.
-decode_image = read_image
-
 
 @dataclass(frozen=True)
 class Geometry:
