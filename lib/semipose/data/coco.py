@@ -19,12 +19,10 @@ import numpy as np
 
 from semipose.data.imageio import zip_member_path
 from semipose.data.keypoints import COCO, JointSet, map_joints, model_joint_set
-from semipose.transforms.affine import box_to_center_scale, sanitize_box
+from semipose.transforms.affine import PIXEL_STD, box_to_center_scale, sanitize_box
 from semipose.utils.io import read_json
 
 logger = logging.getLogger(__name__)
-
-PIXEL_STD = 200.0
 
 
 def coco_image_set(name: str) -> str:

@@ -8,12 +8,12 @@ persons in the PCKh ground truth ``gt_<image_set>.mat`` (see ``semipose.evaluati
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from semipose.data.keypoints import MPII, JointSet, map_joints, model_joint_set
-from semipose.utils.io import read_json
+from semipose.utils.io import atomic_write_mat, read_json
 
 # The reference moves the MPII person centre down by 15 * scale pixels (the json centre sits
 # high, around the chest) before padding the scale like the other datasets.
@@ -35,6 +35,23 @@ def mpii_annotation_path(root: str, image_set: str) -> str:
 def mpii_gt_path(root: str, test_set: str) -> str:
     """PCKh ground truth ``<root>/mpii/annot/gt_<test_set>.mat`` (gt_validation.mat, gt_valid.mat)."""
     return os.path.join(root, "mpii", "annot", f"gt_{test_set}.mat")
+
+
+def write_gt_mat(path: str, joints: np.ndarray, joints_vis: np.ndarray, headboxes: np.ndarray,
+                 header: Optional[str] = None, durable: bool = True) -> None:
+    """Write a PCKh ground truth .mat in the layout of MPII's gt_valid.mat.
+
+    Args:
+        joints: [N, 16, 2] 1-based pixels, native MPII order; joints_vis: [N, 16] (1 labeled);
+        headboxes: [N, 2, 2] (corner, xy) 1-based pixels.
+        header, durable: see ``semipose.utils.io.atomic_write_mat``.
+    """
+    atomic_write_mat(path, {
+        "dataset_joints": np.array(MPII_MAT_NAMES, dtype=object).reshape(1, -1),
+        "jnt_missing": (1.0 - joints_vis).T,                # [16, N]
+        "pos_gt_src": joints.transpose(1, 2, 0),            # [16, 2, N]
+        "headboxes_src": headboxes.transpose(1, 2, 0),      # [2, 2, N]
+    }, header=header, durable=durable)
 
 
 def mpii_image_path(root: str, image: str, data_format: str = "jpg") -> str:

@@ -15,8 +15,8 @@ import numpy as np
 import scipy.io
 
 from semipose.data.keypoints import MPII, JointSet, to_native
-from semipose.data.mpii import MPII_MAT_NAMES
-from semipose.utils.io import atomic_write, read_json
+from semipose.data.mpii import write_gt_mat
+from semipose.utils.io import atomic_write_mat, read_json
 
 SC_BIAS = 0.6  # MPII head size = 0.6 x head-box diagonal
 # PCK curve grid 0, 0.01, ..., 0.50; "Mean@0.1" reads grid index 11 (= 0.11) like the reference.
@@ -24,11 +24,6 @@ PCK_GRID = np.arange(0, 0.5 + 0.01, 0.01)
 CURVE_COLUMNS = (("Mean@0.1", 11), ("Mean@0.2", 20), ("Mean@0.3", 30), ("Mean@0.4", 40))
 # Joints left out of the MPII Mean (pelvis, thorax), as in the standard MPII protocol.
 MPII_MEAN_EXCLUDED = ("root", "thorax")
-
-
-def save_mat_atomic(path: str, arrays: Dict[str, Any]) -> None:
-    """``scipy.io.savemat`` written atomically, so readers never see half a file."""
-    atomic_write(path, lambda f: scipy.io.savemat(f, arrays))
 
 
 def pck_curve(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, headsize: np.ndarray,
@@ -113,7 +108,7 @@ def evaluate_mpii(preds: np.ndarray, joint_set: JointSet, gt_file: str, output_d
         For a test split: ({'Null': 0}, 0).
     """
     pred = to_native(np.asarray(preds, np.float64)[..., :2], joint_set, MPII) + 1.0
-    save_mat_atomic(os.path.join(output_dir, pred_file_name), {"preds": pred})
+    atomic_write_mat(os.path.join(output_dir, pred_file_name), {"preds": pred})
     if "test" in test_set:
         return OrderedDict([("Null", 0)]), 0
 
@@ -165,9 +160,4 @@ def write_mpii_gt_mat(source: Union[str, Sequence[Dict[str, Any]], Tuple[np.ndar
     joints = joints.reshape(-1, MPII.num_joints, 2)
     vis = vis.reshape(-1, MPII.num_joints)
     boxes = head_boxes_from_joints(joints, vis) if headboxes is None else np.asarray(headboxes, float)
-    save_mat_atomic(path, {
-        "dataset_joints": np.array(MPII_MAT_NAMES, dtype=object).reshape(1, -1),
-        "jnt_missing": (1.0 - vis).T,                       # [16, N]
-        "pos_gt_src": joints.transpose(1, 2, 0),            # [16, 2, N]
-        "headboxes_src": boxes.transpose(1, 2, 0),          # [2, 2, N]
-    })
+    write_gt_mat(path, joints, vis, boxes)

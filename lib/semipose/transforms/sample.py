@@ -17,7 +17,7 @@ import torch
 
 from semipose.data.imageio import read_image
 from semipose.data.keypoints import JOINT_SETS, UNION, JointSet
-from semipose.transforms.affine import affine_points, flip_joints, get_affine_transform
+from semipose.transforms.affine import PIXEL_STD, affine_points, flip_joints, get_affine_transform
 from semipose.transforms.heatmap import generate_target
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -57,7 +57,7 @@ def box_of_points(pts: np.ndarray, aspect_ratio: float, padding: float
         h = w / aspect_ratio
     elif w < aspect_ratio * h:
         w = h * aspect_ratio
-    return center, np.array([w / 200.0, h / 200.0], np.float32) * padding
+    return center, np.array([w / PIXEL_STD, h / PIXEL_STD], np.float32) * padding
 
 
 class SampleTransform:
