@@ -20,7 +20,7 @@ from semipose.data.synthetic import generate
 from semipose.engine.cli import base_parser
 from semipose.engine.log import scalar_tag
 from semipose.engine.runs import latest_run
-from semipose.engine.setup import resume_loader
+from semipose.engine.data_setup import resume_loader
 from semipose.engine.validate import evaluate_checkpoint
 from semipose.utils.dist import DistInfo
 

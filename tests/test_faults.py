@@ -18,7 +18,7 @@ from semipose.data.imageio import ImageReadError, read_image
 from semipose.data.synthetic import generate
 from semipose.engine.checkpoint import CheckpointError, load_resume_state
 from semipose.engine.runs import latest_run
-from semipose.engine.setup import skipped_images
+from semipose.engine.data_setup import skipped_images
 from semipose.engine.trainer import NonFiniteLossError, Trainer
 from semipose.utils.dist import DistInfo
 

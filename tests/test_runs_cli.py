@@ -160,7 +160,7 @@ def test_cuda_without_gpu_is_one_line(flags, data_root, tmp_path, capsys):
 def test_generated_root_without_unlabeled_images_is_reported(data_root, tmp_path):
     """posedual_wild.yaml on a root that supervised.yaml generated (0 unlabeled images)."""
     import logging
-    from semipose.engine.setup import prepare_synthetic
+    from semipose.engine.data_setup import prepare_synthetic
     wild = os.path.join(ROOT, "experiments", "synthetic", "posedual_wild.yaml")
     cfg = load_cfg(wild, ["DATASET.ROOT", data_root, "SYNTHETIC.GENERATE_IF_MISSING", "True"])
     with pytest.raises(ValueError, match=f"under {data_root} has no unlabeled2017 images"):

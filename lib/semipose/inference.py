@@ -38,7 +38,7 @@ def load_method(cfg: CfgNode, model_file: str, device: torch.device | str,
     Reads this project's checkpoints and the reference layouts (see models.weights); returns
     (method, layout name). ``allow_single`` loads a one-net file into net1 of a two-net method.
     """
-    from .engine.setup import build_nets
+    from .engine.model_setup import build_nets
     from .methods import build_method
     from .models.weights import load_checkpoint
 

@@ -148,7 +148,7 @@ def _init_one(net: nn.Module, state: Mapping[str, torch.Tensor] | None, layers: 
               source: str) -> List[str]:
     net.reference_init()
     if state is None:
-        # the caller says it once for all nets (engine.setup.build_nets)
+        # the caller says it once for all nets (engine.model_setup.build_nets)
         logger.debug("no pretrained file given: %s starts from random initialisation",
                      type(net).__name__)
         return []
