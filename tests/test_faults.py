@@ -15,39 +15,28 @@ import torch
 
 from semipose.config import load_cfg, output_dir
 from semipose.data.imageio import ImageReadError, read_image
-from semipose.data.synthetic import generate
 from semipose.engine.checkpoint import CheckpointError, load_resume_state
-from semipose.engine.runs import latest_run
 from semipose.engine.data_setup import skipped_images
+from semipose.engine.runs import latest_run
 from semipose.engine.trainer import NonFiniteLossError, Trainer
 from semipose.utils.dist import DistInfo
 
+from conftest import tiny
 from entry_points import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
-TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
-        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
-        "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8", "WORKERS", "0", "PRINT_FREQ", "1",
-        "DATASET.TRAIN_LEN", "8", "SYNTHETIC.GENERATE_IF_MISSING", "False", "DEVICE", "cpu",
-        "MONITOR.ENABLED", "False"]
+TINY = tiny("MONITOR.ENABLED", "False")
 
 train_cli = load_script("train")
 valid_cli = load_script("valid")
 
 
-@pytest.fixture(scope="module")
-def clean_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("synthetic"))
-    generate(root, seed=3, num_train=6, num_val=3, num_unlabeled=0, show_progress=False)
-    return root
-
-
 @pytest.fixture
-def root(clean_root, tmp_path) -> str:
+def root(data_root, tmp_path) -> str:
     """A private copy of the tiny set, free to damage."""
     dst = str(tmp_path / "data")
-    shutil.copytree(clean_root, dst)
+    shutil.copytree(data_root, dst)
     return dst
 
 
