@@ -16,6 +16,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from yacs.config import CfgNode
 
 from semipose.data.imageio import zip_member_path
 from semipose.data.keypoints import COCO, JointSet, map_joints, model_joint_set
@@ -301,7 +302,7 @@ class CocoDataset:
         return len(self.records)
 
     @classmethod
-    def from_cfg(cls, cfg, image_set: str, is_train: bool, train_len: Optional[int] = None
+    def from_cfg(cls, cfg: CfgNode, image_set: str, is_train: bool, train_len: Optional[int] = None
                  ) -> "CocoDataset":
         """Build from a config; ``train_len`` overrides DATASET.TRAIN_LEN (0/-1 = all)."""
         return cls(

@@ -11,6 +11,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+from yacs.config import CfgNode
 
 from semipose.data.keypoints import MPII, JointSet, map_joints, model_joint_set
 from semipose.utils.io import atomic_write_mat, read_json
@@ -161,7 +162,7 @@ class MpiiDataset:
         return len(self.records)
 
     @classmethod
-    def from_cfg(cls, cfg, image_set: str, is_train: bool) -> "MpiiDataset":
+    def from_cfg(cls, cfg: CfgNode, image_set: str, is_train: bool) -> "MpiiDataset":
         """Build from DATASET.ROOT, MODEL.NUM_JOINTS and DATASET.DATA_FORMAT."""
         return cls(cfg.DATASET.ROOT, image_set, int(cfg.MODEL.NUM_JOINTS),
                    cfg.DATASET.DATA_FORMAT, is_train)

@@ -40,12 +40,13 @@ def score(cfg: CfgNode, val_set: Any, pred: Dict[str, Any], output_dir: str) -> 
                 save_result=cfg.TEST.SAVE_RESULT)
         elif name == "mpii":
             from ..evaluation.mpii_eval import evaluate_mpii
-            out[net] = evaluate_mpii(kpts, val_set.joint_set, val_set.gt_file, output_dir,
+            out[net] = evaluate_mpii(kpts, val_set.joint_set, val_set.source.gt_file, output_dir,
                                      pred_file_name=_MPII_FILE.get(net, f"{net}_pred.mat"),
                                      test_set=cfg.DATASET.TEST_SET)
         elif name == "ai_challenger":
             from ..evaluation.aic_eval import evaluate_aic
-            npy = val_set.gt_npy_file if os.path.isfile(val_set.gt_npy_file) else None
+            npy = val_set.source.gt_npy_file
+            npy = npy if os.path.isfile(npy) else None
             out[net] = evaluate_aic(kpts, val_set.records, val_set.joint_set,
                                     val_set.annotation_file, output_dir, gt_npy=npy,
                                     pred_file_name=_MPII_FILE.get(net, f"{net}_pred.mat"))
