@@ -5,8 +5,7 @@ Only typing here (no behaviour), so every layer may import it.
 """
 from __future__ import annotations
 
-from typing import (TYPE_CHECKING, Any, Dict, List, Mapping, NotRequired, Protocol, Sequence,
-                    Tuple, TypedDict)
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Protocol, Sequence, Tuple, TypedDict
 
 import torch
 
@@ -34,13 +33,18 @@ class Sample(TypedDict):
     meta: Dict[str, Any]
 
 
-class PairedBatch(TypedDict):
-    """What data/paired.py yields per item (and, batched, what a semi-supervised training step
-    receives). The unlabeled sample's target_weight is 1 on the joints the labeled set annotates."""
-
+class _LabeledUnlabeled(TypedDict):
     labeled: Sample
     unlabeled: Sample
-    unlabeled_aug: NotRequired[Sample]  # CONS_RAND_AUG: the photometric twin of "unlabeled"
+
+
+class PairedBatch(_LabeledUnlabeled, total=False):
+    """What data/paired.py yields per item (and, batched, what a semi-supervised training step
+    receives). The unlabeled sample's target_weight is 1 on the joints the labeled set annotates.
+    "labeled" and "unlabeled" are always there (total=False covers only the optional twin; a
+    base class instead of NotRequired keeps Python 3.9 and 3.10 supported)."""
+
+    unlabeled_aug: Sample  # CONS_RAND_AUG: the photometric twin of "unlabeled"
 
 
 class RecordSource(Protocol):
