@@ -110,7 +110,7 @@ def synthetic_batch(cfg: CN, n: int, hm_shape, gen: torch.Generator) -> Dict[str
 def make_step(args: argparse.Namespace, cfg: CN, device: torch.device, amp: str,
               channels_last: bool, compile_: bool) -> Tuple[Callable[[], float], str]:
     """A closure running one training step; returns it and a description of the model."""
-    from semipose.engine.setup import move_batch
+    from semipose.engine.device import move_batch
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format

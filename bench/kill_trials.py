@@ -37,7 +37,7 @@ def run_command(root: str, out: str, epochs: int) -> list:
 
 def check_folder(folder: str) -> tuple:
     """(files loaded, list of failures) for every .pth.tar in ``folder``."""
-    from semipose.models.checkpoint import safe_load
+    from semipose.models.weights import safe_load
     loaded, bad = 0, []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if name.endswith(".pth.tar"):
@@ -58,7 +58,8 @@ def main() -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "kill_trials_cpu.md"))
     args = p.parse_args()
     from semipose.data.synthetic import generate
-    from semipose.engine.checkpoint import atomic_write_text, load_resume_state
+    from semipose.engine.checkpoint import load_resume_state
+    from semipose.utils.io import atomic_write_text
 
     rng = random.Random(args.seed)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")

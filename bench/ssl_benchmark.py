@@ -118,7 +118,7 @@ def record_from_history(history: Dict, method: str, labels: int, seed: int,
 
 def run_one(method: str, labels: int, seed: int, args: argparse.Namespace) -> Dict:
     """Train one run (or reuse its record) and return the record."""
-    from semipose.engine.checkpoint import atomic_write_text
+    from semipose.utils.io import atomic_write_text
 
     name = run_name(method, labels, seed)
     rec_path = os.path.join(args.work_dir, "records", name + ".json")
@@ -237,7 +237,7 @@ def all_records(work_dir: str) -> List[Dict]:
 
 def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
     """Table, plots and run records of everything finished in ``args.work_dir``."""
-    from semipose.engine.checkpoint import atomic_write_text
+    from semipose.utils.io import atomic_write_text
 
     records = all_records(args.work_dir)
     stem = report_stem(args)
@@ -345,7 +345,7 @@ def restore_records(args: argparse.Namespace) -> int:
     """Records of the committed ``<stem>_runs.json`` missing from the work folder are written
     back, so a fresh checkout (or a new work folder) skips runs already in the results and its
     report keeps them. Returns how many were restored."""
-    from semipose.engine.checkpoint import atomic_write_text
+    from semipose.utils.io import atomic_write_text
 
     path = report_stem(args) + "_runs.json"
     if not os.path.exists(path):

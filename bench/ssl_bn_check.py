@@ -24,9 +24,9 @@ from semipose.config import load_cfg
 from semipose.data.build import build_train_dataset, build_val_dataset
 from semipose.data.loaders import build_loader
 from semipose.engine.validate import run_validation
-from semipose.engine.setup import build_nets
+from semipose.engine.model_setup import build_nets
 from semipose.methods import build_method
-from semipose.models.checkpoint import load_checkpoint
+from semipose.models.weights import load_checkpoint
 from semipose.utils.dist import DistInfo
 
 

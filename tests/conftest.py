@@ -26,3 +26,43 @@ def no_writes_outside_tmp():
     yield
     new = sorted(_entries() - before)
     assert not new, f"tests wrote into the checkout: {new}; give them tmp_path folders"
+
+
+# ---------------------------------------------------------------- shared tiny-run setup
+# Overrides that make a synthetic-data run tiny and CPU-only: 64x64 crops, a narrow deconv head,
+# 8 training items in batches of 4, no loader workers, no data generation on demand.
+TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
+        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
+        "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8", "WORKERS", "0", "PRINT_FREQ", "1",
+        "DATASET.TRAIN_LEN", "8", "SYNTHETIC.GENERATE_IF_MISSING", "False", "DEVICE", "cpu"]
+
+
+def tiny(*pairs: str) -> list:
+    """TINY with more ``KEY VALUE`` pairs: a key TINY has takes the new value in its place, other
+    keys are appended (so each key appears once)."""
+    assert len(pairs) % 2 == 0, f"KEY VALUE pairs expected, got {pairs}"
+    out = list(TINY)
+    for key, value in zip(pairs[0::2], pairs[1::2]):
+        if key in out[0::2]:
+            out[out.index(key) + 1] = value
+        else:
+            out += [key, value]
+    return out
+
+
+def make_synthetic(tmp_path_factory, name: str = "synthetic", seed: int = 3, num_train: int = 6,
+                   num_val: int = 3) -> str:
+    """A generated synthetic COCO root (no unlabeled images) in a fresh temporary folder."""
+    from semipose.data.synthetic import generate
+
+    root = str(tmp_path_factory.mktemp(name))
+    generate(root, seed=seed, num_train=num_train, num_val=num_val, num_unlabeled=0,
+             show_progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> str:
+    """The tiny synthetic set (seed 3, 6 train / 3 val images), generated once per test module;
+    a module that needs another size defines its own ``data_root``."""
+    return make_synthetic(tmp_path_factory)

@@ -219,8 +219,8 @@ def test_val_dataset_exposes_evaluation_inputs():
     assert not val.transform.is_train and len(val) == 12
     assert val.annotation_file == ANN and val.image_set == "val2017"
     assert val.joint_set is UNION and val.native_joint_set is COCO
-    assert val.image_ids == [785, 40083, 196141, 197388]
-    assert sorted(val.coco_api().getImgIds()) == sorted(val.image_ids)
+    assert val.source.image_ids == [785, 40083, 196141, 197388]
+    assert sorted(val.source.coco_api().getImgIds()) == sorted(val.source.image_ids)
     assert {"image_id", "score", "center", "scale", "raw_box"} <= set(val.records[0])
     with pytest.raises(AttributeError):
         val.no_such_attribute

@@ -16,27 +16,18 @@ import torch
 from semipose.config import load_cfg
 from semipose.data.build import build_train_dataset
 from semipose.data.loaders import build_loader, set_loader_epoch
-from semipose.data.synthetic import generate
 from semipose.engine.cli import base_parser
+from semipose.engine.data_setup import resume_loader
 from semipose.engine.log import scalar_tag
 from semipose.engine.runs import latest_run
-from semipose.engine.setup import resume_loader
 from semipose.engine.validate import evaluate_checkpoint
 from semipose.utils.dist import DistInfo
 
+from conftest import tiny
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSEDUAL = os.path.join(ROOT, "experiments", "synthetic", "posedual.yaml")
-TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
-        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
-        "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4", "WORKERS", "0", "PRINT_FREQ", "1",
-        "DATASET.TRAIN_LEN", "8", "SYNTHETIC.GENERATE_IF_MISSING", "False", "DEVICE", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("synthetic"))
-    generate(root, seed=3, num_train=6, num_val=3, num_unlabeled=0, show_progress=False)
-    return root
+TINY = tiny("TEST.BATCH_SIZE", "4")
 
 
 def _opts(root: str, out: str, *extra: str) -> list:

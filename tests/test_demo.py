@@ -10,20 +10,20 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_synthetic
 from entry_points import load_script
 from semipose.config import load_cfg
 from semipose.data.build import build_val_dataset
 from semipose.data.imageio import read_image
 from semipose.data.keypoints import COCO, model_joint_set, to_native
 from semipose.data.loaders import build_loader
-from semipose.data.synthetic import generate
 from semipose.engine.visualize import _LEFT, draw_pose
 from semipose.evaluation.predict import predict
 from semipose.inference import (PoseEstimator, image_id_of, load_method, read_annotation_boxes,
                                 read_detections)
 from semipose.methods import build_method
 from semipose.models.build import build_net
-from semipose.models.checkpoint import nets_state_dict
+from semipose.models.weights import nets_state_dict
 from semipose.transforms.affine import box_to_center_scale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,9 +38,7 @@ demo = load_script("demo")
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("synthetic_demo"))
-    generate(root, seed=5, num_train=1, num_val=3, num_unlabeled=0, show_progress=False)
-    return root
+    return make_synthetic(tmp_path_factory, "synthetic_demo", seed=5, num_train=1, num_val=3)
 
 
 def _opts(root: str, out: str):

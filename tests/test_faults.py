@@ -15,39 +15,28 @@ import torch
 
 from semipose.config import load_cfg, output_dir
 from semipose.data.imageio import ImageReadError, read_image
-from semipose.data.synthetic import generate
 from semipose.engine.checkpoint import CheckpointError, load_resume_state
+from semipose.engine.data_setup import skipped_images
 from semipose.engine.runs import latest_run
-from semipose.engine.setup import skipped_images
 from semipose.engine.trainer import NonFiniteLossError, Trainer
 from semipose.utils.dist import DistInfo
 
+from conftest import tiny
 from entry_points import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
-TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
-        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
-        "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8", "WORKERS", "0", "PRINT_FREQ", "1",
-        "DATASET.TRAIN_LEN", "8", "SYNTHETIC.GENERATE_IF_MISSING", "False", "DEVICE", "cpu",
-        "MONITOR.ENABLED", "False"]
+TINY = tiny("MONITOR.ENABLED", "False")
 
 train_cli = load_script("train")
 valid_cli = load_script("valid")
 
 
-@pytest.fixture(scope="module")
-def clean_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("synthetic"))
-    generate(root, seed=3, num_train=6, num_val=3, num_unlabeled=0, show_progress=False)
-    return root
-
-
 @pytest.fixture
-def root(clean_root, tmp_path) -> str:
+def root(data_root, tmp_path) -> str:
     """A private copy of the tiny set, free to damage."""
     dst = str(tmp_path / "data")
-    shutil.copytree(clean_root, dst)
+    shutil.copytree(data_root, dst)
     return dst
 
 
@@ -179,7 +168,7 @@ def test_missing_pretrained_file(root, tmp_path, capsys):
 # ------------------------------------------------------------------------------------ valid.py
 def _save_weights(tmp_path, *opts: str) -> str:
     from semipose.models.build import build_net
-    from semipose.models.checkpoint import nets_state_dict
+    from semipose.models.weights import nets_state_dict
     cfg = load_cfg(SUPERVISED, TINY + list(opts))
     path = str(tmp_path / "weights.pth.tar")
     torch.save(nets_state_dict({"net1": build_net(cfg)}), path)
@@ -506,7 +495,7 @@ def test_valid_reads_the_resumable_checkpoint_without_unsafe_pickles(root, tmp_p
 
 def test_two_net_file_of_another_depth_points_at_the_architecture(tmp_path):
     from semipose.models.build import build_net
-    from semipose.models.checkpoint import load_checkpoint, nets_state_dict
+    from semipose.models.weights import load_checkpoint, nets_state_dict
     dual = os.path.join(ROOT, "experiments", "synthetic", "posedual.yaml")
     r34 = load_cfg(dual, ["MODEL.EXTRA.NUM_LAYERS", "34"])
     state = nets_state_dict({"net1": build_net(r34), "net2": build_net(r34)})

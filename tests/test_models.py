@@ -10,8 +10,8 @@ import torch
 import torchvision
 from yacs.config import CfgNode as CN
 
-from semipose.models.build import (build_net, init_nets, init_weights, load_checkpoint,
-                                   nets_state_dict, to_reference_state_dict)
+from semipose.models.build import build_net, init_nets, init_weights
+from semipose.models.weights import load_checkpoint, nets_state_dict, to_reference_state_dict
 
 KEY_DIR = Path(__file__).parent / "data" / "state_dict_keys"
 

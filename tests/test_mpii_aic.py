@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 from semipose.data.aic import AicDataset, load_aic_records
 from semipose.data.keypoints import AIC, MPII, UNION
-from semipose.data.mpii import MpiiDataset, load_mpii_records
+from semipose.data.mpii import MpiiDataset, load_mpii_records, mpii_gt_path
 from semipose.evaluation.aic_eval import evaluate_aic, write_aic_gt_npy
-from semipose.evaluation.mpii_eval import evaluate_mpii, mpii_gt_path, write_mpii_gt_mat
+from semipose.evaluation.mpii_eval import evaluate_mpii, write_mpii_gt_mat
 
 ROOT = os.path.join(os.path.dirname(__file__), "data", "fixtures")
 AIC_JSON = os.path.join(ROOT, "ai_challenger", "validation", "keypoint_validation_annotation.json")

@@ -173,4 +173,4 @@ def test_build_mix_mpii_ai_and_mpii_val(tmp_path):
     np.testing.assert_array_equal(np.flatnonzero(w), labeled_union_ids(MPII))
     assert item["labeled"]["image"].shape == (3, 256, 256)
     val = build_val_dataset(cfg)
-    assert not val.transform.is_train and val.gt_file.endswith("gt_validation.mat")
+    assert not val.transform.is_train and val.source.gt_file.endswith("gt_validation.mat")

@@ -10,25 +10,20 @@ import pytest
 import torch
 
 from semipose.config import load_cfg
-from semipose.data.synthetic import generate
 from semipose.engine.trainer import Trainer
 from semipose.utils.dist import DistInfo
+
+from conftest import make_synthetic, tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSEDUAL = os.path.join(ROOT, "experiments", "synthetic", "posedual.yaml")
 SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
-TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
-        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
-        "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8", "WORKERS", "0", "PRINT_FREQ", "1",
-        "DATASET.TRAIN_LEN", "8", "SYNTHETIC.GENERATE_IF_MISSING", "False", "DEVICE", "cpu",
-        "MONITOR.ENABLED", "False", "MASK_JOINT_NUM", "2"]
+TINY = tiny("MONITOR.ENABLED", "False", "MASK_JOINT_NUM", "2")
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("synthetic"))
-    generate(root, seed=3, num_train=4, num_val=2, num_unlabeled=0, show_progress=False)
-    return root
+    return make_synthetic(tmp_path_factory, num_train=4, num_val=2)
 
 
 def _train_steps(path: str, root: str, out: str, *extra: str, steps: int = 2) -> Trainer:

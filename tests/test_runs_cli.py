@@ -9,31 +9,24 @@ import pytest
 import torch
 import yaml
 
+from conftest import make_synthetic, tiny
 from entry_points import load_script
 from semipose.config import load_cfg, output_dir
 from semipose.config.describe import key_docs
-from semipose.data.synthetic import generate
 from semipose.engine.cli import base_parser, parse_cli
 from semipose.engine.runs import LATEST, latest_run
 from semipose.engine.validate import valid_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
-TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
-        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
-        "MODEL.EXTRA.BASE_WIDTH", "16", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8",
-        "WORKERS", "0", "PRINT_FREQ", "1", "DATASET.TRAIN_LEN", "8",
-        "SYNTHETIC.GENERATE_IF_MISSING", "False", "DEVICE", "cpu", "TRAIN.END_EPOCH", "1",
-        "TRAIN.LR_STEP", "[5]"]
+TINY = tiny("MODEL.EXTRA.BASE_WIDTH", "16", "TRAIN.END_EPOCH", "1", "TRAIN.LR_STEP", "[5]")
 train_cli = load_script("train")
 valid_cli = load_script("valid")
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("synthetic_runs"))
-    generate(root, seed=3, num_train=4, num_val=2, num_unlabeled=0, show_progress=False)
-    return root
+    return make_synthetic(tmp_path_factory, "synthetic_runs", num_train=4, num_val=2)
 
 
 def _args(root: str, out: str, *extra: str):
@@ -160,7 +153,7 @@ def test_cuda_without_gpu_is_one_line(flags, data_root, tmp_path, capsys):
 def test_generated_root_without_unlabeled_images_is_reported(data_root, tmp_path):
     """posedual_wild.yaml on a root that supervised.yaml generated (0 unlabeled images)."""
     import logging
-    from semipose.engine.setup import prepare_synthetic
+    from semipose.engine.data_setup import prepare_synthetic
     wild = os.path.join(ROOT, "experiments", "synthetic", "posedual_wild.yaml")
     cfg = load_cfg(wild, ["DATASET.ROOT", data_root, "SYNTHETIC.GENERATE_IF_MISSING", "True"])
     with pytest.raises(ValueError, match=f"under {data_root} has no unlabeled2017 images"):

@@ -11,26 +11,17 @@ from semipose.config import load_cfg
 from semipose.data.synthetic import generate
 from semipose.engine.trainer import Trainer
 from semipose.engine.validate import evaluate_checkpoint
-from semipose.models.checkpoint import to_reference_state_dict
+from semipose.models.weights import to_reference_state_dict
 from semipose.utils.dist import DistInfo
+
+from conftest import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
 POSEDUAL = os.path.join(ROOT, "experiments", "synthetic", "posedual.yaml")
 POSECONS = os.path.join(ROOT, "experiments", "synthetic", "posecons.yaml")
 
-TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
-        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
-        "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8", "WORKERS", "0", "PRINT_FREQ", "2",
-        "DATASET.TRAIN_LEN", "8", "SYNTHETIC.GENERATE_IF_MISSING", "False",
-        "CUDNN.DETERMINISTIC", "True", "DEVICE", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("synthetic"))
-    generate(root, seed=3, num_train=6, num_val=3, num_unlabeled=0, show_progress=False)
-    return root
+TINY = tiny("PRINT_FREQ", "2", "CUDNN.DETERMINISTIC", "True")
 
 
 def _cfg(path: str, root: str, out: str, *extra: str):
@@ -113,7 +104,6 @@ def _check_debug_pictures(folder: str, cfg, train_batches: int, val_batches: int
     """DEBUG pictures every PRINT_FREQ iterations: reference kinds for train and val, plus the
     easy / hard views and teacher / student heatmaps of a semi-supervised step."""
     import cv2
-    import numpy as np
     w, h = cfg.MODEL.IMAGE_SIZE
     hw, hh = cfg.MODEL.EXTRA.HEATMAP_SIZE
     j = cfg.MODEL.NUM_JOINTS

@@ -35,12 +35,12 @@ def load_method(cfg: CfgNode, model_file: str, device: torch.device | str,
                 allow_single: bool = False) -> Tuple[torch.nn.Module, str]:
     """The method of ``cfg`` with the weights of ``model_file`` on ``device`` in eval mode.
 
-    Reads this project's checkpoints and the reference layouts (see models.checkpoint); returns
+    Reads this project's checkpoints and the reference layouts (see models.weights); returns
     (method, layout name). ``allow_single`` loads a one-net file into net1 of a two-net method.
     """
-    from .engine.setup import build_nets
+    from .engine.model_setup import build_nets
     from .methods import build_method
-    from .models.checkpoint import load_checkpoint
+    from .models.weights import load_checkpoint
 
     if not os.path.isfile(model_file):
         raise FileNotFoundError(f"model file {model_file!r} not found: pass --model-file PATH "

@@ -2,12 +2,12 @@
 
     cfg = load_cfg("experiments/synthetic/posedual.yaml", ["TRAIN.LR", "0.002"])  # frozen
 """
-from .defaults import get_defaults, hrnet_extra, resnet_extra
+from .defaults import get_defaults
 from .loader import dump_cfg, load_cfg, to_plain
 from .merge import ConfigError, ConfigTypeError, UnknownKeyError
 from .paths import apply_dirs, model_name, output_dir
 
 __all__ = [
     "ConfigError", "ConfigTypeError", "UnknownKeyError", "apply_dirs", "dump_cfg", "get_defaults",
-    "hrnet_extra", "load_cfg", "model_name", "output_dir", "resnet_extra", "to_plain",
+    "load_cfg", "model_name", "output_dir", "to_plain",
 ]

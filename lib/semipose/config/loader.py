@@ -9,7 +9,7 @@ from yacs.config import CfgNode as CN
 
 from .defaults import get_defaults, hrnet_extra
 from .merge import ConfigError, is_hrnet_model, merge_dict, merge_opts
-from .validate import validate
+from .checks import validate
 from ..utils.io import atomic_write
 
 

@@ -12,6 +12,7 @@ import os
 from typing import Any, Dict, List, Sequence
 
 import numpy as np
+from yacs.config import CfgNode
 
 from semipose.data.keypoints import AIC, JointSet, map_joints, model_joint_set
 from semipose.transforms.affine import box_to_center_scale
@@ -142,7 +143,7 @@ class AicDataset:
         return len(self.records)
 
     @classmethod
-    def from_cfg(cls, cfg, image_set: str, is_train: bool = True) -> "AicDataset":
+    def from_cfg(cls, cfg: CfgNode, image_set: str, is_train: bool = True) -> "AicDataset":
         """Build from DATASET.ROOT, MODEL.NUM_JOINTS, MODEL.IMAGE_SIZE and DATASET.DATA_FORMAT;
         ``is_train`` is accepted for symmetry (the records do not depend on it)."""
         return cls(cfg.DATASET.ROOT, image_set, int(cfg.MODEL.NUM_JOINTS), cfg.MODEL.IMAGE_SIZE,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable, Dict, Optional
 
 from torch.utils.data import Dataset
+from yacs.config import CfgNode
 
 from semipose.data.coco import CocoDataset
 from semipose.data.dataset import PoseDataset
@@ -22,6 +23,7 @@ from semipose.data.keypoints import JointSet, slots_in
 from semipose.data.paired import PairedDataset
 from semipose.transforms.randaugment import RandAugment
 from semipose.transforms.sample import SampleTransform
+from semipose.types import RecordSource
 
 DatasetBuilder = Callable[..., Dataset]
 TRAIN_DATASETS: Dict[str, DatasetBuilder] = {}
@@ -42,22 +44,24 @@ def _lookup(table: Dict[str, DatasetBuilder], name: str, key: str) -> DatasetBui
     return table[name]
 
 
-def build_train_dataset(cfg) -> Dataset:
+def build_train_dataset(cfg: CfgNode) -> Dataset:
     """The training dataset named by DATASET.TRAIN_DATASET (PoseDataset or PairedDataset)."""
     return _lookup(TRAIN_DATASETS, cfg.DATASET.TRAIN_DATASET, "DATASET.TRAIN_DATASET")(cfg)
 
 
-def build_val_dataset(cfg) -> PoseDataset:
+def build_val_dataset(cfg: CfgNode) -> PoseDataset:
     """The validation dataset named by DATASET.TEST_DATASET (non-augmenting PoseDataset).
 
-    Exposes ``records``, ``joint_set``, ``native_joint_set``, ``image_set`` and the
-    dataset's evaluation inputs (COCO: ``annotation_file``, ``image_ids``, ``coco_api()``).
+    Exposes ``records``, ``joint_set``, ``native_joint_set``, ``image_set``,
+    ``annotation_file`` and, under ``source``, the dataset's other evaluation inputs (COCO:
+    ``image_ids``, ``coco_api()``; MPII: ``gt_file``; AIC: ``gt_npy_file``).
     """
     return _lookup(VAL_DATASETS, cfg.DATASET.TEST_DATASET, "DATASET.TEST_DATASET")(cfg)
 
 
 # ---------------------------------------------------------------------------------- helpers
-def wrap_records(cfg, source, is_train: bool, allow_half_body: bool = True) -> PoseDataset:
+def wrap_records(cfg: CfgNode, source: RecordSource, is_train: bool,
+                 allow_half_body: bool = True) -> PoseDataset:
     """PoseDataset over ``source.records`` with the config's sample pipeline.
 
     ``source`` needs ``records``, ``flip_pairs`` and ``joint_set`` (model space).
@@ -75,7 +79,7 @@ def labeled_joint_ids(model_set: JointSet, labeled_native: JointSet):
     return sorted(int(i) for i in idx[idx >= 0])
 
 
-def build_pair(cfg, labeled: PoseDataset, unlabeled: PoseDataset,
+def build_pair(cfg: CfgNode, labeled: PoseDataset, unlabeled: PoseDataset,
                labeled_native: JointSet) -> PairedDataset:
     """Pair two PoseDatasets per the config (CONS_RAND_AUG -> RandAugment(2, RAND_MAGNITUDE) twin)."""
     rand_aug: Optional[RandAugment] = None
@@ -86,17 +90,17 @@ def build_pair(cfg, labeled: PoseDataset, unlabeled: PoseDataset,
 
 
 # ---------------------------------------------------------------------------------- COCO
-def build_coco_train(cfg) -> PoseDataset:
+def build_coco_train(cfg: CfgNode) -> PoseDataset:
     source = CocoDataset.from_cfg(cfg, cfg.DATASET.TRAIN_SET, is_train=True)
     return wrap_records(cfg, source, is_train=True)
 
 
-def build_coco_val(cfg) -> PoseDataset:
+def build_coco_val(cfg: CfgNode) -> PoseDataset:
     source = CocoDataset.from_cfg(cfg, cfg.DATASET.TEST_SET, is_train=False)
     return wrap_records(cfg, source, is_train=False)
 
 
-def build_mix_coco_coco(cfg) -> PairedDataset:
+def build_mix_coco_coco(cfg: CfgNode) -> PairedDataset:
     """Labeled COCO (TRAIN_LEN applied) + unlabeled COCO (TRAIN_UNSUP_SET or TRAIN_SET, all of it).
 
     RAW_INPUT builds the unlabeled side without augmentation. TRAIN_LEN is passed explicitly
@@ -114,17 +118,17 @@ def build_mix_coco_coco(cfg) -> PairedDataset:
 
 # ---------------------------------------------------------------------------------- MPII / AIC
 # Imported inside the builders so a COCO run never depends on these modules.
-def _mpii(cfg, image_set: str, is_train: bool):
+def _mpii(cfg: CfgNode, image_set: str, is_train: bool):
     from semipose.data.mpii import MpiiDataset
     return MpiiDataset.from_cfg(cfg, image_set, is_train)
 
 
-def _aic(cfg, image_set: str, is_train: bool):
+def _aic(cfg: CfgNode, image_set: str, is_train: bool):
     from semipose.data.aic import AicDataset
     return AicDataset.from_cfg(cfg, image_set, is_train)
 
 
-def build_mix_mpii_ai(cfg) -> PairedDataset:
+def build_mix_mpii_ai(cfg: CfgNode) -> PairedDataset:
     """Labeled MPII (TRAIN_SET) + unlabeled AI Challenger (TRAIN_SET).
 
     The reference draws the labeled partner per item; here it is drawn per epoch, which is the
@@ -137,19 +141,19 @@ def build_mix_mpii_ai(cfg) -> PairedDataset:
                       wrap_records(cfg, unlabeled_src, u_train), labeled_src.native_joint_set)
 
 
-def build_mpii_train(cfg) -> PoseDataset:
+def build_mpii_train(cfg: CfgNode) -> PoseDataset:
     return wrap_records(cfg, _mpii(cfg, cfg.DATASET.TRAIN_SET, True), is_train=True)
 
 
-def build_mpii_val(cfg) -> PoseDataset:
+def build_mpii_val(cfg: CfgNode) -> PoseDataset:
     return wrap_records(cfg, _mpii(cfg, cfg.DATASET.TEST_SET, False), is_train=False)
 
 
-def build_aic_train(cfg) -> PoseDataset:
+def build_aic_train(cfg: CfgNode) -> PoseDataset:
     return wrap_records(cfg, _aic(cfg, cfg.DATASET.TRAIN_SET, True), is_train=True)
 
 
-def build_aic_val(cfg) -> PoseDataset:
+def build_aic_val(cfg: CfgNode) -> PoseDataset:
     return wrap_records(cfg, _aic(cfg, cfg.DATASET.TEST_SET, False), is_train=False)
 
 

@@ -16,17 +16,14 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from yacs.config import CfgNode
 
 from semipose.data.imageio import zip_member_path
 from semipose.data.keypoints import COCO, JointSet, map_joints, model_joint_set
-from semipose.transforms.affine import box_to_center_scale, sanitize_box
+from semipose.transforms.affine import PIXEL_STD, box_to_center_scale, sanitize_box
 from semipose.utils.io import read_json
 
 logger = logging.getLogger(__name__)
-
-PIXEL_STD = 200.0
-# Records without boxes carry this placeholder raw_box (as the reference does).
-NO_BOX = np.array([1, 1, 2, 2], np.float32)
 
 
 def coco_image_set(name: str) -> str:
@@ -305,7 +302,7 @@ class CocoDataset:
         return len(self.records)
 
     @classmethod
-    def from_cfg(cls, cfg, image_set: str, is_train: bool, train_len: Optional[int] = None
+    def from_cfg(cls, cfg: CfgNode, image_set: str, is_train: bool, train_len: Optional[int] = None
                  ) -> "CocoDataset":
         """Build from a config; ``train_len`` overrides DATASET.TRAIN_LEN (0/-1 = all)."""
         return cls(
@@ -316,9 +313,3 @@ class CocoDataset:
             train_len=int(cfg.DATASET.TRAIN_LEN if train_len is None else train_len),
             select=bool(cfg.DATASET.SELECT_DATA) and is_train,
             data_format=cfg.DATASET.DATA_FORMAT)
-
-
-def load_coco_records(root: str, image_set: str, num_joints: int, image_size: Sequence[int],
-                      is_train: bool, **kwargs: Any) -> List[Dict[str, Any]]:
-    """Person records of a COCO set (see :class:`CocoDataset` for the keyword arguments)."""
-    return CocoDataset(root, image_set, num_joints, image_size, is_train, **kwargs).records

@@ -8,14 +8,16 @@ the main process reaches the workers created for the next epoch.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from semipose.data.imageio import ImageReadError
-from semipose.transforms.sample import CropAugment, Sample, SampleTransform
+from semipose.data.keypoints import JointSet
+from semipose.transforms.sample import CropAugment, SampleTransform
+from semipose.types import Record, RecordSource, Sample
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +36,17 @@ class PoseDataset(Dataset):
         seed: base seed of the per-item generators (cfg.SEED).
         skip_bad_images: on an unreadable image, count it, warn once and use another record
             instead of raising (DATASET.SKIP_BAD_IMAGES).
-        source: the object that built the records (e.g. CocoDataset); attributes this class
-            lacks (``annotation_file``, ``image_set``, ``joint_set``, ...) are read from it.
+        source: the RecordSource that built the records (e.g. CocoDataset); its joint sets,
+            flip pairs, image set and annotation file are this dataset's, and its
+            dataset-specific evaluation inputs (``gt_file``, ``image_ids``, ...) are read from
+            ``dataset.source``.
     """
 
     max_skip_tries = 20
 
-    def __init__(self, records: List[Dict[str, Any]], transform: SampleTransform,
+    def __init__(self, records: List[Record], transform: SampleTransform,
                  is_train: bool, seed: int = 0, skip_bad_images: bool = False,
-                 source: Any = None) -> None:
+                 source: Optional[RecordSource] = None) -> None:
         if not records:
             raise ValueError("PoseDataset needs at least one person record; the dataset is empty")
         self.records = records
@@ -55,13 +59,31 @@ class PoseDataset(Dataset):
         self._skips = torch.zeros(_COUNTER_SLOTS, dtype=torch.int64).share_memory_()
         self._warned: set = set()
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for attributes not found normally; guard against recursion while
-        # unpickling (before __dict__ is filled).
-        source = self.__dict__.get("source")
-        if source is None or name.startswith("__"):
+    def _source(self, name: str) -> RecordSource:
+        if self.source is None:
             raise AttributeError(f"{type(self).__name__} has no attribute '{name}'")
-        return getattr(source, name)
+        return self.source
+
+    @property
+    def joint_set(self) -> JointSet:
+        """The model's joint space (the source's)."""
+        return self._source("joint_set").joint_set
+
+    @property
+    def native_joint_set(self) -> JointSet:
+        return self._source("native_joint_set").native_joint_set
+
+    @property
+    def flip_pairs(self) -> Sequence[Tuple[int, int]]:
+        return self._source("flip_pairs").flip_pairs
+
+    @property
+    def image_set(self) -> str:
+        return self._source("image_set").image_set
+
+    @property
+    def annotation_file(self) -> str:
+        return self._source("annotation_file").annotation_file
 
     def __len__(self) -> int:
         return len(self.records)

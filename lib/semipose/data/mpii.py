@@ -8,12 +8,13 @@ persons in the PCKh ground truth ``gt_<image_set>.mat`` (see ``semipose.evaluati
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+from yacs.config import CfgNode
 
 from semipose.data.keypoints import MPII, JointSet, map_joints, model_joint_set
-from semipose.utils.io import read_json
+from semipose.utils.io import atomic_write_mat, read_json
 
 # The reference moves the MPII person centre down by 15 * scale pixels (the json centre sits
 # high, around the chest) before padding the scale like the other datasets.
@@ -21,6 +22,10 @@ CENTER_SHIFT = 15.0
 SCALE_PADDING = 1.25
 # Placeholder box: MPII has no person boxes (the contract's "[1,1,2,2]-style" placeholder).
 PLACEHOLDER_BOX = np.array([1.0, 1.0, 2.0, 2.0], np.float32)
+# Names written to a PCKh ground truth's ``dataset_joints`` (the MPII toolkit's spelling, native
+# order).
+MPII_MAT_NAMES = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head",
+                  "rwri", "relb", "rsho", "lsho", "lelb", "lwri")
 
 
 def mpii_annotation_path(root: str, image_set: str) -> str:
@@ -31,6 +36,23 @@ def mpii_annotation_path(root: str, image_set: str) -> str:
 def mpii_gt_path(root: str, test_set: str) -> str:
     """PCKh ground truth ``<root>/mpii/annot/gt_<test_set>.mat`` (gt_validation.mat, gt_valid.mat)."""
     return os.path.join(root, "mpii", "annot", f"gt_{test_set}.mat")
+
+
+def write_gt_mat(path: str, joints: np.ndarray, joints_vis: np.ndarray, headboxes: np.ndarray,
+                 header: Optional[str] = None, durable: bool = True) -> None:
+    """Write a PCKh ground truth .mat in the layout of MPII's gt_valid.mat.
+
+    Args:
+        joints: [N, 16, 2] 1-based pixels, native MPII order; joints_vis: [N, 16] (1 labeled);
+        headboxes: [N, 2, 2] (corner, xy) 1-based pixels.
+        header, durable: see ``semipose.utils.io.atomic_write_mat``.
+    """
+    atomic_write_mat(path, {
+        "dataset_joints": np.array(MPII_MAT_NAMES, dtype=object).reshape(1, -1),
+        "jnt_missing": (1.0 - joints_vis).T,                # [16, N]
+        "pos_gt_src": joints.transpose(1, 2, 0),            # [16, 2, N]
+        "headboxes_src": headboxes.transpose(1, 2, 0),      # [2, 2, N]
+    }, header=header, durable=durable)
 
 
 def mpii_image_path(root: str, image: str, data_format: str = "jpg") -> str:
@@ -140,7 +162,7 @@ class MpiiDataset:
         return len(self.records)
 
     @classmethod
-    def from_cfg(cls, cfg, image_set: str, is_train: bool) -> "MpiiDataset":
+    def from_cfg(cls, cfg: CfgNode, image_set: str, is_train: bool) -> "MpiiDataset":
         """Build from DATASET.ROOT, MODEL.NUM_JOINTS and DATASET.DATA_FORMAT."""
         return cls(cfg.DATASET.ROOT, image_set, int(cfg.MODEL.NUM_JOINTS),
                    cfg.DATASET.DATA_FORMAT, is_train)

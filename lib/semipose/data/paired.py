@@ -7,7 +7,7 @@ photometrically; the labeled crop has its own augmentation.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from semipose.data.dataset import PoseDataset
 from semipose.transforms.sample import CropAugment, draw_geometry
+from semipose.types import PairedBatch, Sample
 
 # Last entropy word of the pairing stream; item streams end in 0 (labeled) or 1 (unlabeled).
 _PAIRING_STREAM = 0x5EED
@@ -60,14 +61,14 @@ class PairedDataset(Dataset):
         self.labeled.set_epoch(epoch)
         self.unlabeled.set_epoch(epoch)
 
-    def __getitem__(self, index: int) -> Dict[str, Any]:
+    def __getitem__(self, index: int) -> PairedBatch:
         index = int(index)
         rng_l = np.random.default_rng([self.seed, self.epoch, index, 0])
         rng_u = np.random.default_rng([self.seed, self.epoch, index, 1])
         t = self.unlabeled.transform
         geo = draw_geometry(rng_u, t.scale_factor, t.rot_factor)
         shared = dict(rotation=geo.rotation, scale_factor=geo.scale_factor, flip=geo.flip)
-        item = {"labeled": self.labeled.get(int(self.labeled_index[index]), rng_l)}
+        item: PairedBatch = {"labeled": self.labeled.get(int(self.labeled_index[index]), rng_l)}
         u_index = index % len(self.unlabeled)
         if self.rand_aug is None:
             item["unlabeled"] = self._as_unlabeled(self.unlabeled.get(u_index, rng_u, **shared))
@@ -77,7 +78,7 @@ class PairedDataset(Dataset):
             item["unlabeled_aug"] = self._as_unlabeled(twin)
         return item
 
-    def _as_unlabeled(self, sample: Dict[str, Any]) -> Dict[str, Any]:
+    def _as_unlabeled(self, sample: Sample) -> Sample:
         """Weight 1 on the labeled set's joints: the consistency loss is taken over those."""
         mask = self.unlabeled_mask
         meta = dict(sample["meta"], joints_vis=mask.copy())

@@ -237,7 +237,7 @@ def _write_mpii(out_dir: str, plan: Dict, res: Dict) -> Dict[str, str]:
         fmt.write_json(paths["mpii_" + split], records)
         if split == "validation":
             paths["mpii_gt_validation"] = os.path.join(annot, "gt_validation.mat")
-            fmt.atomic_write(paths["mpii_gt_validation"], fmt.mpii_gt_mat(records, heads))
+            fmt.write_mpii_gt(paths["mpii_gt_validation"], records, heads)
     return paths
 
 

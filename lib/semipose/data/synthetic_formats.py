@@ -8,16 +8,16 @@ each person with UNION-order "joints" [24][2] (pixels), "vis" [24] in {0, 1, 2},
 """
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from semipose.data.keypoints import AIC, COCO, COCO_SKELETON, MPII, UNION, slots_in
+from semipose.data.mpii import write_gt_mat
 from semipose.data.synthetic_body import Draws, HEAD_ASPECT
+from semipose.transforms.affine import PIXEL_STD
 from semipose.utils.io import atomic_write as write_atomic
 
 _COCO_IDX, _MPII_IDX, _AIC_IDX = (slots_in(UNION, js) for js in (COCO, MPII, AIC))
@@ -154,32 +154,23 @@ def mpii_record(person: Dict, image_name: str) -> Dict | None:
     if not vis.any():
         return None
     x, y, w, h = person["bbox"]
-    s = max(w, h, 1.0) / 200.0
+    s = max(w, h, 1.0) / PIXEL_STD
     jj = np.where(vis[:, None] > 0, joints + 1.0, -1.0)
     return {"image": image_name, "center": [_r(x + w / 2 + 1), _r(y + h / 2 + 1 - 15 * s)],
             "scale": _r(s, 6), "joints": [[_r(a), _r(b)] for a, b in jj.tolist()],
             "joints_vis": vis.tolist()}
 
 
-def mpii_gt_mat(records: List[Dict], head_boxes: List[List[float]]) -> bytes:
-    """PCKh ground truth (.mat bytes): dataset_joints, jnt_missing [16, N], pos_gt_src [16, 2, N],
-    headboxes_src [2, 2, N] (1-based pixels), in the layout of MPII's gt_valid.mat."""
-    from scipy.io import savemat
-
-    from semipose.evaluation.mpii_eval import MPII_MAT_NAMES
-
+def write_mpii_gt(path: str, records: List[Dict], head_boxes: List[List[float]]) -> None:
+    """PCKh ground truth .mat of the MPII ``records`` (see ``semipose.data.mpii.write_gt_mat``);
+    ``head_boxes`` are ``head_box`` values [x1, y1, x2, y2] (0-based pixels), one per record."""
     n = len(records)
     pos = np.array([r["joints"] for r in records], np.float64).reshape(n, MPII.num_joints, 2)
-    missing = 1 - np.array([r["joints_vis"] for r in records], np.float64).reshape(n, MPII.num_joints)
+    vis = np.array([r["joints_vis"] for r in records], np.float64).reshape(n, MPII.num_joints)
     heads = np.array(head_boxes, np.float64).reshape(n, 2, 2) + 1.0
-    buf = io.BytesIO()
-    savemat(buf, {"dataset_joints": np.array([list(MPII_MAT_NAMES)], dtype=object),
-                  "jnt_missing": missing.T, "pos_gt_src": pos.transpose(1, 2, 0),
-                  "headboxes_src": heads.transpose(1, 2, 0)})
-    data = bytearray(buf.getvalue())
-    # The 116-byte text header carries a creation time; a fixed text keeps the bytes reproducible.
-    data[:116] = b"MATLAB 5.0 MAT-file, written by semipose.data.synthetic".ljust(116)
-    return bytes(data)
+    # A fixed header text (no creation time) keeps the bytes reproducible.
+    write_gt_mat(path, pos, vis, heads,
+                 header="MATLAB 5.0 MAT-file, written by semipose.data.synthetic", durable=False)
 
 
 def aic_entry(persons: List[Dict], image_id: str) -> Dict:

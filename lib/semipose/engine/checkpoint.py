@@ -55,11 +55,6 @@ def atomic_torch_save(obj: Any, path: str) -> None:
         raise err from exc
 
 
-def atomic_write_text(text: str, path: str) -> None:
-    """Write a text file atomically and durably."""
-    atomic_write(path, lambda f: f.write(text), mode="w")
-
-
 def remove_stale_temp_files(output_dir: str) -> int:
     """Delete the ``.tmp_*`` files a killed write left in ``output_dir``; returns how many.
 
@@ -82,7 +77,7 @@ def load_resume_state(output_dir: str) -> Optional[Dict[str, Any]]:
     path = os.path.join(output_dir, CHECKPOINT)
     if not os.path.exists(path):
         return None
-    from ..models.checkpoint import safe_load
+    from ..models.weights import safe_load
     try:
         state = safe_load(path, "resume checkpoint")
     except ValueError as exc:  # a truncated file from another tool, say

@@ -10,8 +10,7 @@ import time
 from collections import defaultdict
 from typing import Dict, List, Optional
 
-from .checkpoint import atomic_write_text
-from ..utils.io import read_json
+from ..utils.io import atomic_write_text, read_json
 
 
 FILE_ONLY = {"file_only": True}  # logger.info(..., extra=FILE_ONLY): the log file, not the console

@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..config import model_name
-from ..models.checkpoint import load_checkpoint, nets_state_dict
+from ..models.weights import load_checkpoint, nets_state_dict
 from ..utils.dist import all_gather_objects
 from ..utils.seed import rng_state, seed_everything, set_rng_state
 from .checkpoint import (BEST, CHECKPOINT, CheckpointError, atomic_torch_save,

@@ -22,14 +22,16 @@ from ..methods import CollapseMonitor
 from ..transforms.heatmap import accuracy
 from ..utils.dist import DistInfo, any_rank, barrier
 from ..utils.seed import seed_everything
-from ..models.checkpoint import nets_state_dict
+from ..models.weights import nets_state_dict
 from .checkpoint import FINAL, atomic_torch_save
 from .debug_images import DebugImages
 from .runs import choose_run_folder, lock_run_folder, unlock_run_folder
 from .log import AverageMeter, ScalarLog, scalar_tag, setup_logger
 from .optim import build_optimizer, set_epoch_lr
-from .setup import (amp_settings, build_data, build_method_for, move_batch,
-                    prepare_synthetic, resume_loader, skipped_images, until_stopped)
+from .data_setup import (build_data, prepare_synthetic, resume_loader, skipped_images,
+                         until_stopped)
+from .device import amp_settings, move_batch
+from .model_setup import build_method_for
 from .state import load_state, nonfinite_tensors, save_state
 from .validate import run_validation, settings_line
 

@@ -112,8 +112,8 @@ def evaluate_checkpoint(cfg: CfgNode, cfg_path: str, info: DistInfo, progress: b
 
     from ..config import model_name, output_dir
     from ..data.build import build_val_dataset
-    from ..data.loaders import build_loader
     from ..inference import load_method
+    from .data_setup import run_loader
     from .log import setup_logger
     from .runs import find_model_file
 
@@ -128,9 +128,7 @@ def evaluate_checkpoint(cfg: CfgNode, cfg_path: str, info: DistInfo, progress: b
     name = os.path.splitext(os.path.basename(cfg_path))[0]
     log = setup_logger(out_dir, name, "valid", info.is_main)
     val_set = build_val_dataset(cfg)
-    loader = build_loader(val_set, cfg.TEST.BATCH_SIZE, cfg.WORKERS, shuffle=False,
-                          distributed=info.distributed, seed=cfg.SEED, rank=info.rank,
-                          world_size=info.world_size, pin_memory=info.device.type == "cuda")
+    loader = run_loader(cfg, val_set, info, train=False)
     method, layout = load_method(cfg, path, info.device, allow_single=allow_single)
     log.info("loaded %s (%s layout) into %s", path, layout, model_name(cfg)[0])
     provenance = (f"valid.py: {cfg_path}, weights {os.path.abspath(path)} ({layout} layout); "

@@ -11,17 +11,16 @@ visibility rule); threshold 0.5; Mean weighted by labeled counts over all 14 joi
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from semipose.data.aic import UNLABELED, aic_gt_npy_path, aic_humans  # noqa: F401
+from semipose.data.aic import UNLABELED, aic_humans
 from semipose.data.keypoints import AIC, JointSet, to_native
-from semipose.evaluation.mpii_eval import PCK_GRID, pck_curve, save_mat_atomic, summarize
-from semipose.utils.io import read_json
+from semipose.evaluation.mpii_eval import PCK_GRID, pck_curve, summarize
+from semipose.utils.io import atomic_write_mat, read_json
 
 AIC_SC_BIAS = 1.0
 AIC_DEFAULT_HEAD_SIZE = 95.0  # pixels, where head top or neck is unlabeled
@@ -153,7 +152,7 @@ def evaluate_aic(preds: np.ndarray, records: Sequence[Dict[str, Any]], joint_set
     if len(records) != len(preds):
         raise ValueError(f"{len(preds)} predictions for {len(records)} records")
     pred = to_native(np.asarray(preds, np.float64)[..., :2], joint_set, AIC)
-    save_mat_atomic(os.path.join(output_dir, pred_file_name), {"preds": pred})
+    atomic_write_mat(os.path.join(output_dir, pred_file_name), {"preds": pred})
     gt = load_aic_gt_npy(gt_npy) if gt_npy is not None else aic_pckh_gt(annotation_file, records)
     curve, counts = aic_pckh(pred, gt, PCK_GRID)
     at_thr, _ = aic_pckh(pred, gt, np.array([threshold]))

@@ -20,8 +20,8 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 import numpy as np
 
 from semipose.data.keypoints import COCO, JointSet, to_native
-from semipose.engine.checkpoint import atomic_write_text
 from semipose.evaluation.nms import greedy_keep, oks_matrix, rescore
+from semipose.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

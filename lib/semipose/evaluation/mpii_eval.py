@@ -7,7 +7,6 @@ Ground truth: a MATLAB file ``<root>/mpii/annot/gt_<TEST_SET>.mat`` with
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
@@ -16,9 +15,8 @@ import numpy as np
 import scipy.io
 
 from semipose.data.keypoints import MPII, JointSet, to_native
-from semipose.data.mpii import mpii_gt_path  # noqa: F401  (re-exported for callers)
-from semipose.utils.io import atomic_write
-from semipose.utils.io import read_json
+from semipose.data.mpii import write_gt_mat
+from semipose.utils.io import atomic_write_mat, read_json
 
 SC_BIAS = 0.6  # MPII head size = 0.6 x head-box diagonal
 # PCK curve grid 0, 0.01, ..., 0.50; "Mean@0.1" reads grid index 11 (= 0.11) like the reference.
@@ -26,14 +24,6 @@ PCK_GRID = np.arange(0, 0.5 + 0.01, 0.01)
 CURVE_COLUMNS = (("Mean@0.1", 11), ("Mean@0.2", 20), ("Mean@0.3", 30), ("Mean@0.4", 40))
 # Joints left out of the MPII Mean (pelvis, thorax), as in the standard MPII protocol.
 MPII_MEAN_EXCLUDED = ("root", "thorax")
-# Names written to ``dataset_joints`` (the MPII toolkit's spelling, native order).
-MPII_MAT_NAMES = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head",
-                  "rwri", "relb", "rsho", "lsho", "lelb", "lwri")
-
-
-def save_mat_atomic(path: str, arrays: Dict[str, Any]) -> None:
-    """``scipy.io.savemat`` written atomically, so readers never see half a file."""
-    atomic_write(path, lambda f: scipy.io.savemat(f, arrays))
 
 
 def pck_curve(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, headsize: np.ndarray,
@@ -109,7 +99,8 @@ def evaluate_mpii(preds: np.ndarray, joint_set: JointSet, gt_file: str, output_d
         preds: [N, J, 2 or 3] in 0-based image pixels, joint order ``joint_set`` (union or MPII);
             persons in the order of the GT file. Not modified.
         joint_set: the model joint space of ``preds``.
-        gt_file: GT .mat path (see ``mpii_gt_path``); not read when 'test' is in ``test_set``.
+        gt_file: GT .mat path (see ``semipose.data.mpii.mpii_gt_path``); not read when 'test' is
+            in ``test_set``.
         output_dir: where ``pred_file_name`` ([N, 16, 2] 1-based, key 'preds') is written.
     Returns:
         (OrderedDict Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle, Mean, Mean@0.1 (0.11 as in the
@@ -117,7 +108,7 @@ def evaluate_mpii(preds: np.ndarray, joint_set: JointSet, gt_file: str, output_d
         For a test split: ({'Null': 0}, 0).
     """
     pred = to_native(np.asarray(preds, np.float64)[..., :2], joint_set, MPII) + 1.0
-    save_mat_atomic(os.path.join(output_dir, pred_file_name), {"preds": pred})
+    atomic_write_mat(os.path.join(output_dir, pred_file_name), {"preds": pred})
     if "test" in test_set:
         return OrderedDict([("Null", 0)]), 0
 
@@ -169,9 +160,4 @@ def write_mpii_gt_mat(source: Union[str, Sequence[Dict[str, Any]], Tuple[np.ndar
     joints = joints.reshape(-1, MPII.num_joints, 2)
     vis = vis.reshape(-1, MPII.num_joints)
     boxes = head_boxes_from_joints(joints, vis) if headboxes is None else np.asarray(headboxes, float)
-    save_mat_atomic(path, {
-        "dataset_joints": np.array(MPII_MAT_NAMES, dtype=object).reshape(1, -1),
-        "jnt_missing": (1.0 - vis).T,                       # [16, N]
-        "pos_gt_src": joints.transpose(1, 2, 0),            # [16, 2, N]
-        "headboxes_src": boxes.transpose(1, 2, 0),          # [2, 2, N]
-    })
+    write_gt_mat(path, joints, vis, boxes)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from semipose.transforms.affine import PIXEL_STD
 from semipose.transforms.heatmap import accuracy, flip_back, get_final_preds, shift_flipped
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def predict(models: Mapping[str, Model], loader: Any, device: torch.device | str
             boxes["scale"].append(scale)
             boxes["rotation"].append(rotation)
             # float32 product as in the reference's all_boxes column 4
-            boxes["area"].append(np.prod(scale * 200, axis=1).astype(np.float64))
+            boxes["area"].append(np.prod(scale * PIXEL_STD, axis=1).astype(np.float64))
             boxes["score"].append(_to_numpy(meta["score"], np.float64).reshape(-1))
             boxes["raw_box"].append(_to_numpy(meta["raw_box"], np.float64).reshape(-1, 4))
             boxes["index"].append(_to_numpy(meta["index"], np.int64).reshape(-1))

@@ -52,7 +52,7 @@ def score_coco(cfg, val_set: Any, net: str, keypoints: np.ndarray, pred: Dict[st
 def score_mpii(cfg, val_set: Any, net: str, keypoints: np.ndarray, pred: Dict[str, Any],
                output_dir: str):
     from .mpii_eval import evaluate_mpii
-    return evaluate_mpii(keypoints, val_set.joint_set, val_set.gt_file, output_dir,
+    return evaluate_mpii(keypoints, val_set.joint_set, val_set.source.gt_file, output_dir,
                          pred_file_name=MAT_FILE.get(net, f"{net}_pred.mat"),
                          test_set=cfg.DATASET.TEST_SET)
 
@@ -63,7 +63,8 @@ def score_aic(cfg, val_set: Any, net: str, keypoints: np.ndarray, pred: Dict[str
     import os
 
     from .aic_eval import evaluate_aic
-    npy = val_set.gt_npy_file if os.path.isfile(val_set.gt_npy_file) else None
+    npy = val_set.source.gt_npy_file
+    npy = npy if os.path.isfile(npy) else None
     return evaluate_aic(keypoints, val_set.records, val_set.joint_set, val_set.annotation_file,
                         output_dir, gt_npy=npy,
                         pred_file_name=MAT_FILE.get(net, f"{net}_pred.mat"))

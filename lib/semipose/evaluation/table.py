@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from semipose.engine.checkpoint import atomic_write_text
+from semipose.utils.io import atomic_write_text
 
 
 def format_table(name_values: Mapping[str, float], arch_name: str) -> str:

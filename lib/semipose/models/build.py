@@ -14,14 +14,15 @@ from typing import Dict, List, Mapping, Sequence
 
 import torch
 from torch import nn
+from yacs.config import CfgNode
 
-from .checkpoint import (copy_tensors, list_keys, load_checkpoint, nets_state_dict, read_state,
-                         to_reference_state_dict)
 from .hrnet import PoseHighResolutionNet, StageSpec
 from .resnet import PoseResNet
+from ..types import PoseNet
+from .weights import copy_tensors, list_keys, read_state
 
 __all__ = ["build_net", "init_weights", "init_nets", "init_nets_from_cfg", "pretrained_layers",
-           "load_checkpoint", "nets_state_dict", "to_reference_state_dict", "backbone_kind"]
+           "backbone_kind"]
 logger = logging.getLogger(__name__)
 
 IMAGENET_DIR = "models/pytorch/imagenet/"
@@ -29,7 +30,7 @@ DUAL_MARKER = "resnet2.conv1.weight"  # a dual init file holds per-net 'resnet.'
 DUAL_PREFIXES = ("resnet.", "resnet2.")
 
 
-def _extra(cfg, key: str):
+def _extra(cfg: CfgNode, key: str):
     extra = cfg.MODEL.EXTRA
     if key not in extra:
         raise KeyError(f"MODEL.EXTRA.{key} is missing from the config; MODEL.NAME={cfg.MODEL.NAME} "
@@ -37,7 +38,7 @@ def _extra(cfg, key: str):
     return extra[key]
 
 
-def backbone_kind(cfg) -> str:
+def backbone_kind(cfg: CfgNode) -> str:
     """'resnet' or 'hrnet' for a config: fixed by the method's registration (pose_resnet,
     pose_hrnet) or given by MODEL.BACKBONE."""
     from ..methods.registry import resolve_cfg
@@ -47,14 +48,14 @@ def backbone_kind(cfg) -> str:
     return backbone
 
 
-def _stage(cfg, key: str) -> StageSpec:
+def _stage(cfg: CfgNode, key: str) -> StageSpec:
     s = _extra(cfg, key)
     return StageSpec(num_modules=int(s.NUM_MODULES), num_branches=int(s.NUM_BRANCHES),
                      num_blocks=tuple(s.NUM_BLOCKS), num_channels=tuple(s.NUM_CHANNELS),
                      block=s.get("BLOCK", "BASIC"), fuse_method=s.get("FUSE_METHOD", "SUM"))
 
 
-def build_net(cfg) -> nn.Module:
+def build_net(cfg: CfgNode) -> nn.Module:
     """One pose net for ``cfg`` (MODEL.NAME, MODEL.BACKBONE, MODEL.NUM_JOINTS, MODEL.EXTRA.*).
 
     Two-net methods call this once per net. The returned module maps [N, 3, H, W] images to
@@ -83,7 +84,7 @@ def build_net(cfg) -> nn.Module:
         base_width=int(cfg.MODEL.EXTRA.get("BASE_WIDTH", 64)))
 
 
-def pretrained_layers(cfg) -> List[str]:
+def pretrained_layers(cfg: CfgNode) -> List[str]:
     """MODEL.EXTRA.PRETRAINED_LAYERS for HRNet configs, ['*'] otherwise."""
     return list(cfg.MODEL.EXTRA.get("PRETRAINED_LAYERS", ["*"]))
 
@@ -111,7 +112,7 @@ def _selected(key: str, layers: Sequence[str]) -> bool:
     return layers[0] == "*" or key.split(".", 1)[0] in layers
 
 
-def _load_backbone(net: nn.Module, state: Mapping[str, torch.Tensor], layers: Sequence[str],
+def _load_backbone(net: PoseNet, state: Mapping[str, torch.Tensor], layers: Sequence[str],
                    source: str) -> List[str]:
     """Copy backbone tensors of ``state`` (ImageNet layout, no prefix) into ``net``; strict.
 
@@ -145,11 +146,11 @@ def _load_backbone(net: nn.Module, state: Mapping[str, torch.Tensor], layers: Se
     return list(used)
 
 
-def _init_one(net: nn.Module, state: Mapping[str, torch.Tensor] | None, layers: Sequence[str],
+def _init_one(net: PoseNet, state: Mapping[str, torch.Tensor] | None, layers: Sequence[str],
               source: str) -> List[str]:
     net.reference_init()
     if state is None:
-        # the caller says it once for all nets (engine.setup.build_nets)
+        # the caller says it once for all nets (engine.model_setup.build_nets)
         logger.debug("no pretrained file given: %s starts from random initialisation",
                      type(net).__name__)
         return []
@@ -159,7 +160,7 @@ def _init_one(net: nn.Module, state: Mapping[str, torch.Tensor] | None, layers: 
     return loaded
 
 
-def init_weights(net: nn.Module, pretrained_path: str,
+def init_weights(net: PoseNet, pretrained_path: str,
                  pretrained_layers: Sequence[str] = ("*",)) -> List[str]:
     """Reference initialisation of one net, then its backbone from an ImageNet file.
 
@@ -172,7 +173,7 @@ def init_weights(net: nn.Module, pretrained_path: str,
     return _init_one(net, _read_init_file(pretrained_path), layers, pretrained_path)
 
 
-def init_nets(nets: Sequence[nn.Module], pretrained_path: str,
+def init_nets(nets: Sequence[PoseNet], pretrained_path: str,
               pretrained_layers: Sequence[str] = ("*",)) -> List[List[str]]:
     """``init_weights`` for every net of a method, reading the file once.
 
@@ -193,7 +194,7 @@ def init_nets(nets: Sequence[nn.Module], pretrained_path: str,
     return out
 
 
-def init_nets_from_cfg(nets: Sequence[nn.Module], cfg) -> List[List[str]]:
+def init_nets_from_cfg(nets: Sequence[PoseNet], cfg: CfgNode) -> List[List[str]]:
     """``init_nets`` with MODEL.PRETRAINED and PRETRAINED_LAYERS (no-op if MODEL.INIT_WEIGHTS is
     False)."""
     if not cfg.MODEL.get("INIT_WEIGHTS", True):

@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+# A person scale is the box size in units of 200 pixels (the reference's convention).
 PIXEL_STD = 200.0
 
 

@@ -14,11 +14,13 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import torch
+from yacs.config import CfgNode
 
 from semipose.data.imageio import read_image
 from semipose.data.keypoints import JOINT_SETS, UNION, JointSet
-from semipose.transforms.affine import affine_points, flip_joints, get_affine_transform
+from semipose.transforms.affine import PIXEL_STD, affine_points, flip_joints, get_affine_transform
 from semipose.transforms.heatmap import generate_target
+from semipose.types import Sample
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,10 +29,6 @@ LOWER_BODY_NAMES = frozenset(UNION.names[:UNION.index("belly")])
 
 # augment_crop(crop uint8 [H, W, 3], rng) -> uint8 [H, W, 3], e.g. RandAugment on the warped crop.
 CropAugment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-Sample = Dict[str, Any]
-
-# decode_image(path, color_rgb=False) -> uint8 [H, W, 3] BGR: the one decode of a sample.
-decode_image = read_image
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,7 @@ def box_of_points(pts: np.ndarray, aspect_ratio: float, padding: float
         h = w / aspect_ratio
     elif w < aspect_ratio * h:
         w = h * aspect_ratio
-    return center, np.array([w / 200.0, h / 200.0], np.float32) * padding
+    return center, np.array([w / PIXEL_STD, h / PIXEL_STD], np.float32) * padding
 
 
 class SampleTransform:
@@ -94,7 +92,7 @@ class SampleTransform:
         self._gain = 1.0 / (np.asarray(std, np.float32) * 255.0)
 
     @classmethod
-    def from_cfg(cls, cfg, is_train: bool, flip_pairs: Sequence[Tuple[int, int]],
+    def from_cfg(cls, cfg: CfgNode, is_train: bool, flip_pairs: Sequence[Tuple[int, int]],
                  joint_set: Optional[JointSet] = None, allow_half_body: bool = True
                  ) -> "SampleTransform":
         """``allow_half_body=False`` for unlabeled sets (the reference skips half-body there)."""

@@ -122,14 +122,6 @@ def all_gather_objects(obj: Any, info: DistInfo) -> List[Any]:
     return out
 
 
-def broadcast_object(obj: Any, info: DistInfo, src: int = 0) -> Any:
-    if not info.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def any_rank(flags: Sequence[bool], info: DistInfo) -> List[bool]:
     """Element-wise OR of ``flags`` over all ranks (one small all-reduce; identity when not
     distributed). Ranks use it to take the same decision at the same step (stop on a signal,

@@ -1,15 +1,13 @@
-"""Builders the trainer calls once: synthetic data on demand, datasets and loaders, the method on
-its device (SyncBatchNorm, channels_last, torch.compile, DDP), batch transfer."""
+"""The data of a run: synthetic data on demand, the train and val sets and their loaders (one
+loader builder for training and validation), mid-epoch resume and stop-aware iteration."""
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, Tuple
 
 import torch
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from yacs.config import CfgNode
 
 from ..data.build import build_train_dataset, build_val_dataset
@@ -67,90 +65,21 @@ def _check_synthetic_unlabeled(cfg: CfgNode) -> None:
             f"DATASET.ROOT to a new folder")
 
 
+def run_loader(cfg: CfgNode, dataset: Dataset, info: DistInfo, train: bool) -> DataLoader:
+    """The loader of a run's train set (shuffled, TRAIN.BATCH_SIZE) or val set (in order,
+    TEST.BATCH_SIZE); both shard under DDP. train.py and valid.py load through here."""
+    batch_size = cfg.TRAIN.BATCH_SIZE if train else cfg.TEST.BATCH_SIZE
+    return build_loader(dataset, batch_size, cfg.WORKERS, shuffle=train,
+                        distributed=info.distributed, seed=cfg.SEED, rank=info.rank,
+                        world_size=info.world_size, pin_memory=info.device.type == "cuda")
+
+
 def build_data(cfg: CfgNode, info: DistInfo) -> Tuple[Any, Any, DataLoader, DataLoader]:
     """(train set, val set, train loader, val loader); both loaders shard under DDP."""
     train_set = build_train_dataset(cfg)
     val_set = build_val_dataset(cfg)
-    kw = dict(distributed=info.distributed, seed=cfg.SEED, rank=info.rank,
-              world_size=info.world_size, pin_memory=info.device.type == "cuda")
-    train_loader = build_loader(train_set, cfg.TRAIN.BATCH_SIZE, cfg.WORKERS, shuffle=True, **kw)
-    val_loader = build_loader(val_set, cfg.TEST.BATCH_SIZE, cfg.WORKERS, shuffle=False, **kw)
-    return train_set, val_set, train_loader, val_loader
-
-
-def build_nets(cfg: CfgNode, init: bool, log: logging.Logger) -> list:
-    """The method's nets, initialised from MODEL.PRETRAINED when ``init``."""
-    from ..methods import num_nets
-    from ..models.build import build_net, init_nets_from_cfg
-    nets = [build_net(cfg) for _ in range(num_nets(cfg))]
-    if init:
-        loaded = init_nets_from_cfg(nets, cfg)
-        if cfg.MODEL.PRETRAINED:
-            log.info("initialised %d net(s) from %s (%s tensors)", len(nets), cfg.MODEL.PRETRAINED,
-                     "/".join(str(len(x)) for x in loaded))
-        else:
-            log.info("MODEL.PRETRAINED is empty: nets start from random weights")
-    return nets
-
-
-def build_method_for(cfg: CfgNode, info: DistInfo, log: logging.Logger
-                     ) -> Tuple[nn.Module, nn.Module]:
-    """(method, model to call): the model is the method, or its DDP wrapper."""
-    from ..methods import build_method
-    nets = build_nets(cfg, bool(cfg.MODEL.INIT_WEIGHTS), log)
-    method = build_method(cfg, nets, seed=cfg.SEED + info.rank)
-    if cfg.TRAIN.SYNC_BN and info.distributed:
-        if info.device.type == "cpu":  # torch's SyncBatchNorm runs on accelerators only
-            log.warning("TRAIN.SYNC_BN is ignored on CPU: each rank keeps its own BatchNorm "
-                        "statistics")
-        else:
-            method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
-    method.to(info.device)
-    if cfg.TRAIN.CHANNELS_LAST:
-        method.to(memory_format=torch.channels_last)
-    if cfg.TRAIN.COMPILE:
-        for net in method.nets.values():
-            net.compile()  # in place: state-dict keys stay unchanged
-    model: nn.Module = method
-    if info.distributed:
-        ids = [info.device.index] if info.device.type == "cuda" else None
-        model = DistributedDataParallel(method, device_ids=ids)
-    return method, model
-
-
-def amp_settings(cfg: CfgNode, device: torch.device, log: logging.Logger
-                 ) -> Tuple[Optional[torch.dtype], torch.amp.GradScaler]:
-    """(autocast dtype or None, GradScaler) for TRAIN.AMP ('', 'bf16', 'fp16').
-
-    fp16 uses a GradScaler (enabled only then). Both work on CPU, but a CPU without native
-    bf16/fp16 kernels (e.g. AVX2 only) emulates them and runs slower than fp32: warn.
-    """
-    amp = cfg.TRAIN.AMP
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    if dtype is not None and device.type == "cpu":
-        native = (torch.ops.mkldnn._is_mkldnn_bf16_supported() if amp == "bf16"
-                  else torch.ops.mkldnn._is_mkldnn_fp16_supported())
-        if not native:
-            log.warning("TRAIN.AMP %s on this CPU (%s) has no native %s kernels: it is emulated, "
-                        "tens of times slower than fp32 (bench/results/train_step_cpu.md); use "
-                        "TRAIN.AMP '' here (AMP pays off on GPUs and AMX/AVX512-BF16 CPUs)", amp,
-                        torch.backends.cpu.get_cpu_capability(), amp)
-    return dtype, torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-
-
-def move_batch(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
-    """Tensors of a (nested) batch to ``device``; 4-D images optionally channels_last."""
-    if isinstance(batch, torch.Tensor):
-        batch = batch.to(device, non_blocking=True)
-        if channels_last and batch.dim() == 4:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return batch
-    if isinstance(batch, dict):
-        return {k: (v if k == "meta" else move_batch(v, device, channels_last))
-                for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_batch(v, device, channels_last) for v in batch)
-    return batch
+    return (train_set, val_set, run_loader(cfg, train_set, info, train=True),
+            run_loader(cfg, val_set, info, train=False))
 
 
 class _IndexBatches(torch.utils.data.Sampler):
