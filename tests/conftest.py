@@ -66,3 +66,15 @@ def data_root(tmp_path_factory) -> str:
     """The tiny synthetic set (seed 3, 6 train / 3 val images), generated once per test module;
     a module that needs another size defines its own ``data_root``."""
     return make_synthetic(tmp_path_factory)
+
+
+def synthetic_cfg(cfg_path: str, root: str, out: str, overrides: list):
+    """``load_cfg(cfg_path)`` on the synthetic set at ``root`` with ``overrides`` (e.g. TINY),
+    outputs and TensorBoard under ``out``."""
+    from semipose.config import load_cfg
+
+    det = os.path.join(root, "coco", "person_detection_results",
+                       "synthetic_val2017_detections.json")
+    return load_cfg(cfg_path, list(overrides) + [
+        "DATASET.ROOT", root, "OUTPUT_DIR", out, "LOG_DIR", os.path.join(out, "tb"),
+        "TEST.COCO_BBOX_FILE", det])

@@ -9,23 +9,18 @@ import pytest
 import torch
 
 from semipose.config import ConfigError, load_cfg
-from semipose.data.synthetic import generate
 from semipose.engine.checkpoint import load_resume_state
 from semipose.engine.trainer import Trainer
 from semipose.methods import MeanTeacher, build_method, num_nets, register_method
 from semipose.methods.base import Batch, Method, labeled_part
 from semipose.models.build import build_net
 from semipose.utils.dist import DistInfo
+from conftest import make_synthetic, synthetic_cfg, tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
 MEAN_TEACHER = os.path.join(ROOT, "experiments", "synthetic", "mean_teacher.yaml")
-TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
-        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
-        "MODEL.EXTRA.BASE_WIDTH", "16", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8",
-        "WORKERS", "0", "PRINT_FREQ", "1", "DATASET.TRAIN_LEN", "8", "DEVICE", "cpu",
-        "SYNTHETIC.GENERATE_IF_MISSING", "False", "TRAIN.LR_STEP", "[5]", "MONITOR.ENABLED",
-        "False"]
+TINY = tiny("MODEL.EXTRA.BASE_WIDTH", "16", "TRAIN.LR_STEP", "[5]", "MONITOR.ENABLED", "False")
 
 
 @register_method("toy_method", backbone="resnet")
@@ -61,16 +56,11 @@ class ToyMethod(Method):
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("synthetic_ext"))
-    generate(root, seed=3, num_train=4, num_val=2, num_unlabeled=0, show_progress=False)
-    return root
+    return make_synthetic(tmp_path_factory, "synthetic_ext", seed=3, num_train=4, num_val=2)
 
 
 def _cfg(path: str, root: str, out: str, *extra: str):
-    det = os.path.join(root, "coco", "person_detection_results",
-                       "synthetic_val2017_detections.json")
-    return load_cfg(path, TINY + ["DATASET.ROOT", root, "OUTPUT_DIR", out, "LOG_DIR",
-                                  os.path.join(out, "tb"), "TEST.COCO_BBOX_FILE", det, *extra])
+    return synthetic_cfg(path, root, out, TINY + list(extra))
 
 
 def test_a_method_in_one_file_trains_validates_and_resumes(data_root, tmp_path):

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from semipose.config import ConfigError, load_cfg
-from semipose.data.synthetic import generate
 from semipose.engine.trainer import Trainer
 from semipose.losses import JointsMSELoss
 from semipose.methods import MultiPath, PoseCons, PoseDual, PoseDualMeanTeacher
@@ -18,39 +17,13 @@ from semipose.methods.multi_path import parse_paths
 from semipose.transforms.batch import (cutmix, joint_cut_occlusion, joint_cutout_mask, mixup,
                                        random_partner, warp)
 from semipose.utils.dist import DistInfo
+from conftest import make_synthetic, synthetic_cfg, tiny
+from test_methods import J, TinyNet, make_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTH = os.path.join(ROOT, "experiments", "synthetic")
-J = 5
-TINY = ["MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 16]",
-        "MODEL.EXTRA.SIGMA", "1.0", "MODEL.EXTRA.NUM_DECONV_FILTERS", "[32, 32, 32]",
-        "MODEL.EXTRA.BASE_WIDTH", "16", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8",
-        "WORKERS", "0", "PRINT_FREQ", "1", "DATASET.TRAIN_LEN", "8", "DEVICE", "cpu",
-        "SYNTHETIC.GENERATE_IF_MISSING", "False", "TRAIN.LR_STEP", "[5]", "MONITOR.ENABLED",
-        "False"]
-
-
-class TinyNet(nn.Module):
-    """Two stride-2 convs -> heatmaps at 1/4 resolution."""
-
-    def __init__(self, seed=0):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
-                                  nn.Conv2d(8, J, 3, 2, 1))
-
-    def forward(self, x):
-        return self.body(x)
-
-
-def make_batch(n=4, h=32, w=24, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    weight = torch.ones(n, J, 1)
-    return {"labeled": {"image": torch.randn(n, 3, h, w, generator=g),
-                        "target": torch.rand(n, J, h // 4, w // 4, generator=g),
-                        "target_weight": weight},
-            "unlabeled": {"image": torch.randn(n, 3, h, w, generator=g),
-                          "target_weight": weight.clone()}}
+# the shared tiny run, with a narrow backbone and no collapse monitor
+TINY = tiny("MODEL.EXTRA.BASE_WIDTH", "16", "TRAIN.LR_STEP", "[5]", "MONITOR.ENABLED", "False")
 
 
 def scalars(out):
@@ -59,7 +32,8 @@ def scalars(out):
 
 # ------------------------------------------------------------------------ PoseDual + EMA
 def test_posedual_mt_trains_students_only_with_cross_ema_targets():
-    nets = {"net1": TinyNet(0), "net2": TinyNet(1), "teacher1": TinyNet(2), "teacher2": TinyNet(3)}
+    nets = {"net1": TinyNet(seed=0), "net2": TinyNet(seed=1), "teacher1": TinyNet(seed=2),
+            "teacher2": TinyNet(seed=3)}
     method = PoseDualMeanTeacher(nets, ema_decay=0.9, mask_joint_num=2, seed=0)
     for t, s in (("teacher1", "net1"), ("teacher2", "net2")):  # teachers start as copies
         for a, b in zip(method.nets[t].state_dict().values(), method.nets[s].state_dict().values()):
@@ -234,17 +208,12 @@ def test_confidence_mask_zeroes_joints_with_weak_targets():
 # ------------------------------------------------------------------ through the trainer
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("synthetic_after_paper"))
-    generate(root, seed=5, num_train=4, num_val=2, num_unlabeled=0, show_progress=False)
-    return root
+    return make_synthetic(tmp_path_factory, "synthetic_after_paper", seed=5, num_train=4,
+                          num_val=2)
 
 
 def _cfg(name: str, root: str, out: str, *extra: str):
-    det = os.path.join(root, "coco", "person_detection_results",
-                       "synthetic_val2017_detections.json")
-    return load_cfg(os.path.join(SYNTH, name), TINY + [
-        "DATASET.ROOT", root, "OUTPUT_DIR", out, "LOG_DIR", os.path.join(out, "tb"),
-        "TEST.COCO_BBOX_FILE", det, *extra])
+    return synthetic_cfg(os.path.join(SYNTH, name), root, out, TINY + list(extra))
 
 
 @pytest.mark.parametrize("name,rows", [

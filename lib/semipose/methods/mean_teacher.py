@@ -35,6 +35,17 @@ class EMATeachers:
 
     ema_pairs: Tuple[Tuple[str, str], ...] = ()
 
+    def __init__(self, nets: NetsArg, ema_decay: float = 0.999, **kwargs):
+        super().__init__(nets, **kwargs)  # the SemiMethod this mixin is combined with
+        self.init_ema(ema_decay)
+
+    @classmethod
+    def from_cfg(cls, cfg, nets: NetsArg, seed=None, joint_mask=None):
+        """SemiMethod's keys plus MT_EMA_DECAY."""
+        method = super().from_cfg(cfg, nets, seed=seed, joint_mask=joint_mask)  # type: ignore[misc]
+        method.init_ema(float(cfg.MT_EMA_DECAY))
+        return method
+
     def init_ema(self, ema_decay: float) -> None:
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"MT_EMA_DECAY must be in [0, 1), got {ema_decay}")
@@ -82,17 +93,6 @@ class MeanTeacher(EMATeachers, PoseCons):
     teacher_name = "teacher"  # PoseCons' step, with the EMA copy giving the targets
     ema_pairs = (("teacher", "net1"),)
 
-    def __init__(self, nets: NetsArg, ema_decay: float = 0.999, **kwargs):
-        super().__init__(nets, **kwargs)
-        self.init_ema(ema_decay)
-
-    @classmethod
-    def from_cfg(cls, cfg, nets: NetsArg, seed=None, joint_mask=None) -> "MeanTeacher":
-        """SemiMethod's keys plus MT_EMA_DECAY."""
-        method = super().from_cfg(cfg, nets, seed=seed, joint_mask=joint_mask)
-        method.init_ema(float(cfg.MT_EMA_DECAY))
-        return method
-
 
 @register_method("pose_dual_mt")
 class PoseDualMeanTeacher(EMATeachers, PoseDual):
@@ -108,14 +108,3 @@ class PoseDualMeanTeacher(EMATeachers, PoseDual):
     averages = {"ensemble": ("net1", "net2"), "teacher_ensemble": ("teacher1", "teacher2")}
     teacher_names = ("teacher1", "teacher2")
     ema_pairs = (("teacher1", "net1"), ("teacher2", "net2"))
-
-    def __init__(self, nets: NetsArg, ema_decay: float = 0.999, **kwargs):
-        super().__init__(nets, **kwargs)
-        self.init_ema(ema_decay)
-
-    @classmethod
-    def from_cfg(cls, cfg, nets: NetsArg, seed=None, joint_mask=None) -> "PoseDualMeanTeacher":
-        """SemiMethod's keys plus MT_EMA_DECAY."""
-        method = super().from_cfg(cfg, nets, seed=seed, joint_mask=joint_mask)
-        method.init_ema(float(cfg.MT_EMA_DECAY))
-        return method
