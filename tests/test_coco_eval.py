@@ -192,3 +192,57 @@ def test_format_and_write_table(tmp_path):
     path = tmp_path / "sub" / "table.md"
     write_table(str(path), text)
     assert path.read_text() == text + "\n"
+
+
+def _per_image_reference(kpts, boxes, image_ids, in_vis_thre, oks_thre):
+    """The reference's evaluation loop written out: per image, rescore, then the shrinking
+    ``order`` loop of OKS-NMS with ``oks_iou`` against the remaining people."""
+    from semipose.evaluation.nms import oks_iou, rescore
+    scores = rescore(kpts, boxes["score"], in_vis_thre)
+    groups = {}
+    for i, img in enumerate(image_ids):
+        groups.setdefault(img, []).append(i)
+    out = []
+    for img, mem in groups.items():
+        mem = np.asarray(mem)
+        order = scores[mem].argsort()[::-1]
+        keep = []
+        while order.size:
+            i = order[0]
+            keep.append(i)
+            rest = order[1:]
+            oks = oks_iou(kpts[mem[i]], kpts[mem[rest]], boxes["area"][mem[i]],
+                          boxes["area"][mem[rest]], COCO.sigmas)
+            order = rest[oks <= oks_thre]
+        out += [(img, int(mem[k]), float(scores[mem[k]])) for k in keep]
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_nms_matches_the_per_image_loop(seed):
+    """Varying people per image, exact score ties (rounded maxvals, equal box scores) and
+    near-duplicate detections: same survivors, same order, same scores, bit for bit."""
+    from semipose.evaluation.coco_eval import build_results
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 30, size=60)
+    n = int(counts.sum())
+    ids = np.repeat(rng.permutation(1000)[:60], counts)
+    ids = ids[rng.permutation(n)]        # images interleaved, as detections come in
+    base = rng.uniform(0, 400, (n, 1, 2))
+    centre = base[rng.integers(0, 5, n)]  # five places: each image has near-duplicates
+    kpts = np.concatenate([centre + rng.normal(0, 4 + 4 * seed, (n, 17, 2)),
+                           np.round(rng.uniform(0, 1, (n, 17, 1)), 1)], axis=-1)
+    boxes = {"center": base[:, 0], "scale": rng.uniform(0.5, 2, (n, 2)),
+             "area": rng.choice([2000.0, 8000.0], n), "score": np.round(rng.uniform(0, 1, n), 1),
+             "raw_box": rng.uniform(0, 400, (n, 4))}
+    got = build_results(kpts, boxes, ids, COCO.sigmas, 0.2, 0.5)
+    want = _per_image_reference(kpts, boxes, ids.tolist(), 0.2, 0.5)
+    assert len(want) < n                 # the threshold suppresses someone
+    assert [(r["image_id"], r["score"]) for r in got] == [(w[0], w[2]) for w in want]
+    for r, (_, j, _) in zip(got, want):
+        assert r["keypoints"] == kpts[j].reshape(-1).tolist()
+        assert r["bbox"] == boxes["raw_box"][j].tolist()
+        assert r["center"] == boxes["center"][j].tolist()
+        assert r["scale"] == boxes["scale"][j].tolist()
+    assert build_results(kpts[:0], {k: v[:0] for k, v in boxes.items()}, ids[:0],
+                         COCO.sigmas, 0.2, 0.5) == []

@@ -7,7 +7,7 @@ implementation exactly: OKS is the mean of ``exp(-e)`` over all joints (no visib
 """
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Sequence
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,6 +36,27 @@ def _oks_from_parts(dx2: np.ndarray, vis: Optional[np.ndarray], area_mean: np.nd
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
+def _pair_oks(g: Sequence[np.ndarray], d: Sequence[np.ndarray], area_g: np.ndarray,
+              area_d: np.ndarray, sigmas: np.ndarray, in_vis_thre: Optional[float]) -> np.ndarray:
+    """OKS of reference people ``g`` against others ``d``, broadcast over the leading axes.
+
+    g, d: (x, y, score) arrays, each [..., K]; area_g, area_d: [...]. Every OKS in this module
+    goes through here, so a pair's value does not depend on which function (or batch) computed
+    it. ``dx*dx + dy*dy`` is bit for bit the reference's ``sum((d - g)**2)`` over x and y.
+    """
+    dx = d[0] - g[0]
+    dy = d[1] - g[1]
+    vis = None
+    if in_vis_thre is not None:
+        vis = (g[2] > in_vis_thre) & (d[2] > in_vis_thre)
+    return _oks_from_parts(dx * dx + dy * dy, vis, (area_g + area_d) / 2.0, sigmas)
+
+
+def _split(kpts: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[..., K, 3] -> contiguous x, y, score arrays [..., K]."""
+    return tuple(np.ascontiguousarray(kpts[..., c]) for c in range(3))  # type: ignore[return-value]
+
+
 def oks_iou(g: np.ndarray, d: np.ndarray, area_g: float, area_d: np.ndarray,
             sigmas: Sequence[float], in_vis_thre: Optional[float] = None) -> np.ndarray:
     """OKS of one reference person against M others.
@@ -54,12 +75,9 @@ def oks_iou(g: np.ndarray, d: np.ndarray, area_g: float, area_d: np.ndarray,
     k = sigmas.shape[0]
     g = _as_kpts(g, k)
     d = _as_kpts(d, k).reshape(-1, k, 3)
-    dx2 = ((d[..., :2] - g[None, :, :2]) ** 2).sum(axis=-1)
-    vis = None
-    if in_vis_thre is not None:
-        vis = (g[None, :, 2] > in_vis_thre) & (d[..., 2] > in_vis_thre)
-    area_mean = (float(area_g) + np.asarray(area_d, dtype=np.float64).reshape(-1)) / 2.0
-    return _oks_from_parts(dx2, vis, area_mean, sigmas)
+    area_d = np.asarray(area_d, dtype=np.float64).reshape(-1)
+    return _pair_oks(_split(g[None]), _split(d), np.float64(area_g), area_d, sigmas,
+                     in_vis_thre)
 
 
 def oks_matrix(kpts: np.ndarray, areas: np.ndarray, sigmas: Sequence[float],
@@ -72,14 +90,9 @@ def oks_matrix(kpts: np.ndarray, areas: np.ndarray, sigmas: Sequence[float],
     sigmas = np.asarray(sigmas, dtype=np.float64)
     kpts = _as_kpts(kpts, sigmas.shape[0]).reshape(-1, sigmas.shape[0], 3)
     areas = np.asarray(areas, dtype=np.float64).reshape(-1)
-    # Same operation order as oks_iou (detection minus reference) so values match bit for bit.
-    dx2 = ((kpts[None, :, :, :2] - kpts[:, None, :, :2]) ** 2).sum(axis=-1)
-    vis = None
-    if in_vis_thre is not None:
-        v = kpts[..., 2] > in_vis_thre
-        vis = v[:, None, :] & v[None, :, :]
-    area_mean = (areas[:, None] + areas[None, :]) / 2.0
-    return _oks_from_parts(dx2, vis, area_mean, sigmas)
+    x, y, v = _split(kpts)
+    return _pair_oks((x[:, None], y[:, None], v[:, None]), (x[None], y[None], v[None]),
+                     areas[:, None], areas[None, :], sigmas, in_vis_thre)
 
 
 def greedy_keep(scores: np.ndarray, overlap: np.ndarray, thr: float) -> List[int]:
@@ -88,16 +101,60 @@ def greedy_keep(scores: np.ndarray, overlap: np.ndarray, thr: float) -> List[int
     Visits persons by descending score (the reference's ``argsort()[::-1]`` order, ties included);
     a person is dropped once its overlap with any kept person is not ``<= thr`` (so NaN drops too).
     """
-    order = np.asarray(scores).argsort()[::-1]
-    suppressed = np.zeros(len(order), dtype=bool)
-    keep: List[int] = []
-    # The loop runs over kept persons only; every suppression step is one vectorised row test.
-    for i in order:
-        if suppressed[i]:
-            continue
-        keep.append(int(i))
-        suppressed |= ~(overlap[i] <= thr)
-    return keep
+    overlap = np.asarray(overlap)[None]
+    order, kept = greedy_keep_batched(np.asarray(scores).reshape(1, -1),
+                                      lambda gs, i: overlap[gs, i], thr)
+    return order[0][kept[0]].tolist()
+
+
+def greedy_keep_batched(scores: np.ndarray, overlap_rows: Callable[[np.ndarray, np.ndarray],
+                                                                    np.ndarray],
+                        thr: float) -> Tuple[np.ndarray, np.ndarray]:
+    """``greedy_keep`` for G groups of M people at once.
+
+    Args:
+        scores: [G, M].
+        overlap_rows: ``(groups [n], persons [n]) -> [n, M]``, the overlap of each listed
+            group's person with every member of that group. It is asked only for people that
+            are kept, so OKS-NMS computes ~kept x M OKS values instead of M x M.
+    Returns:
+        order [G, M] (each row's visiting order, best score first) and kept [G, M] (bool, in
+        visiting order): group g keeps ``order[g][kept[g]]``. The loop runs over the M visiting
+        ranks, each vectorised over the groups; rows are ordered by the same 1-D argsort the
+        single-group rule uses, so ties fall exactly as there.
+    """
+    g, m = scores.shape
+    order = np.argsort(scores, axis=1)[:, ::-1]
+    suppressed = np.zeros((g, m), dtype=bool)
+    kept = np.zeros((g, m), dtype=bool)
+    rows = np.arange(g)
+    for r in range(m):
+        i = order[:, r]
+        keep = ~suppressed[rows, i]
+        kept[:, r] = keep
+        gs = np.flatnonzero(keep)
+        if gs.size:
+            suppressed[gs] |= ~(overlap_rows(gs, i[gs]) <= thr)
+    return order, kept
+
+
+def oks_nms_batched(kpts: np.ndarray, areas: np.ndarray, scores: np.ndarray,
+                    sigmas: Sequence[float], thr: float,
+                    in_vis_thre: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """OKS-NMS in G images of M people each: kpts [G, M, K, 3], areas and scores [G, M].
+
+    Returns ``(order, kept)`` as ``greedy_keep_batched``; the same survivors as ``oks_nms`` on
+    each image alone.
+    """
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    xyv = _split(np.asarray(kpts, dtype=np.float64))
+    areas = np.asarray(areas, dtype=np.float64)
+
+    def rows(gs: np.ndarray, i: np.ndarray) -> np.ndarray:
+        return _pair_oks([c[gs, i][:, None] for c in xyv], [c[gs] for c in xyv],
+                         areas[gs, i][:, None], areas[gs], sigmas, in_vis_thre)
+
+    return greedy_keep_batched(np.asarray(scores, dtype=np.float64), rows, thr)
 
 
 def oks_nms(kpts_db: Sequence[Mapping], thr: float, sigmas: Sequence[float],
