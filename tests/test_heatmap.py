@@ -9,8 +9,8 @@ import torch
 
 from semipose.data.keypoints import UNION
 from semipose.transforms.affine import affine_points, get_affine_transform
-from semipose.transforms.heatmap import (accuracy, flip_back, generate_target, get_final_preds,
-                                         get_max_preds, shift_flipped)
+from semipose.transforms.heatmap import (accuracy, accuracy_tensor, flip_back, generate_target,
+                                         get_final_preds, get_max_preds, shift_flipped)
 
 TOL = dict(rtol=0, atol=1e-5)
 IMG, HM = (192, 256), (48, 64)
@@ -270,3 +270,77 @@ def test_g10_accuracy():
     acc, avg, cnt, _ = accuracy(out, np.zeros_like(out))  # nothing counted
     np.testing.assert_array_equal(acc, [0, -1, -1, -1])
     assert avg == 0 and cnt == 0
+
+
+def _assert_same_accuracy(out: np.ndarray, tgt: np.ndarray) -> None:
+    """accuracy_tensor gives accuracy's numbers bit for bit (float64 per joint, average, count,
+    argmax coordinates)."""
+    acc, avg, cnt, pred = accuracy(out, tgt)
+    t_acc, t_avg, t_cnt, t_pred = accuracy_tensor(torch.from_numpy(out), torch.from_numpy(tgt))
+    assert t_acc.dtype == t_avg.dtype == torch.float64 and t_pred.dtype == torch.float32
+    np.testing.assert_array_equal(t_acc.numpy(), acc)
+    assert t_avg.item() == avg and t_cnt.item() == cnt
+    np.testing.assert_array_equal(t_pred.numpy(), pred)
+
+
+def test_g10_accuracy_tensor_golden():
+    out = np.zeros((1, 3, 64, 48), np.float32)
+    tgt = np.zeros_like(out)
+    out[0, 0, 30, 20] = out[0, 1, 30, 20] = out[0, 2, 10, 10] = 1
+    tgt[0, 0, 31, 22] = tgt[0, 1, 30, 24] = 1
+    acc, avg, cnt, _ = accuracy_tensor(torch.from_numpy(out), torch.from_numpy(tgt))
+    assert acc.tolist() == [0.5, 1.0, 0.0, -1.0] and avg.item() == 0.5 and cnt.item() == 2
+    _assert_same_accuracy(out, tgt)
+    _assert_same_accuracy(out, np.zeros_like(out))  # nothing counted: avg 0, count 0
+
+
+@pytest.mark.parametrize("n, j", [(1, 1), (2, 5), (4, 7), (3, 8), (8, 9), (5, 17), (16, 24),
+                                  (6, 33), (4, 64), (2, 128)])
+def test_accuracy_tensor_equals_numpy_on_random_heatmaps(n, j):
+    """Random Gaussian maps, some joints invisible (all-zero target), some predictions empty
+    or off target: every count of counted joints across numpy's summation orders."""
+    rng = np.random.default_rng(n * 1000 + j)
+    for trial in range(20):
+        out, tgt = _random_heatmaps(rng, n, j, 16, 12), _random_heatmaps(rng, n, j, 16, 12)
+        tgt[rng.random((n, j)) < rng.random()] = 0  # unlabeled joints are never counted
+        out[rng.random((n, j)) < 0.1] = -1  # an all-negative prediction decodes to (0, 0)
+        if trial % 2:  # predictions near the targets: hits and misses per joint
+            out = np.roll(tgt, rng.integers(-2, 3), axis=3) + rng.normal(0, 0.05, tgt.shape)
+            out = out.astype(np.float32)
+        _assert_same_accuracy(out, tgt)
+
+
+def test_accuracy_tensor_equals_numpy_on_real_heatmaps():
+    """Targets of the real COCO fixture persons (24 union joints, some unlabeled) against the
+    targets of the same persons under the training augmentation (shift, scale, rotation, flip)."""
+    from semipose.data.build import build_train_dataset, build_val_dataset
+    from test_coco_data import make_cfg
+
+    cfg = make_cfg()
+    val, train = build_val_dataset(cfg), build_train_dataset(cfg)
+    assert len(val) == len(train) == 12
+    tgt = np.stack([val[i]["target"].numpy() for i in range(len(val))])
+    for seed in range(3):
+        train.set_epoch(seed)
+        out = np.stack([train[i]["target"].numpy() for i in range(len(train))])
+        _assert_same_accuracy(out, tgt)
+        _assert_same_accuracy(out + np.float32(0.01) * out[:, ::-1], tgt)
+
+
+def test_accuracy_tensor_average_adds_in_numpy_order():
+    """The per-joint average is summed as numpy sums: a plain torch sum of the same values
+    differs in the last bit for some of these vectors, the numpy-order sum never does."""
+    from semipose.transforms.heatmap import _numpy_order_sum
+
+    rng = np.random.default_rng(0)
+    plain_differs = 0
+    for _ in range(2000):
+        size = int(rng.integers(1, 129))
+        values = rng.integers(0, 33, size) / rng.integers(1, 33, size)
+        keep = rng.random(size) < rng.random()
+        keep[rng.integers(size)] = True
+        expected = values[keep].sum()
+        got = _numpy_order_sum(torch.from_numpy(values), torch.from_numpy(keep)).item()
+        assert got == expected, (values[keep], got, expected)
+        plain_differs += torch.from_numpy(values[keep]).sum().item() != expected
+    assert plain_differs > 0
