@@ -168,6 +168,24 @@ def test_conversions(tmp_path):
     assert load_cfg(write(tmp_path, "", "empty.yaml")) == load_cfg(write(tmp_path, "{}", "e2.yaml"))
 
 
+def test_speed_switches(tmp_path):
+    """TRAIN.COMPILE names a torch.compile mode; the former booleans still read (True = the
+    'default' mode) from YAML, the command line and configs dumped before the change.
+    TRAIN.ADAM_IMPL picks the Adam kernels."""
+    assert load_cfg(COCO1K).TRAIN.COMPILE == "" and load_cfg(COCO1K).TRAIN.ADAM_IMPL == "auto"
+    for text, mode in (("true", "default"), ("false", ""), ("reduce-overhead", "reduce-overhead"),
+                       ("max-autotune", "max-autotune"), ("''", "")):
+        path = write(tmp_path, f"TRAIN:\n  COMPILE: {text}\n")
+        assert load_cfg(path).TRAIN.COMPILE == mode, text
+    for text, mode in (("True", "default"), ("False", ""), ("default", "default")):
+        assert load_cfg(COCO1K, ["TRAIN.COMPILE", text]).TRAIN.COMPILE == mode, text
+    with pytest.raises(ConfigError, match=r"TRAIN.COMPILE is 'fast'.*reduce-overhead"):
+        load_cfg(COCO1K, ["TRAIN.COMPILE", "fast"])
+    assert load_cfg(COCO1K, ["TRAIN.ADAM_IMPL", "fused"]).TRAIN.ADAM_IMPL == "fused"
+    with pytest.raises(ConfigError, match=r"TRAIN.ADAM_IMPL is 'apex'.*for_loop"):
+        load_cfg(COCO1K, ["TRAIN.ADAM_IMPL", "apex"])
+
+
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="no_such_config.yaml"):
         load_cfg("experiments/no_such_config.yaml")

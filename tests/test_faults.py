@@ -258,6 +258,59 @@ def test_diverging_run_exits_with_status_3(root, tmp_path, capsys):
     assert "loss=" in line
 
 
+def _optimizer_state(optimizer) -> dict:
+    return {i: {k: v.clone() for k, v in st.items()}
+            for i, st in optimizer.state_dict()["state"].items()}
+
+
+@pytest.mark.parametrize("impl", ["for_loop", "foreach", "fused"])
+@pytest.mark.parametrize("poison", ["loss", "logged term"])
+def test_nonfinite_loss_between_reads_takes_no_step(root, tmp_path, impl, poison):
+    """Values are read every PRINT_FREQ (4) steps; step 2 has a NaN: in the loss itself (NaN
+    gradients) or only in a logged term (finite gradients). No optimizer step is taken from then
+    on: weights and Adam's moments and step counts stay as after step 1. for_loop / foreach read
+    the flag on the host and raise at once; fused skips on the device and raises at the read
+    after step 4. The error names step 2 either way."""
+    out = str(tmp_path / "out")
+    opts = _args(root, out, "TRAIN.END_EPOCH", "1", "TEST.INTERVAL", "5", "PRINT_FREQ", "4",
+                 "TRAIN.BATCH_SIZE", "2", "TRAIN.ADAM_IMPL", impl)[3:]
+    trainer = Trainer(load_cfg(SUPERVISED, opts), SUPERVISED, DistInfo(), progress=False)
+    steps = len(trainer.train_loader)
+    assert steps >= 4
+    assert trainer.guard.on_device == (impl == "fused")
+    original, calls, saved = trainer.method.training_step, {"n": 0}, {}
+
+    def poisoned(batch):
+        calls["n"] += 1
+        losses = original(batch)
+        if calls["n"] == 2:
+            saved["weights"] = {k: v.detach().clone()
+                                for k, v in trainer.method.nets.named_parameters()}
+            saved["adam"] = _optimizer_state(trainer.optimizer)
+            nan = torch.tensor(float("nan"))
+            losses = dict(losses, loss_pose=nan)
+            if poison == "loss":
+                losses["loss"] = losses["loss"] * nan
+        return losses
+    trainer.method.training_step = poisoned
+    with pytest.raises(NonFiniteLossError) as err:
+        trainer.fit()
+    msg = str(err.value)
+    named = "loss=nan, loss_pose=nan" if poison == "loss" else "loss_pose=nan"
+    assert f"epoch 1/1 iteration 2/{steps} (global step 1): {named}. No optimizer step" in msg
+    assert calls["n"] == (4 if impl == "fused" else 2)
+    for k, v in trainer.method.nets.named_parameters():
+        assert torch.equal(v, saved["weights"][k]), k
+    adam = _optimizer_state(trainer.optimizer)
+    assert adam.keys() == saved["adam"].keys() and len(adam) > 0
+    for i, st in saved["adam"].items():
+        assert int(st["step"]) == 1
+        for k, v in st.items():
+            assert torch.equal(adam[i][k], v), (i, k)
+    assert [s for s, _ in trainer.scalars.history["train/loss"]] == [1]  # step 1 was read
+    assert not os.path.exists(os.path.join(trainer.out_dir, "checkpoint.pth.tar"))
+
+
 # ------------------------------------------------------------------------------ no lost work
 def _val_image(root: str) -> str:
     folder = os.path.join(root, "coco", "images", "val2017")

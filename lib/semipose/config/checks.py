@@ -17,6 +17,8 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "DATASET.DATA_FORMAT": ("jpg", "zip"),
     "TRAIN.OPTIMIZER": ("adam", "sgd"),
     "TRAIN.AMP": ("", "bf16", "fp16"),
+    "TRAIN.ADAM_IMPL": ("auto", "for_loop", "foreach", "fused"),
+    "TRAIN.COMPILE": ("", "default", "reduce-overhead", "max-autotune"),
     "TEST.POST_TYPE": ("shift", "dark"),
     "CUTOUT_MODE": ("reference", "corrected"),
     "CONS_TEACHER_VIEW": ("easy", "hard"),

@@ -140,6 +140,7 @@ _C.TRAIN.LR_FACTOR = 0.1  # MultiStepLR gamma
 _C.TRAIN.LR_STEP = (90, 110)  # MultiStepLR milestones (epochs)
 _C.TRAIN.LR = 0.001  # base learning rate
 _C.TRAIN.OPTIMIZER = "adam"  # 'adam' (torch defaults, no weight decay) or 'sgd'
+_C.TRAIN.ADAM_IMPL = "auto"  # Adam kernels: 'for_loop' (the reference's per-tensor loop), 'foreach', 'fused' (one kernel, skips a non-finite step on the device); 'auto' = fused on CUDA, for_loop elsewhere. Same update up to float rounding
 _C.TRAIN.MOMENTUM = 0.9  # SGD momentum
 _C.TRAIN.WD = 0.0001  # SGD weight decay
 _C.TRAIN.NESTEROV = False  # SGD Nesterov momentum
@@ -153,7 +154,7 @@ _C.TRAIN.BATCH_SIZE = 32  # per-GPU batch (of labeled/unlabeled pairs for mixed 
 _C.TRAIN.SHUFFLE = True  # declared by the reference, unused (training always shuffles)
 _C.TRAIN.AMP = ""  # mixed precision: '' (off), 'bf16' or 'fp16'
 _C.TRAIN.CHANNELS_LAST = False  # channels-last memory format for nets and batches
-_C.TRAIN.COMPILE = False  # torch.compile the nets
+_C.TRAIN.COMPILE = ""  # torch.compile mode of each net: '' off, 'default', 'reduce-overhead' (CUDA graphs), 'max-autotune'; True/False read as 'default'/''. Only the nets are compiled: the method step (hard view, its RNG draws) stays eager
 _C.TRAIN.SYNC_BN = False  # SyncBatchNorm under DDP
 _C.TRAIN.STOP_ON_NONFINITE = True  # stop with an error when a loss becomes NaN/inf
 

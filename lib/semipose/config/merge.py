@@ -15,6 +15,8 @@ from .defaults import hrnet_extra, resnet_extra
 
 # Keys holding a [w, h] size: an int v means [v, v] (as in the reference loader).
 SIZE_KEYS = ("MODEL.IMAGE_SIZE", "MODEL.EXTRA.HEATMAP_SIZE")
+# String keys that were booleans: True/False (YAML or command line) keep their old meaning.
+FORMER_BOOL_KEYS = {"TRAIN.COMPILE": {True: "default", False: ""}}
 
 
 class ConfigError(ValueError):
@@ -119,6 +121,11 @@ def coerce(value: Any, default: Any, full_key: str, source: str) -> Any:
     """``value`` converted to the type of ``default``; raises ConfigTypeError naming key and source."""
     if isinstance(default, (list, tuple)):
         return _coerce_sequence(value, default, full_key, source)
+    if full_key in FORMER_BOOL_KEYS:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if isinstance(value, bool):
+            return FORMER_BOOL_KEYS[full_key][value]
     return _coerce_scalar(value, default, full_key, source)
 
 

@@ -1,5 +1,5 @@
 """The run's device and precision: SyncBatchNorm, channels_last, torch.compile and the DDP wrap of
-a method, autocast settings, and batch transfer."""
+a method, autocast settings, CUDA-graph step marks, and batch transfer."""
 from __future__ import annotations
 
 import logging
@@ -26,8 +26,11 @@ def place_method(method: nn.Module, cfg: CfgNode, info: DistInfo, log: logging.L
     if cfg.TRAIN.CHANNELS_LAST:
         method.to(memory_format=torch.channels_last)
     if cfg.TRAIN.COMPILE:
+        # Only the nets (image batch in, heatmaps out), in place so that state-dict keys stay
+        # unchanged. The method step around them (hard view, its random draws) stays eager, so
+        # a seed gives the same draws with or without compile.
         for net in method.nets.values():
-            net.compile()  # in place: state-dict keys stay unchanged
+            net.compile(mode=cfg.TRAIN.COMPILE)
     model: nn.Module = method
     if info.distributed:
         ids = [info.device.index] if info.device.type == "cuda" else None
@@ -68,3 +71,11 @@ def move_batch(batch: Any, device: torch.device, channels_last: bool = False) ->
     if isinstance(batch, (list, tuple)):
         return type(batch)(move_batch(v, device, channels_last) for v in batch)
     return batch
+
+
+def mark_step_begin(cfg: CfgNode) -> None:
+    """Tell CUDA graphs (TRAIN.COMPILE 'reduce-overhead') that a new training step begins: the
+    graphs may then reuse the memory of the previous step's outputs. The trainer keeps no net
+    output across steps (losses and accuracy are copied into tensors of its own)."""
+    if cfg.TRAIN.COMPILE == "reduce-overhead":
+        torch.compiler.cudagraph_mark_step_begin()

@@ -1,4 +1,5 @@
-"""Logging: a file + console logger, running averages, TensorBoard scalars, a scalar history."""
+"""Logging: a file + console logger, running averages, per-step values kept on the device between
+host reads, TensorBoard scalars, a scalar history."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,10 @@ import re
 import os
 import time
 from collections import defaultdict
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
 
 from ..utils.io import atomic_write_text, read_json
 
@@ -64,6 +68,51 @@ class AverageMeter:
         self.sum += float(val) * n
         self.count += n
         self.avg = self.sum / max(self.count, 1)
+
+
+@dataclass
+class StepRow:
+    """One training step's values, as read on the host."""
+
+    iteration: int  # 0-based, within the epoch
+    global_step: int  # steps done before this one
+    batch: int  # labeled images: the weight of this step in the running averages
+    terms: Dict[str, float]  # the method's loss terms
+    accuracy: float  # training accuracy of net 1 on the labeled images
+    counted: int  # joints that accuracy counted: its weight
+    skipped: bool  # the optimizer step was skipped (non-finite loss or gradients)
+
+
+class PendingSteps:
+    """Per-step loss terms and accuracy kept on the device until the trainer reads them (every
+    PRINT_FREQ steps), so that a step never waits for the device to finish."""
+
+    def __init__(self) -> None:
+        self.rows: list = []
+
+    def add(self, iteration: int, global_step: int, batch: int, keys: Sequence[str],
+            terms: torch.Tensor, accuracy: torch.Tensor, counted: torch.Tensor,
+            skipped: Optional[torch.Tensor]) -> None:
+        """terms [K] (one per key), accuracy / counted / skipped: 0-dim, any device."""
+        f64 = dict(device=terms.device, dtype=torch.float64)
+        skip = torch.zeros(1, **f64) if skipped is None else skipped.to(**f64).view(1)
+        packed = torch.cat([terms.to(torch.float64), accuracy.to(**f64).view(1),
+                            counted.to(**f64).view(1), skip])
+        self.rows.append((iteration, global_step, batch, tuple(keys), packed))
+
+    def read(self) -> List[StepRow]:
+        """The rows added since the last read, in order (one transfer to the host)."""
+        if not self.rows:
+            return []
+        flat = torch.cat([packed for *_, packed in self.rows]).tolist()
+        out, at = [], 0
+        for iteration, global_step, batch, keys, packed in self.rows:
+            v = flat[at:at + len(packed)]
+            at += len(packed)
+            out.append(StepRow(iteration, global_step, batch, dict(zip(keys, v)), v[-3],
+                               int(v[-2]), bool(v[-1])))
+        self.rows = []
+        return out
 
 
 def scalar_tag(metric: str) -> str:

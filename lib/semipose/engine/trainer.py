@@ -9,7 +9,7 @@ import math
 import os
 import signal
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,18 +19,18 @@ from yacs.config import CfgNode
 from ..config import dump_cfg, model_name, output_dir as run_dir
 from ..data.loaders import set_loader_epoch
 from ..methods import CollapseMonitor
-from ..transforms.heatmap import accuracy
+from ..transforms.heatmap import accuracy_tensor
 from ..utils.dist import DistInfo, any_rank, barrier
 from ..utils.seed import seed_everything
 from ..models.weights import nets_state_dict
 from .checkpoint import FINAL, atomic_torch_save
 from .debug_images import DebugImages
 from .runs import choose_run_folder, lock_run_folder, unlock_run_folder
-from .log import AverageMeter, ScalarLog, scalar_tag, setup_logger
-from .optim import build_optimizer, set_epoch_lr
+from .log import AverageMeter, PendingSteps, ScalarLog, StepRow, scalar_tag, setup_logger
+from .optim import NonFiniteGuard, build_optimizer, set_epoch_lr
 from .data_setup import (build_data, prepare_synthetic, resume_loader, skipped_images,
                          until_stopped)
-from .device import amp_settings, move_batch
+from .device import amp_settings, mark_step_begin, move_batch
 from .model_setup import build_method_for
 from .state import load_state, nonfinite_tensors, save_state
 from .validate import run_validation, settings_line
@@ -78,6 +78,10 @@ class Trainer:
         self.method, self.model = build_method_for(cfg, info, self.log)
         self.optimizer = build_optimizer(cfg, self.method.parameters())
         self.amp_dtype, self.scaler = amp_settings(cfg, self.device, self.log)
+        # no optimizer step on a non-finite loss (see NonFiniteGuard); None: step regardless
+        self.guard = (NonFiniteGuard(self.optimizer, self.scaler, info.distributed)
+                      if cfg.TRAIN.STOP_ON_NONFINITE else None)
+        self.pending = PendingSteps()  # this epoch's steps not yet read on the host
         # TensorBoard events of each run in a folder of their own (runs overlay in the UI)
         tb = os.path.join(cfg.LOG_DIR or self.out_dir, cfg.DATASET.TRAIN_DATASET,
                           model_name(cfg)[0], self.cfg_name,
@@ -123,12 +127,18 @@ class Trainer:
 
     def _stop_requested(self) -> bool:
         """Whether any rank got a stop signal (all ranks must stop at the same step)."""
-        stop = any_rank([self._stop_signal is not None], self.info)[0]
-        if stop:
+        return self._agree(True, False)[0]
+
+    def _agree(self, may_stop: bool, bad: bool) -> Tuple[bool, bool]:
+        """(stop, non-finite) OR-ed over all ranks in one small all-reduce, so that every rank
+        takes the same decision at the same step: a stop signal (counted when ``may_stop``) and
+        a non-finite loss. Every rank calls it at the same steps."""
+        stop, bad = any_rank([may_stop and self._stop_signal is not None, bad], self.info)
+        if stop and not bad:
             self.log.warning("received %s: saving a checkpoint and stopping",
                              f"signal {self._stop_signal}" if self._stop_signal is not None
                              else "a stop request on another rank")
-        return stop
+        return stop, bad
 
     def _run_eta(self, epoch: int, done: int, total: int) -> str:
         """Time left for the whole run at this process's mean step time (validation excluded)."""
@@ -182,7 +192,13 @@ class Trainer:
         return self.last_results
 
     def train_one_epoch(self, epoch: int) -> bool:
-        """One pass over the training loader; False when a signal asked to stop."""
+        """One pass over the training loader; False when a signal asked to stop.
+
+        A step queues its work on the device without waiting for it: the loss terms and the
+        training accuracy stay there (``self.pending``) until the host reads them every
+        PRINT_FREQ steps and at the end of the epoch. Only a read updates the running averages,
+        the per-step scalars and the log line, and decides on stopping (see ``_read``).
+        """
         cfg, info = self.cfg, self.info
         self.model.train()
         set_loader_epoch(self.train_loader, epoch)
@@ -191,82 +207,43 @@ class Trainer:
         total = len(self.train_loader)
         if self.start_iter == 0:  # else: continue the averages restored with the checkpoint
             self.meters = {}
-        meters = self.meters
-        acc_m = meters.setdefault("accuracy", AverageMeter())
-        bt, dt = AverageMeter(), AverageMeter()
-        n_ep = cfg.TRAIN.END_EPOCH
-        bar = tqdm(total=total, initial=self.start_iter, desc=f"epoch {epoch + 1}/{n_ep}",
+        self.meters.setdefault("accuracy", AverageMeter())
+        self.times = {"batch": AverageMeter(), "data": AverageMeter()}
+        bar = tqdm(total=total, initial=self.start_iter,
+                   desc=f"epoch {epoch + 1}/{cfg.TRAIN.END_EPOCH}",
                    disable=not (self.progress and info.is_main), dynamic_ncols=True, leave=False)
         end = time.time()
         # Single process: a group-wide SIGTERM that also ended the loader's workers stops here.
         # Under DDP the ranks must stop at the same step, so a failing loader stays an error.
         stopping = lambda: self._stop_signal is not None and not info.distributed  # noqa: E731
         for i, batch in enumerate(until_stopped(loader, stopping), start=self.start_iter):
-            dt.update(time.time() - end)
-            batch = move_batch(batch, self.device, cfg.TRAIN.CHANNELS_LAST)
-            self.method.set_progress(epoch + i / total)  # e.g. the consistency ramp-up
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
-                losses = dict(self.model(batch))
-            sup_heatmaps = losses.pop("sup_heatmaps", None)
-            if sup_heatmaps is None:
-                raise KeyError(f"{type(self.method).__name__}.training_step must return "
-                               "'sup_heatmaps' (net 1 on the labeled images) with its losses")
-            values = {k: float(v.detach()) for k, v in losses.items()}
-            bad = [k for k, v in values.items() if not math.isfinite(v)]
-            if cfg.TRAIN.STOP_ON_NONFINITE and any_rank([bool(bad)], info)[0]:
-                terms = ", ".join(f"{k}={values[k]}" for k in bad) or "on another rank"
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch + 1}/{n_ep} iteration {i + 1}/{total} "
-                    f"(global step "
-                    f"{self.global_step}): {terms}. No optimizer step was taken and the last "
-                    f"good checkpoint in {self.out_dir} is kept; lower TRAIN.LR, try TRAIN.AMP '' "
-                    f"or check the data.")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(losses["loss"]).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.method.after_step()  # e.g. an EMA teacher follows its student
-
-            labeled = batch["labeled"] if "labeled" in batch else batch
-            n = labeled["image"].shape[0]
-            for k, v in values.items():
-                meters.setdefault(k, AverageMeter()).update(v, n)
-            sup = sup_heatmaps.detach().float().cpu().numpy()
-            _, avg_acc, cnt, _ = accuracy(sup, labeled["target"].float().cpu().numpy())
-            acc_m.update(avg_acc, cnt)
-            bt.update(time.time() - end)
+            self.times["data"].update(time.time() - end)
+            host_skip = self._train_step(epoch, i, batch)
+            self.times["batch"].update(time.time() - end)
             self.steps_here += 1
-            if info.is_main and self.debug.due(i):
-                self.debug.train_step(i, batch, self.method.last)
             self.global_step += 1
-            if info.is_main:
-                for k, v in values.items():
-                    self.scalars.add(f"train/{k}", v, self.global_step)
-                self.scalars.add("train/accuracy", avg_acc, self.global_step)
-            if info.is_main and ((i + 1) % cfg.PRINT_FREQ == 0 or i + 1 == total):
-                speed = n * info.world_size / max(bt.val, 1e-9)
-                terms = "\t".join(f"{k}: {m.val:.6f}" for k, m in meters.items()
-                              if k not in ("loss", "accuracy"))
-                self.log.info(
-                    "Epoch: [%d/%d][%d/%d]\tTime %.3fs (%.3fs)\tSpeed %.1f samples/s\tData %.3fs "
-                    "(%.3fs)\tLoss %.5f (%.5f)\tAccuracy %.3f (%.3f)\t%s", epoch + 1, n_ep, i + 1, total,
-                    bt.val, bt.avg, speed, dt.val, dt.avg, meters["loss"].val,
-                    meters["loss"].avg, acc_m.val, acc_m.avg, terms)
-            bar.set_postfix(loss=f"{meters['loss'].avg:.5f}", acc=f"{acc_m.avg:.3f}",
-                            run_eta=self._run_eta(epoch, i + 1, total))
-            bar.update(1)
             self.start_iter = i + 1
+            due = (i + 1) % cfg.PRINT_FREQ == 0 or i + 1 == total
+            # a single process stops at the step after a signal (no other rank to agree with);
+            # under DDP the ranks agree at the reads; a skip the host saw raises at once
+            if due or stopping() or host_skip:
+                stop = self._read(epoch, total, log_line=due)
+                bar.set_postfix(loss=f"{self.meters['loss'].avg:.5f}",
+                                acc=f"{self.meters['accuracy'].avg:.3f}",
+                                run_eta=self._run_eta(epoch, i + 1, total))
+                if stop:
+                    bar.update(1)
+                    bar.close()
+                    return False
+            bar.update(1)
             end = time.time()
-            if self.start_iter < total and self._stop_requested():
-                bar.close()
-                return False
         bar.close()
         if self.start_iter < total:  # the loader ended early after a signal
+            self._read(epoch, total, log_line=False)
             return False
         if info.is_main:  # per-epoch scalars at step = epochs done (1 after the first epoch)
             self.scalars.add("train/lr", lr, epoch + 1)
-            for k, m in meters.items():
+            for k, m in self.meters.items():
                 self.scalars.add(f"epoch/{k}", m.avg, epoch + 1)
         skipped = skipped_images(self.train_set)
         if skipped:
@@ -274,6 +251,101 @@ class Trainer:
                              skipped)
         self._monitor(epoch)
         return True
+
+    def _train_step(self, epoch: int, i: int, batch: Any) -> bool:
+        """Forward, backward and optimizer step on one batch, queued on the device; the step's
+        values go to ``self.pending``. True when the guard, reading on the host, skipped it."""
+        cfg = self.cfg
+        mark_step_begin(cfg)
+        batch = move_batch(batch, self.device, cfg.TRAIN.CHANNELS_LAST)
+        self.method.set_progress(epoch + i / len(self.train_loader))  # e.g. the consistency ramp-up
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            losses = dict(self.model(batch))
+        sup_heatmaps = losses.pop("sup_heatmaps", None)
+        if sup_heatmaps is None:
+            raise KeyError(f"{type(self.method).__name__}.training_step must return "
+                           "'sup_heatmaps' (net 1 on the labeled images) with its losses")
+        terms = torch.stack([v.detach() for v in losses.values()])
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.guard is None:  # TRAIN.STOP_ON_NONFINITE False: step whatever the loss
+            self.scaler.scale(losses["loss"]).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            skipped = None
+        else:
+            self.scaler.scale(self.guard.arm(losses["loss"], terms)).backward()
+            skipped = self.guard.step(self.optimizer)
+        labeled = batch["labeled"] if "labeled" in batch else batch
+        _, acc, counted, _ = accuracy_tensor(sup_heatmaps.detach().float(),
+                                             labeled["target"].float())
+        self.pending.add(i, self.global_step, labeled["image"].shape[0], list(losses), terms,
+                         acc, counted, skipped)
+        host_skip = skipped is not None and not self.guard.on_device and bool(skipped)
+        if not host_skip:
+            self.method.after_step()  # e.g. an EMA teacher follows its student
+        if self.info.is_main and self.debug.due(i):
+            self.debug.train_step(i, batch, self.method.last)
+        return host_skip
+
+    def _read(self, epoch: int, total: int, log_line: bool) -> bool:
+        """Read the pending steps on the host: running averages, per-step scalars (at their own
+        global steps), the log line; raise NonFiniteLossError at the first step whose loss or
+        gradients were non-finite. Returns whether to stop: a signal on any rank, decided
+        together with the non-finite check in one small all-reduce under DDP."""
+        rows = self.pending.read()
+        bad = None
+        if self.guard is not None:
+            bad = next((r for r in rows if r.skipped
+                        or not all(math.isfinite(v) for v in r.terms.values())), None)
+        stop, any_bad = self._agree(self.start_iter < total, bad is not None)
+        for row in rows:
+            if row is bad:
+                break
+            self._record(row)
+        if any_bad:
+            raise self._nonfinite_error(epoch, total, bad, rows)
+        if log_line and rows and self.info.is_main:
+            self._log_line(epoch, total, rows[-1])
+        return stop
+
+    def _record(self, row: StepRow) -> None:
+        for k, v in row.terms.items():
+            self.meters.setdefault(k, AverageMeter()).update(v, row.batch)
+        self.meters["accuracy"].update(row.accuracy, row.counted)
+        if self.info.is_main:
+            for k, v in row.terms.items():
+                self.scalars.add(f"train/{k}", v, row.global_step + 1)
+            self.scalars.add("train/accuracy", row.accuracy, row.global_step + 1)
+
+    def _log_line(self, epoch: int, total: int, row: StepRow) -> None:
+        meters, bt, dt = self.meters, self.times["batch"], self.times["data"]
+        speed = row.batch * self.info.world_size / max(bt.val, 1e-9)
+        terms = "\t".join(f"{k}: {m.val:.6f}" for k, m in meters.items()
+                          if k not in ("loss", "accuracy"))
+        self.log.info(
+            "Epoch: [%d/%d][%d/%d]\tTime %.3fs (%.3fs)\tSpeed %.1f samples/s\tData %.3fs "
+            "(%.3fs)\tLoss %.5f (%.5f)\tAccuracy %.3f (%.3f)\t%s", epoch + 1,
+            self.cfg.TRAIN.END_EPOCH, row.iteration + 1, total, bt.val, bt.avg, speed, dt.val,
+            dt.avg, meters["loss"].val, meters["loss"].avg, meters["accuracy"].val,
+            meters["accuracy"].avg, terms)
+
+    def _nonfinite_error(self, epoch: int, total: int, bad: Optional[StepRow],
+                         rows: List[StepRow]) -> NonFiniteLossError:
+        """The error naming the first bad step (this rank's, else the steps just read)."""
+        if bad is not None:
+            where = f"iteration {bad.iteration + 1}/{total} (global step {bad.global_step})"
+            what = ", ".join(f"{k}={v}" for k, v in bad.terms.items() if not math.isfinite(v))
+        else:
+            first, last = (rows[0], rows[-1]) if rows else (None, None)
+            where = (f"iterations {first.iteration + 1}-{last.iteration + 1}/{total}" if rows
+                     else f"iteration {self.start_iter}/{total}")
+            what = ""
+        return NonFiniteLossError(
+            f"non-finite loss at epoch {epoch + 1}/{self.cfg.TRAIN.END_EPOCH} {where}: "
+            f"{what or 'on another rank (or non-finite gradients)'}. No optimizer step was "
+            f"taken and the last good checkpoint in {self.out_dir} is kept; lower TRAIN.LR, "
+            f"try TRAIN.AMP '' or check the data.")
 
     def _monitor(self, epoch: int) -> None:
         if self.monitor is None or not self.info.is_main:
