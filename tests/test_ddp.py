@@ -226,3 +226,66 @@ def test_a_frozen_rank_ends_the_job_after_dist_timeout(tmp_path):
     assert line and "DIST_TIMEOUT_S=4 s" in line[0] and "stuck or stopped" in line[0], out[-3000:]
     assert "rank(s) [1] did not respond" in line[0]  # the frozen one, named
     assert waited < 150
+
+
+_NAN_ON_RANK_1 = """
+import json, sys
+import torch
+from semipose.engine.cli import base_parser, parse_cli, run_job
+from semipose.engine.trainer import NonFiniteLossError, Trainer
+
+def job(cfg, info):
+    trainer = Trainer(cfg, sys.argv[2], info, progress=False)
+    original, calls, saved = trainer.method.training_step, {"n": 0}, {}
+
+    def step(batch):  # rank 1 alone logs a NaN term at step 2 (its gradients stay finite)
+        calls["n"] += 1
+        losses = original(batch)
+        if calls["n"] == 2:
+            saved["w"] = [p.detach().clone() for p in trainer.method.parameters()]
+            if info.rank == 1:
+                losses = dict(losses, loss_pose=torch.tensor(float("nan")))
+        return losses
+    trainer.method.training_step = step
+    try:
+        trainer.fit()
+        error = None
+    except NonFiniteLossError as exc:
+        error = str(exc)
+    weights = list(trainer.method.parameters())
+    with open(f"{cfg.OUTPUT_DIR}/rank{info.rank}.json", "w") as f:
+        json.dump({"error": error, "calls": calls["n"],
+                   "unchanged": all(torch.equal(a, b) for a, b in zip(saved["w"], weights)),
+                   "sum": float(sum(p.double().sum() for p in weights))}, f)
+
+sys.exit(run_job(parse_cli(base_parser("nan"), sys.argv[1:]), [], job))
+"""
+
+
+@pytest.mark.parametrize("impl", ["for_loop", "fused"])
+def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(data_root, tmp_path, impl):
+    """Rank 1 alone has a NaN loss term at step 2 of 3 (PRINT_FREQ 3). Its guard turns the NaN
+    into NaN gradients, the DDP all-reduce hands them to rank 0, and both ranks skip step 2 and
+    later ones: same weights on both, untouched since step 1. for_loop raises at once on both
+    ranks, fused at the read after step 3; rank 1 names its term, rank 0 another rank."""
+    script = tmp_path / "nan.py"
+    script.write_text(_NAN_ON_RANK_1)
+    out = str(tmp_path / "out")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
+           str(_free_port()), str(script), "--cfg", POSEDUAL,
+           *_opts(data_root, out, "TRAIN.END_EPOCH", "1", "PRINT_FREQ", "3", "TRAIN.BATCH_SIZE",
+                  "2", "MONITOR.ENABLED", "False", "TRAIN.ADAM_IMPL", impl)]
+    os.makedirs(out)
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = []
+    for r in (0, 1):
+        with open(os.path.join(out, f"rank{r}.json")) as f:
+            ranks.append(json.load(f))
+    for r in ranks:
+        assert r["calls"] == (3 if impl == "fused" else 2)
+        assert r["unchanged"] and r["error"] is not None
+        assert "epoch 1/1 iteration 2/" in r["error"] and "(global step 1)" in r["error"]
+    assert ranks[0]["sum"] == ranks[1]["sum"]
+    assert "loss_pose=nan" in ranks[1]["error"]
+    assert "on another rank (or non-finite gradients)" in ranks[0]["error"]

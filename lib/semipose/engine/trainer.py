@@ -332,15 +332,15 @@ class Trainer:
 
     def _nonfinite_error(self, epoch: int, total: int, bad: Optional[StepRow],
                          rows: List[StepRow]) -> NonFiniteLossError:
-        """The error naming the first bad step (this rank's, else the steps just read)."""
+        """The error naming the first bad step: this rank's, else (another rank's loss) the
+        span of steps just read."""
         if bad is not None:
             where = f"iteration {bad.iteration + 1}/{total} (global step {bad.global_step})"
             what = ", ".join(f"{k}={v}" for k, v in bad.terms.items() if not math.isfinite(v))
         else:
-            first, last = (rows[0], rows[-1]) if rows else (None, None)
-            where = (f"iterations {first.iteration + 1}-{last.iteration + 1}/{total}" if rows
-                     else f"iteration {self.start_iter}/{total}")
-            what = ""
+            span = (f"{rows[0].iteration + 1}-{rows[-1].iteration + 1}" if rows
+                    else str(self.start_iter))
+            where, what = f"iterations {span}/{total}", ""
         return NonFiniteLossError(
             f"non-finite loss at epoch {epoch + 1}/{self.cfg.TRAIN.END_EPOCH} {where}: "
             f"{what or 'on another rank (or non-finite gradients)'}. No optimizer step was "
