@@ -1,8 +1,9 @@
 """Per-step wall time of the trainer loop with a host read every step (before) and with the values
-kept on the device between reads every PRINT_FREQ steps (now), on CPU, tiny PoseDual setup.
+kept on the device between reads every PRINT_FREQ steps (now); tiny PoseDual setup, CPU or CUDA.
 
     python bench/bench_trainer_overhead.py                  # writes bench/results/trainer_overhead_cpu.md
-    python bench/bench_trainer_overhead.py --epochs 3 --out -
+    python bench/bench_trainer_overhead.py --device cuda    # writes .../trainer_overhead_cuda.md
+    python bench/bench_trainer_overhead.py --epochs 3 --out -   # shorter, print only
 
 The setup is the tests' tiny run (tests/conftest.py: 64x64 crops, 16x16 heatmaps, a narrow deconv
 head, batches of 4, no loader workers) of experiments/synthetic/posedual.yaml on a small generated
@@ -121,6 +122,8 @@ def bookkeeping_times(trainer: Trainer, batch: dict, repeats: int) -> dict:
     n = target.shape[0]
     keys = list(losses)
 
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+
     def before() -> None:
         values = {k: float(v.detach()) for k, v in losses.items()}
         any(not math.isfinite(v) for v in values.values())
@@ -138,9 +141,11 @@ def bookkeeping_times(trainer: Trainer, batch: dict, repeats: int) -> dict:
     for name, fn in (("before", before), ("now", now)):
         for _ in range(20):
             fn()
+        sync()
         t0 = time.perf_counter()
         for _ in range(repeats):
             fn()
+        sync()
         out[name] = (time.perf_counter() - t0) / repeats
     trainer.pending.read()
     return out
@@ -148,12 +153,18 @@ def bookkeeping_times(trainer: Trainer, batch: dict, repeats: int) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=40, help="steps per timed epoch")
-    p.add_argument("--epochs", type=int, default=5, help="timed epochs per loop (interleaved)")
-    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
-                                                 "trainer_overhead_cpu.md"),
-                   help="report path ('-': print only)")
+    p.add_argument("--steps", type=int, default=20, help="steps per timed epoch")
+    p.add_argument("--epochs", type=int, default=10, help="timed epochs per loop (interleaved)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1: steadier on a machine shared with other jobs)")
+    p.add_argument("--device", default="cpu", help="'cpu' or 'cuda' (the same tiny run)")
+    p.add_argument("--out", default="",
+                   help="report path (default bench/results/trainer_overhead_<device>.md; '-': "
+                        "print only)")
     a = p.parse_args(argv)
+    a.out = a.out or os.path.join(ROOT, "bench", "results",
+                                  f"trainer_overhead_{a.device.split(':')[0]}.md")
+    torch.set_num_threads(a.threads)
     from semipose.data.synthetic import generate
 
     tmp = tempfile.mkdtemp(prefix="bench_trainer_")
@@ -163,7 +174,7 @@ def main(argv=None) -> None:
                        "synthetic_val2017_detections.json")
     opts = TINY + ["DATASET.ROOT", root, "OUTPUT_DIR", os.path.join(tmp, "out"),
                    "LOG_DIR", os.path.join(tmp, "tb"), "TEST.COCO_BBOX_FILE", det,
-                   "MONITOR.ENABLED", "False", "PRINT_FREQ", "20"]
+                   "MONITOR.ENABLED", "False", "DEVICE", a.device, "PRINT_FREQ", "20"]
     trainer = Trainer(load_cfg(POSEDUAL, opts), POSEDUAL, DistInfo(), progress=False)
     trainer.log.setLevel("WARNING")  # no log lines in the timings' output
     batches = list(trainer.train_loader)
@@ -183,23 +194,29 @@ def main(argv=None) -> None:
     loops = {"before (host read every step)": before, "now, PRINT_FREQ 20": now(base_cfg),
              "now, PRINT_FREQ 1": now(every_step)}
     times = {k: [] for k in loops}
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
     for name, run in loops.items():  # warm-up: one epoch each, untimed
         run(0)
     for e in range(a.epochs):
         for name, run in loops.items():
+            sync()
             t0 = time.perf_counter()
             run(e + 1)
+            sync()
             times[name].append((time.perf_counter() - t0) / a.steps)
     book = bookkeeping_times(trainer, batches[0], repeats=200)
 
     med = {k: statistics.median(v) for k, v in times.items()}
     base = med["before (host read every step)"]
     lines = [
-        "# Trainer loop overhead: host read every step vs. reads every PRINT_FREQ steps (CPU)", "",
-        f"`python bench/bench_trainer_overhead.py --steps {a.steps} --epochs {a.epochs}`, "
+        "# Trainer loop overhead: host read every step vs. reads every PRINT_FREQ steps "
+        f"({a.device})", "",
+        f"`python bench/bench_trainer_overhead.py --steps {a.steps} --epochs {a.epochs} "
+        f"--threads {a.threads} --device {a.device}`, "
         f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()} "
         f"({os.cpu_count()} cores, {torch.get_num_threads()} threads), Python "
-        f"{platform.python_version()}, torch {torch.__version__}.", "",
+        f"{platform.python_version()}, torch {torch.__version__}; load average "
+        f"{os.getloadavg()[0]:.1f} at the end (the machine was shared with another job).", "",
         "Tiny PoseDual run of the tests (64x64 crops, batch 4, ResNet-18 quarter width, 24 "
         f"joints, fp32, Adam '{adam_impl(base_cfg.TRAIN.ADAM_IMPL, trainer.device)}'); {a.steps} replayed steps per epoch, {a.epochs} timed epochs per loop, interleaved.", "",
         "| loop | median per step (ms) | ratio to before | per-epoch means (ms) |",
@@ -209,11 +226,12 @@ def main(argv=None) -> None:
     lines += ["", "Bookkeeping alone per step (loss terms, non-finite flag, training accuracy, "
               "meters/rows; 200 repeats on one batch's outputs): "
               f"before {book['before'] * 1e6:.0f} us, now {book['now'] * 1e6:.0f} us "
-              f"(ratio {book['now'] / book['before']:.2f}).", "",
-              "On a CPU every op has finished when it returns, so a host read waits for nothing: "
-              "the loops differ only by the cost of their bookkeeping, small next to the step. "
-              "The gain of reading every PRINT_FREQ steps is on GPUs, where each read stalls the "
-              "queue of kernels (a GPU run of this script is still to be done)."]
+              f"(ratio {book['now'] / book['before']:.2f})."]
+    if trainer.device.type == "cpu":
+        lines += ["", "On a CPU every op has finished when it returns, so a host read waits for "
+                  "nothing: the loops differ only by the cost of their bookkeeping, small next to "
+                  "the step. The gain of reading every PRINT_FREQ steps is on GPUs, where each "
+                  "read stalls the queue of kernels (`--device cuda`)."]
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out != "-":
