@@ -167,7 +167,8 @@ def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
             "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8", "MONITOR.NUM_SAMPLES", "4"]
     out = bench.main(argv)
     md = open(out["md"]).read()
-    rows = [line for line in md.splitlines() if line.startswith("| Supervised") or
+    ap_table = md.split("Gain over the supervised arm")[0]
+    rows = [line for line in ap_table.splitlines() if line.startswith("| Supervised") or
             line.startswith("| PoseCons |")]
     assert len(rows) == 2, md
     for row in rows:
@@ -186,6 +187,15 @@ def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
     for r in runs:
         assert all(math.isfinite(v) for v in r["ap"].values())
         assert len(r["collapse_frac"]) == 1 and 0.0 <= r["collapse_frac"][0] <= 1.0
+    # the paired gain table: PoseCons minus Supervised at the same seed, with its sign count
+    ap = {r["method"]: r["ap"]["net1"] for r in runs}
+    gain_rows = [line for line in md.split("Gain over the supervised arm")[1].splitlines()
+                 if line.startswith("| PoseCons |")]
+    assert len(gain_rows) == 1, md
+    cell = gain_rows[0].split("|")[3]
+    assert float(cell.split("±")[0]) == pytest.approx(ap["posecons"] - ap["supervised"], abs=6e-4)
+    assert f"({int(ap['posecons'] > ap['supervised'])}/1 seeds > 0)" in cell
+    assert bench.lr_milestones(20) == [13, 17] and bench.lr_milestones(30) == [20, 25]
     # a second start reuses the records and trains nothing
     monkeypatch.setattr(bench.subprocess, "call",
                         lambda *a, **k: pytest.fail("a recorded run was trained again"))
