@@ -312,4 +312,4 @@ def test_synthetic_configs_use_base_files():
         assert yaml.safe_load(f)["_BASE_"] == "ssl_benchmark.yaml"
     same = ("MODEL", "DATASET", "SYNTHETIC", "TEST")
     assert all(quick[k] == bench[k] for k in same)
-    assert (quick.TRAIN.END_EPOCH, quick.TRAIN.LR, quick.MASK_JOINT_NUM) == (5, 0.001, 0)
+    assert (quick.TRAIN.END_EPOCH, quick.TRAIN.LR, quick.MASK_JOINT_NUM) == (20, 0.001, 0)
