@@ -12,7 +12,10 @@ for one seed every method starts from the same random initialisation of net 1 (P
 has its own), sees the same labeled samples in the same order (the paired loader draws them from
 the seed and the epoch) and takes the same number of optimizer steps (epochs x unlabeled persons /
 batch). The budget is counted in steps, not wall time, because the semi-supervised steps cost
-1.5-2.5x more and because steps do not depend on machine load.
+1.3-2x more and because steps do not depend on machine load. The headline AP is that of each run's
+final weights on a held-out test set (600 images of another generator seed, scored once by
+pose_estimation/valid.py); the 150-image val set scored every epoch is too small to separate
+arms that differ by 0.02 AP (bench/ssl_ap_bootstrap.py).
 
 Resumable: each finished run leaves ``<work>/records/<run>.json`` and is skipped next time; an
 interrupted run continues from its checkpoint (TRAIN.RESUME); runs already in the committed
