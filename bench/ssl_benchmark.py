@@ -12,7 +12,10 @@ for one seed every method starts from the same random initialisation of net 1 (P
 has its own), sees the same labeled samples in the same order (the paired loader draws them from
 the seed and the epoch) and takes the same number of optimizer steps (epochs x unlabeled persons /
 batch). The budget is counted in steps, not wall time, because the semi-supervised steps cost
-1.5-2.5x more and because steps do not depend on machine load.
+1.3-2x more and because steps do not depend on machine load. The headline AP is that of each run's
+final weights on a held-out test set (600 images of another generator seed, scored once by
+pose_estimation/valid.py); the 150-image val set scored every epoch is too small to separate
+arms that differ by 0.02 AP (bench/ssl_ap_bootstrap.py).
 
 Resumable: each finished run leaves ``<work>/records/<run>.json`` and is skipped next time; an
 interrupted run continues from its checkpoint (TRAIN.RESUME); runs already in the committed
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -60,6 +64,10 @@ METHODS: Dict[str, tuple] = {
     "mean_teacher_d99": ("Mean Teacher, MT_EMA_DECAY 0.99",
                          ["MODEL.NAME", "mean_teacher", "MT_EMA_DECAY", "0.99"]),
 }
+# The held-out test set that scores every run's final weights: images of another generator seed
+# than the training data (seed 0), larger than the per-epoch val set so that its AP is less noisy
+# (on the 150 val images a run's AP has a bootstrap standard error of ~0.02: ssl_ap_bootstrap.py).
+TEST_SEED = 1
 # validation rows a method may report, in table order
 NETS = ("net1", "net2", "ensemble", "teacher", "teacher1", "teacher2", "teacher_ensemble")
 TABLE_METHODS = ("supervised", "posecons", "posecons_jc", "posedual", "posedual_jc", "posedual_ra")
@@ -69,10 +77,12 @@ SIZES = {  # name -> benchmark size
     # 3,800 steps: enough for the supervised arm to flatten out on its 100 labels, the regime
     # the paper studies (at 950 steps every arm was still learning to localise at all and the
     # consistency term only slowed the fit: bench/results/ssl_archive/)
-    "full": dict(labels=[100, 300], seeds=[0, 1, 2], epochs=20, num_train=2200, num_val=150),
-    "long": dict(labels=[100, 300], seeds=[0, 1, 2], epochs=40, num_train=2200, num_val=150),
+    "full": dict(labels=[100, 300], seeds=[0, 1, 2], epochs=20, num_train=2200, num_val=150,
+                 num_test=600),
+    "long": dict(labels=[100, 300], seeds=[0, 1, 2], epochs=40, num_train=2200, num_val=150,
+                 num_test=600),
     # ~15 CPU minutes: the three core methods at one seed and 3/4 of the full budget
-    "quick": dict(labels=[100], seeds=[0], epochs=15, num_train=2200, num_val=150,
+    "quick": dict(labels=[100], seeds=[0], epochs=15, num_train=2200, num_val=150, num_test=600,
                   methods=["supervised", "posecons", "posedual"]),
 }
 DEFAULT_METHODS = list(TABLE_METHODS) + ["posecons_same"]
@@ -130,6 +140,40 @@ def record_from_history(history: Dict, method: str, labels: int, seed: int,
     return rec
 
 
+def score_on_test(method: str, labels: int, seed: int, args: argparse.Namespace) -> Dict[str, float]:
+    """Every validation row (net1, ensemble, ...) of the run's final weights on the held-out
+    test images, scored by pose_estimation/valid.py with the run's own settings."""
+    name = run_name(method, labels, seed)
+    weights = ""
+    for folder, _, files in os.walk(os.path.join(args.work_dir, "runs", name)):
+        if "final_state.pth.tar" in files and os.path.basename(folder) != "latest":
+            weights = os.path.join(folder, "final_state.pth.tar")  # the newest run folder wins
+    if not weights:
+        raise FileNotFoundError(f"no final_state.pth.tar under {args.work_dir}/runs/{name}")
+    test_root = args.test_root
+    cmd = [sys.executable, os.path.join(ROOT, "pose_estimation", "valid.py"), "--cfg",
+           os.path.join(ROOT, BASE_CFG), "--no-progress", "--model-file", weights] + list(
+        METHODS[method][1]) + [
+        "DATASET.ROOT", test_root,
+        "TEST.COCO_BBOX_FILE", os.path.join(test_root, "coco", "person_detection_results",
+                                            "synthetic_val2017_detections.json"),
+        "SYNTHETIC.GENERATE_IF_MISSING", "False",
+        "OUTPUT_DIR", os.path.join(args.work_dir, "test", name),
+        "LOG_DIR", os.path.join(args.work_dir, "tb_test", name),
+        "DEVICE", args.device, "WORKERS", str(args.workers)] + list(args.opts)
+    log_path = os.path.join(args.work_dir, "logs", name + ".log")
+    out = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    with open(log_path, "a") as log:
+        log.write(f"\n# held-out test set ({test_root})\n" + out.stdout)
+    # valid.py's closing line: "done in 13 s: net1 0.2456, net2 0.2258, ensemble 0.2457; ..."
+    found = re.search(r"done in \d+ s: (.*?); outputs in", out.stdout)
+    if out.returncode != 0 or not found:
+        raise RuntimeError(f"scoring {name} on the test set failed (exit {out.returncode}); "
+                           f"see {log_path}")
+    return {net: float(v) for net, v in (part.rsplit(" ", 1) for part in found.group(1).split(", "))}
+
+
 def run_one(method: str, labels: int, seed: int, args: argparse.Namespace) -> Dict:
     """Train one run (or reuse its record) and return the record."""
     from semipose.utils.io import atomic_write_text
@@ -142,6 +186,9 @@ def run_one(method: str, labels: int, seed: int, args: argparse.Namespace) -> Di
         if rec.get("epochs", args.epochs) != args.epochs:
             raise SystemExit(f"{rec_path} was trained for {rec['epochs']} epochs, not "
                              f"{args.epochs}: give this budget its own --work-dir")
+        if "test_ap" not in rec and os.path.isdir(os.path.join(args.work_dir, "runs", name)):
+            rec["test_ap"] = score_on_test(method, labels, seed, args)  # a run of an older version
+            atomic_write_text(json.dumps(rec, indent=1), rec_path)
         return rec
     log_path = os.path.join(args.work_dir, "logs", name + ".log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
@@ -157,6 +204,7 @@ def run_one(method: str, labels: int, seed: int, args: argparse.Namespace) -> Di
     steps = int(max((s for s, _ in history.get("train/loss", [[0, 0]])), default=0))
     rec = record_from_history(history, method, labels, seed, time.time() - t0, steps)
     rec["epochs"] = args.epochs
+    rec["test_ap"] = score_on_test(method, labels, seed, args)
     atomic_write_text(json.dumps(rec, indent=1), rec_path)
     print(f"[{time.strftime('%H:%M:%S')}] {name}: AP {rec['ap']} ({rec['wall_s']:.0f} s)",
           flush=True)
@@ -169,35 +217,40 @@ def mean_std(values: Sequence[float], signed: bool = False) -> str:
     return f"{v.mean():{'+' if signed else ''}.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
 
 
-def table(records: List[Dict], labels: Sequence[int], methods: Sequence[str]) -> str:
+def table(records: List[Dict], labels: Sequence[int], methods: Sequence[str],
+          key: str = "test_ap") -> str:
+    """Mean ± std of ``key`` (test_ap: held-out test set; ap: val set, last epoch)."""
+    records = [r for r in records if key in r]
     head = "| Method | net | " + " | ".join(f"{n} labels" for n in labels) + " |"
     lines = [head, "|---|---|" + "---|" * len(labels)]
     for m in methods:
-        nets = sorted({n for r in records if r["method"] == m for n in r["ap"]},
+        nets = sorted({n for r in records if r["method"] == m for n in r[key]},
                       key=NETS.index)
         for net in nets:
             cells = []
             for n in labels:
-                vals = [r["ap"][net] for r in records if r["method"] == m and r["labels"] == n]
+                vals = [r[key][net] for r in records if r["method"] == m and r["labels"] == n]
                 cells.append(f"{mean_std(vals)} (n={len(vals)})" if vals else "–")
             lines.append(f"| {METHODS[m][0]} | {net} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def gain_table(records: List[Dict], labels: Sequence[int], methods: Sequence[str]) -> str:
+def gain_table(records: List[Dict], labels: Sequence[int], methods: Sequence[str],
+               key: str = "test_ap") -> str:
     """AP of each semi-supervised row minus the supervised arm's AP at the same seed and label
     count (a paired difference: the seed's data order and initialisation cancel out)."""
     head = "| Method | net | " + " | ".join(f"{n} labels" for n in labels) + " |"
     lines = [head, "|---|---|" + "---|" * len(labels)]
-    sup = {(r["labels"], r["seed"]): r["ap"]["net1"] for r in records if r["method"] == "supervised"}
+    records = [r for r in records if key in r]
+    sup = {(r["labels"], r["seed"]): r[key]["net1"] for r in records if r["method"] == "supervised"}
     for m in methods:
         if m == "supervised":
             continue
-        nets = sorted({n for r in records if r["method"] == m for n in r["ap"]}, key=NETS.index)
+        nets = sorted({n for r in records if r["method"] == m for n in r[key]}, key=NETS.index)
         for net in nets:
             cells = []
             for n in labels:
-                d = [r["ap"][net] - sup[(n, r["seed"])] for r in records
+                d = [r[key][net] - sup[(n, r["seed"])] for r in records
                      if r["method"] == m and r["labels"] == n and (n, r["seed"]) in sup]
                 cells.append(f"{mean_std(d, signed=True)} ({sum(x > 0 for x in d)}/{len(d)} "
                              f"seeds > 0)" if d else "–")
@@ -205,28 +258,57 @@ def gain_table(records: List[Dict], labels: Sequence[int], methods: Sequence[str
     return "\n".join(lines)
 
 
-def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], path: str) -> None:
+def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], path: str,
+            key: str = "test_ap") -> None:
+    """Test AP against label count per method (PoseDual: its ensemble); with a single label count,
+    every seed's AP per method instead, a seed's runs joined by a line (the paired comparison)."""
     from semipose.engine.visualize import pyplot, save_figure
     plt = pyplot()
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    records = [r for r in records if key in r]
+    where = "held-out test set" if key == "test_ap" else "val set, last epoch"
     colors = plt.get_cmap("tab10")
-    for i, m in enumerate(methods):
-        rs = [r for r in records if r["method"] == m]
-        net = "ensemble" if rs and "ensemble" in rs[0]["ap"] else "net1"
-        xs, ys, es = [], [], []
-        for n in labels:
-            vals = [r["ap"][net] for r in rs if r["labels"] == n]
-            if vals:
-                xs.append(n), ys.append(np.mean(vals)), es.append(np.std(vals, ddof=1) if len(vals) > 1 else 0)
-        if xs:
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=colors(i),
-                        label=METHODS[m][0] + (" (ensemble)" if net == "ensemble" else ""))
-    ax.set_xscale("log")
-    ax.set_xticks(list(labels))
-    ax.set_xticklabels([str(n) for n in labels])
-    ax.set_xlabel("labeled persons")
-    ax.set_ylabel("COCO AP on the synthetic val set (mean ± std over seeds)")
+
+    def row(rs):
+        return "ensemble" if rs and "ensemble" in rs[0][key] else "net1"
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if len(labels) == 1:
+        shown = [m for m in methods if any(r["method"] == m for r in records)]
+        seeds = sorted({r["seed"] for r in records})
+        for j, seed in enumerate(seeds):
+            ys = []
+            for m in shown:
+                rs = [r for r in records if r["method"] == m and r["seed"] == seed]
+                ys.append(rs[0][key][row(rs)] if rs else np.nan)
+            ax.plot(range(len(shown)), ys, marker="o", color=colors(j), alpha=0.8,
+                    label=f"seed {seed}")
+        for i, m in enumerate(shown):
+            rs = [r for r in records if r["method"] == m]
+            ax.plot([i - 0.2, i + 0.2], [np.mean([r[key][row(rs)] for r in rs])] * 2, color="k", lw=2)
+        ax.set_xticks(range(len(shown)))
+        ax.set_xticklabels([METHODS[m][0] + (" (ens.)" if row([r for r in records if r["method"] == m])
+                                             == "ensemble" else "") for m in shown],
+                           rotation=20, ha="right", fontsize=8)
+        ax.set_title(f"{labels[0]} labeled persons: AP per seed (black: mean)", fontsize=10)
+    else:
+        for i, m in enumerate(methods):
+            rs = [r for r in records if r["method"] == m]
+            net = row(rs)
+            xs, ys, es = [], [], []
+            for n in labels:
+                vals = [r[key][net] for r in rs if r["labels"] == n]
+                if vals:
+                    xs.append(n), ys.append(np.mean(vals))
+                    es.append(np.std(vals, ddof=1) if len(vals) > 1 else 0)
+            if xs:
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=colors(i),
+                            label=METHODS[m][0] + (" (ensemble)" if net == "ensemble" else ""))
+        ax.set_xscale("log")
+        ax.set_xticks(list(labels))
+        ax.set_xticklabels([str(n) for n in labels])
+        ax.set_xlabel("labeled persons")
+    ax.set_ylabel(f"COCO AP, synthetic {where}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -287,16 +369,22 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
           f"`python bench/ssl_benchmark.py{'' if args.size == 'full' else ' --size ' + args.size} "
           f"--device {args.device}`: preset light, {args.num_train} train images "
           f"(unlabeled = all their {getattr(args, 'num_persons', '?')} persons), "
-          f"{args.num_val} val images, {args.epochs} epochs "
+          f"{args.num_val} val images (scored every epoch), {args.num_test} held-out test images "
+          f"of another generator seed ({getattr(args, 'test_persons', '?')} persons, scored once "
+          f"with the final weights), {args.epochs} epochs "
           f"= {', '.join(map(str, steps))} optimizer steps per run, seeds {seeds}, "
           f"{len(records)} runs. Sum of run wall times {run_wall / 60:.1f} min "
           f"(last invocation {wall_s / 60:.1f} min).",
-          "", "COCO AP (GT boxes) on the synthetic val set after the last epoch, mean ± std "
-          "(sample std over seeds):", "", table(records, labels, methods), ""]
+          "", "COCO AP (GT boxes) of the final weights on the held-out test set, mean ± std "
+          "(sample std over seeds):", "", table(records, labels, methods, "test_ap"), ""]
     if any(r["method"] == "supervised" for r in records) and len(methods) > 1:
-        md += ["Gain over the supervised arm with the same seed and labels (AP difference, mean ± "
-               "std over seeds, and how many seeds gained):", "",
-               gain_table(records, labels, methods), ""]
+        md += ["Gain over the supervised arm with the same seed and labels (test AP difference, "
+               "mean ± std over seeds, and how many seeds gained):", "",
+               gain_table(records, labels, methods, "test_ap"), ""]
+    md += [f"The same runs on the per-epoch val set after the last epoch ({args.num_val} images; "
+           "with 150 a run's AP there has a bootstrap standard error of about 0.02, "
+           "bench/ssl_ap_bootstrap.py):", "",
+           table(records, labels, methods, "ap"), ""]
     # the study needs both arms (the quick size runs no same-difficulty arm, so no study)
     same = all(any(r["method"] == m for r in records) for m in COLLAPSE_PAIR)
     if same:
@@ -320,7 +408,7 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
         if os.path.exists(src):
             with open(src, encoding="utf-8", errors="replace") as f:
                 atomic_write_text(f.read(), os.path.join(stem + "_logs", name + ".log"))
-    plot_ap(records, labels, methods, stem + ".png")
+    plot_ap(records, labels, methods, stem + ".png", "test_ap")
     if same:
         plot_collapse(records, min(labels), stem + "_collapse.png")
     return {"md": stem + ".md", "png": stem + ".png"}
@@ -342,6 +430,18 @@ def prepare_data(args: argparse.Namespace) -> int:
                          f"asks for {args.num_train}: delete {args.data_root} to regenerate it "
                          f"or pass --data-root for a new folder")
     persons = sum(a.get("num_keypoints", 0) > 0 for a in train["annotations"])
+    test_ann = os.path.join(args.test_root, "coco", "annotations", "person_keypoints_val2017.json")
+    if not os.path.exists(test_ann):
+        print(f"generating the held-out test set under {args.test_root}", flush=True)
+        generate(args.test_root, seed=TEST_SEED, num_train=0, num_val=args.num_test,
+                 num_unlabeled=0, show_progress=False, workers=1, preset="light")
+    with open(test_ann) as f:
+        test = json.load(f)
+    if len(test["images"]) != args.num_test:
+        raise SystemExit(f"{test_ann} has {len(test['images'])} images, this size asks for "
+                         f"{args.num_test}: delete {args.test_root} to regenerate it or pass "
+                         f"--test-root for a new folder")
+    args.test_persons = sum(a.get("num_keypoints", 0) > 0 for a in test["annotations"])
     if persons < 10 * max(args.labels):
         print(f"warning: {persons} unlabeled persons is less than 10x the largest labeled set "
               f"({max(args.labels)}); raise --num-train", flush=True)
@@ -362,6 +462,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "+ posecons_same)")
     p.add_argument("--num-train", type=int, help="synthetic train images")
     p.add_argument("--num-val", type=int, help="synthetic val images")
+    p.add_argument("--num-test", type=int, help="held-out test images (generator seed 1)")
+    p.add_argument("--test-root", help="held-out test set (generated if missing)")
     p.add_argument("--workers", type=int, default=2, help="data-loader workers per run")
     p.add_argument("--data-root", help="benchmark dataset (generated if missing)")
     p.add_argument("--work-dir", help="run folders, logs and records (default output/ssl_benchmark_<size>)")
@@ -376,6 +478,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     a.methods = a.methods or list(DEFAULT_METHODS)
     # every size trains on the same generated data
     a.data_root = a.data_root or os.path.join(ROOT, "data", "synthetic_ssl")
+    a.test_root = a.test_root or os.path.join(ROOT, "data", "synthetic_ssl_test")
     a.work_dir = a.work_dir or os.path.join(ROOT, "output", f"ssl_benchmark_{a.size}_{a.device.split(':')[0]}")
     if len(a.opts) % 2:
         p.error(f"overrides must be KEY VALUE pairs, got {a.opts}")

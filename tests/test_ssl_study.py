@@ -161,8 +161,10 @@ def _png_size(path):
 def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
     bench = _load_bench()
     argv = ["--labels", "4", "--seeds", "0", "--epochs", "1", "--num-train", "6", "--num-val", "3",
+            "--num-test", "4",
             "--methods", "supervised", "posecons", "posecons_same", "--workers", "0",
-            "--data-root", str(tmp_path / "data"), "--work-dir", str(tmp_path / "work"),
+            "--data-root", str(tmp_path / "data"), "--test-root", str(tmp_path / "test"),
+            "--work-dir", str(tmp_path / "work"),
             "--out-dir", str(tmp_path / "out"),
             "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8", "MONITOR.NUM_SAMPLES", "4"]
     out = bench.main(argv)
@@ -187,9 +189,20 @@ def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
     for r in runs:
         assert all(math.isfinite(v) for v in r["ap"].values())
         assert len(r["collapse_frac"]) == 1 and 0.0 <= r["collapse_frac"][0] <= 1.0
+    # every run is scored once more on the held-out test set (4 images of another seed)
+    from semipose.evaluation.coco_eval import run_cocoeval
+    for r in runs:
+        assert set(r["test_ap"]) == set(r["ap"]) and 0.0 <= r["test_ap"]["net1"] <= 1.0
+        found = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "work" / "test" /
+                 f"{r['method']}_L4_s0") for f in fs if f.endswith("_eval_1.json")]
+        assert len(found) == 1  # valid.py's results of net 1, re-scored here
+        gt = tmp_path / "test" / "coco" / "annotations" / "person_keypoints_val2017.json"
+        assert r["test_ap"]["net1"] == pytest.approx(run_cocoeval(str(gt), found[0])["AP"], abs=6e-5)
+    assert "held-out test set" in md and "per-epoch val set" in md
     # the paired gain table: PoseCons minus Supervised at the same seed, with its sign count
-    ap = {r["method"]: r["ap"]["net1"] for r in runs}
-    gain_rows = [line for line in md.split("Gain over the supervised arm")[1].splitlines()
+    ap = {r["method"]: r["test_ap"]["net1"] for r in runs}
+    gain_part = md.split("Gain over the supervised arm")[1].split("per-epoch val set")[0]
+    gain_rows = [line for line in gain_part.splitlines()
                  if line.startswith("| PoseCons |")]
     assert len(gain_rows) == 1, md
     cell = gain_rows[0].split("|")[3]
