@@ -22,7 +22,8 @@ interrupted run continues from its checkpoint (TRAIN.RESUME); runs already in th
 ``_runs.json`` of the same size are restored into the work folder and skipped too. Outputs (under
 --out-dir, default bench/results): ``ssl_synthetic_<device>[_<size>].md`` (mean +- std AP per
 method and label count; net1 / net2 / ensemble for PoseDual; the gain of each arm over the
-supervised one with the same seed), ``.png`` (AP against label count), ``_collapse.png``
+supervised one with the same seed), ``.png`` (AP against label count; AP per seed and method
+when there is one label count), ``_collapse.png``
 (collapse fraction and AP per epoch, same-difficulty against easy-to-hard consistency),
 ``_runs.json`` (every run's per-epoch record) and ``_logs/`` (each run's training log).
 """
@@ -144,10 +145,10 @@ def score_on_test(method: str, labels: int, seed: int, args: argparse.Namespace)
     """Every validation row (net1, ensemble, ...) of the run's final weights on the held-out
     test images, scored by pose_estimation/valid.py with the run's own settings."""
     name = run_name(method, labels, seed)
-    weights = ""
-    for folder, _, files in os.walk(os.path.join(args.work_dir, "runs", name)):
-        if "final_state.pth.tar" in files and os.path.basename(folder) != "latest":
-            weights = os.path.join(folder, "final_state.pth.tar")  # the newest run folder wins
+    found = sorted(os.path.join(folder, "final_state.pth.tar")  # run_<date-time>: newest last
+                   for folder, _, files in os.walk(os.path.join(args.work_dir, "runs", name))
+                   if "final_state.pth.tar" in files and os.path.basename(folder) != "latest")
+    weights = found[-1] if found else ""
     if not weights:
         raise FileNotFoundError(f"no final_state.pth.tar under {args.work_dir}/runs/{name}")
     test_root = args.test_root
