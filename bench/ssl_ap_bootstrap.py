@@ -61,11 +61,11 @@ def coco_ap(gt: Dict, dets: List[Dict], image_ids: Sequence[int]) -> float:
 
 
 def find_results(run_dir: str, row: str) -> str:
-    for folder, _, files in os.walk(run_dir):
-        if os.path.basename(folder) == "results" and ROW_FILES[row] in files:
-            if os.path.basename(os.path.dirname(folder)) == "latest" or "latest" not in folder:
-                return os.path.join(folder, ROW_FILES[row])
-    return ""
+    """The row's results file of the newest run folder (run_<date-time> sorts by time); the
+    'latest' link is not followed by os.walk."""
+    found = sorted(os.path.join(folder, ROW_FILES[row]) for folder, _, files in os.walk(run_dir)
+                   if os.path.basename(folder) == "results" and ROW_FILES[row] in files)
+    return found[-1] if found else ""
 
 
 def main(argv: Sequence[str] | None = None) -> str:
