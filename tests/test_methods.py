@@ -1,5 +1,6 @@
 """Training methods (Supervised, PoseCons, PoseDual) and the collapse monitor, with tiny nets."""
 import copy
+import os
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from yacs.config import CfgNode as CN
 
+from semipose.config import ConfigError, load_cfg
 from semipose.losses import JointsMSELoss
 from semipose.methods import (CollapseMonitor, PoseCons, PoseDual, Supervised, build_method,
                               num_nets)
@@ -226,6 +228,34 @@ def test_posedual_cutout_centres_on_other_net_with_derived_stride():
     c1, c2 = centroid(method.last["hard_images"]), centroid(method.last["hard_images_2"])
     assert (c1 - torch.tensor([80.0, 112.0])).norm() < 25  # student 1 cut where net2 sees joints
     assert (c2 - torch.tensor([16.0, 20.0])).norm() < 25
+
+
+def test_posedual_sup_weight_scales_supervised_terms_only():
+    """DUAL_SUP_WEIGHT w: loss = w (pose1 + pose2) + cons1 + cons2 (0.5 = reference)."""
+    batch = make_batch()
+    outs = {}
+    for w in (0.5, 1.0):
+        method = PoseDual({"net1": TinyNet(seed=0), "net2": TinyNet(seed=1)}, seed=0, sup_weight=w)
+        outs[w] = method.training_step(batch)
+    ref, one = outs[0.5], outs[1.0]
+    for key in ("loss_pose_1", "loss_pose_2", "loss_cons"):  # same draws, same terms
+        torch.testing.assert_close(ref[key], one[key])
+    torch.testing.assert_close(one["loss_pose"], one["loss_pose_1"] + one["loss_pose_2"])
+    torch.testing.assert_close(one["loss"] - ref["loss"],
+                               0.5 * (ref["loss_pose_1"] + ref["loss_pose_2"]))
+    with pytest.raises(ValueError, match="DUAL_SUP_WEIGHT"):
+        PoseDual({"net1": TinyNet(), "net2": TinyNet()}, sup_weight=0.0)
+
+
+def test_posedual_sup_weight_from_cfg():
+    cfg_path = os.path.join(os.path.dirname(__file__), "..", "experiments", "synthetic",
+                            "ssl_benchmark.yaml")
+    nets = {"net1": TinyNet(), "net2": TinyNet()}
+    assert PoseDual.from_cfg(load_cfg(cfg_path), nets).sup_weight == 0.5
+    cfg = load_cfg(cfg_path, ["DUAL_SUP_WEIGHT", "1.0"])
+    assert PoseDual.from_cfg(cfg, nets).sup_weight == 1.0
+    with pytest.raises(ConfigError, match="DUAL_SUP_WEIGHT"):
+        load_cfg(cfg_path, ["DUAL_SUP_WEIGHT", "0"])
 
 
 def test_posedual_eval_models():

@@ -82,6 +82,7 @@ _C.CUTOUT_MODE = "reference"  # 'reference': clamp swap and 24-channel draws; 'c
 _C.CONS_TEACHER_VIEW = "easy"  # teacher input: 'easy' (reference: the plain crop) or 'hard' (own hard affine draw; the same-difficulty setting of the collapse study)
 _C.MT_EMA_DECAY = 0.999  # mean_teacher / pose_dual_mt: teacher <- d * teacher + (1 - d) * student after each step, d = min(MT_EMA_DECAY, 1 - 1/(step + 1))
 _C.CONS_CONF_THRE = 0.0  # confidence mask: consistency weight 0 for joints whose target peaks below this; 0 = off (the reference)
+_C.DUAL_SUP_WEIGHT = 0.5  # pose_dual / pose_dual_mt: weight of each net's supervised loss; 0.5 = reference (supervised:consistency 1:2 per net), 1.0 = PoseCons' 1:1
 # pose_multi (multi-path consistency): one hard view per MULTI.PATHS entry
 _C.MULTI = CN()
 _C.MULTI.PATHS = ("occlusion+cutout", "cutout+cutmix")  # pose_multi: one hard view per entry, '+'-joined ops applied in order before the hard affine: cutout, occlusion (joint cut-occlusion), cutmix, mixup, none

@@ -1,11 +1,11 @@
 """PoseDual: two nets teach each other across an easy and a hard view."""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
-from .base import Batch, SemiMethod
+from .base import Batch, NetsArg, SemiMethod
 from .registry import register_method
 
 
@@ -13,7 +13,9 @@ from .registry import register_method
 class PoseDual(SemiMethod):
     """Dual-network cross supervision.
 
-    1. sup1 = f1(x_L), sup2 = f2(x_L); loss_pose = 0.5 MSE(sup1) + 0.5 MSE(sup2).
+    1. sup1 = f1(x_L), sup2 = f2(x_L); loss_pose = w MSE(sup1) + w MSE(sup2), w = sup_weight
+       (0.5 in the reference: each net then weighs its supervised term half as much as its
+       consistency term, where PoseCons weighs them 1:1; DUAL_SUP_WEIGHT 1.0 gives 1:1).
     2. Teachers (no grad, nets in their current, normally train, mode): t1 = f1(x_U), t2 = f2(x_U).
     3. h1 = cutout(base, argmax(t2) * stride), h2 = cutout(base, argmax(t1) * stride): each
        student's cutout centres on the other net's joints (independent draws); one theta per
@@ -30,6 +32,23 @@ class PoseDual(SemiMethod):
     net_names = ("net1", "net2")
     averages = {"ensemble": ("net1", "net2")}  # mean heatmaps, as the reference's validation
     teacher_names = ("net1", "net2")  # the nets giving t1, t2 (Mean Teacher: their EMA copies)
+
+    def __init__(self, nets: NetsArg, sup_weight: float = 0.5, **kwargs):
+        super().__init__(nets, **kwargs)
+        self.set_sup_weight(sup_weight)
+
+    def set_sup_weight(self, sup_weight: float) -> None:
+        if not sup_weight > 0:
+            raise ValueError(f"DUAL_SUP_WEIGHT must be > 0, got {sup_weight}")
+        self.sup_weight = float(sup_weight)
+
+    @classmethod
+    def from_cfg(cls, cfg, nets: NetsArg, seed: Optional[int] = None,
+                 joint_mask: Optional[torch.Tensor] = None) -> "PoseDual":
+        """SemiMethod's keys plus DUAL_SUP_WEIGHT."""
+        method = super().from_cfg(cfg, nets, seed=seed, joint_mask=joint_mask)
+        method.set_sup_weight(float(cfg.get("DUAL_SUP_WEIGHT", 0.5)))
+        return method
 
     def training_step(self, batch: Batch) -> Dict[str, torch.Tensor]:
         lab, unl = batch["labeled"], batch["unlabeled"]
@@ -55,7 +74,7 @@ class PoseDual(SemiMethod):
         cons1 = self.loss(s1, tw2, w1)
         cons2 = self.loss(s2, tw1, w2)
 
-        loss_pose = 0.5 * pose1 + 0.5 * pose2
+        loss_pose = self.sup_weight * (pose1 + pose2)
         loss_cons = cons1 + cons2
         self.last = {"sup_heatmaps": sup1.detach(), "sup_heatmaps_2": sup2.detach(),
                      "teacher_heatmaps": t1, "teacher_heatmaps_2": t2,
