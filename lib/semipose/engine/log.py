@@ -115,6 +115,33 @@ class PendingSteps:
         return out
 
 
+def record_step(row: StepRow, meters: Dict[str, AverageMeter],
+                scalars: Optional["ScalarLog"]) -> None:
+    """Fold one step read from the device into the running averages and, given ``scalars``
+    (the main rank), into its per-step train/* scalars at the step's own global step."""
+    for k, v in row.terms.items():
+        meters.setdefault(k, AverageMeter()).update(v, row.batch)
+    meters.setdefault("accuracy", AverageMeter()).update(row.accuracy, row.counted)
+    if scalars is not None:
+        for k, v in row.terms.items():
+            scalars.add(f"train/{k}", v, row.global_step + 1)
+        scalars.add("train/accuracy", row.accuracy, row.global_step + 1)
+
+
+def step_line(epoch: str, total: int, row: StepRow, meters: Dict[str, AverageMeter],
+              times: Dict[str, AverageMeter], world_size: int) -> str:
+    """The per-step training log line (the reference's fields, then every other loss term);
+    ``epoch`` is "current/last", 1-based."""
+    bt, dt = times["batch"], times["data"]
+    speed = row.batch * world_size / max(bt.val, 1e-9)
+    terms = "\t".join(f"{k}: {m.val:.6f}" for k, m in meters.items()
+                      if k not in ("loss", "accuracy"))
+    return (f"Epoch: [{epoch}][{row.iteration + 1}/{total}]\tTime {bt.val:.3f}s ({bt.avg:.3f}s)"
+            f"\tSpeed {speed:.1f} samples/s\tData {dt.val:.3f}s ({dt.avg:.3f}s)"
+            f"\tLoss {meters['loss'].val:.5f} ({meters['loss'].avg:.5f})"
+            f"\tAccuracy {meters['accuracy'].val:.3f} ({meters['accuracy'].avg:.3f})\t{terms}")
+
+
 def scalar_tag(metric: str) -> str:
     """A metric name as a readable TensorBoard tag: 'Ap .5' -> 'AP.5', 'AP (M)' -> 'AP_M',
     'Mean@0.1' -> 'Mean@0.1' (TensorBoard keeps letters, digits, '.', '_', '-', '/', '@')."""

@@ -2,11 +2,14 @@
 MultiStepLR by epoch), and the guard that keeps non-finite losses out of optimizer steps."""
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from typing import Dict, Iterable
+from typing import Dict, Iterable, List, Optional
 
 import torch
 from yacs.config import CfgNode
+
+from .log import StepRow
 
 # TRAIN.ADAM_IMPL -> torch.optim.Adam keywords. All three compute the same update up to float
 # rounding; 'for_loop' is the reference's per-tensor loop (torch's CPU default).
@@ -119,3 +122,24 @@ class NonFiniteGuard:
         if not skip:
             optimizer.step()
         return skip
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN/inf; the last good checkpoint is kept."""
+
+
+def nonfinite_error(epoch: str, total: int, bad: Optional[StepRow], rows: List[StepRow],
+                    start_iter: int, out_dir: str) -> NonFiniteLossError:
+    """The error naming the first bad step: this rank's ``bad`` row, else (another rank's loss,
+    or non-finite gradients) the span of the steps just read. ``epoch``: "epoch e/E"."""
+    if bad is not None:
+        where = f"iteration {bad.iteration + 1}/{total} (global step {bad.global_step})"
+        what = ", ".join(f"{k}={v}" for k, v in bad.terms.items() if not math.isfinite(v))
+    else:
+        span = f"{rows[0].iteration + 1}-{rows[-1].iteration + 1}" if rows else str(start_iter)
+        where, what = f"iterations {span}/{total}", ""
+    return NonFiniteLossError(
+        f"non-finite loss at {epoch} {where}: "
+        f"{what or 'on another rank (or non-finite gradients)'}. No optimizer step was "
+        f"taken and the last good checkpoint in {out_dir} is kept; lower TRAIN.LR, "
+        f"try TRAIN.AMP '' or check the data.")

@@ -9,7 +9,7 @@ import math
 import os
 import signal
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -26,8 +26,10 @@ from ..models.weights import nets_state_dict
 from .checkpoint import FINAL, atomic_torch_save
 from .debug_images import DebugImages
 from .runs import choose_run_folder, lock_run_folder, unlock_run_folder
-from .log import AverageMeter, PendingSteps, ScalarLog, StepRow, scalar_tag, setup_logger
-from .optim import NonFiniteGuard, build_optimizer, set_epoch_lr
+from .log import (AverageMeter, PendingSteps, ScalarLog, record_step, scalar_tag, setup_logger,
+                  step_line)
+from .optim import (NonFiniteGuard, NonFiniteLossError, build_optimizer, nonfinite_error,
+                    set_epoch_lr)
 from .data_setup import (build_data, prepare_synthetic, resume_loader, skipped_images,
                          until_stopped)
 from .device import amp_settings, mark_step_begin, move_batch
@@ -39,10 +41,6 @@ from .validate import run_validation, settings_line
 # Signals that checkpoint and stop a run: Ctrl-C, schedulers/torchrun, and a closed terminal or
 # dropped ssh session (SIGHUP, where the platform has it).
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN/inf; the last good checkpoint is kept."""
 
 
 class ValidationFailed(ValueError):
@@ -302,50 +300,14 @@ class Trainer:
         for row in rows:
             if row is bad:
                 break
-            self._record(row)
+            record_step(row, self.meters, self.scalars if self.info.is_main else None)
         if any_bad:
-            raise self._nonfinite_error(epoch, total, bad, rows)
+            raise nonfinite_error(f"epoch {epoch + 1}/{self.cfg.TRAIN.END_EPOCH}", total, bad,
+                                  rows, self.start_iter, self.out_dir)
         if log_line and rows and self.info.is_main:
-            self._log_line(epoch, total, rows[-1])
+            self.log.info(step_line(f"{epoch + 1}/{self.cfg.TRAIN.END_EPOCH}", total, rows[-1],
+                                    self.meters, self.times, self.info.world_size))
         return stop
-
-    def _record(self, row: StepRow) -> None:
-        for k, v in row.terms.items():
-            self.meters.setdefault(k, AverageMeter()).update(v, row.batch)
-        self.meters["accuracy"].update(row.accuracy, row.counted)
-        if self.info.is_main:
-            for k, v in row.terms.items():
-                self.scalars.add(f"train/{k}", v, row.global_step + 1)
-            self.scalars.add("train/accuracy", row.accuracy, row.global_step + 1)
-
-    def _log_line(self, epoch: int, total: int, row: StepRow) -> None:
-        meters, bt, dt = self.meters, self.times["batch"], self.times["data"]
-        speed = row.batch * self.info.world_size / max(bt.val, 1e-9)
-        terms = "\t".join(f"{k}: {m.val:.6f}" for k, m in meters.items()
-                          if k not in ("loss", "accuracy"))
-        self.log.info(
-            "Epoch: [%d/%d][%d/%d]\tTime %.3fs (%.3fs)\tSpeed %.1f samples/s\tData %.3fs "
-            "(%.3fs)\tLoss %.5f (%.5f)\tAccuracy %.3f (%.3f)\t%s", epoch + 1,
-            self.cfg.TRAIN.END_EPOCH, row.iteration + 1, total, bt.val, bt.avg, speed, dt.val,
-            dt.avg, meters["loss"].val, meters["loss"].avg, meters["accuracy"].val,
-            meters["accuracy"].avg, terms)
-
-    def _nonfinite_error(self, epoch: int, total: int, bad: Optional[StepRow],
-                         rows: List[StepRow]) -> NonFiniteLossError:
-        """The error naming the first bad step: this rank's, else (another rank's loss) the
-        span of steps just read."""
-        if bad is not None:
-            where = f"iteration {bad.iteration + 1}/{total} (global step {bad.global_step})"
-            what = ", ".join(f"{k}={v}" for k, v in bad.terms.items() if not math.isfinite(v))
-        else:
-            span = (f"{rows[0].iteration + 1}-{rows[-1].iteration + 1}" if rows
-                    else str(self.start_iter))
-            where, what = f"iterations {span}/{total}", ""
-        return NonFiniteLossError(
-            f"non-finite loss at epoch {epoch + 1}/{self.cfg.TRAIN.END_EPOCH} {where}: "
-            f"{what or 'on another rank (or non-finite gradients)'}. No optimizer step was "
-            f"taken and the last good checkpoint in {self.out_dir} is kept; lower TRAIN.LR, "
-            f"try TRAIN.AMP '' or check the data.")
 
     def _monitor(self, epoch: int) -> None:
         if self.monitor is None or not self.info.is_main:
