@@ -36,7 +36,7 @@ import re
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -222,45 +222,41 @@ def mean_std(values: Sequence[float], signed: bool = False) -> str:
     return f"{v.mean():{'+' if signed else ''}.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
 
 
+def method_rows(records: List[Dict], labels: Sequence[int], methods: Sequence[str], key: str,
+                cell: Callable[[List[Dict], str, int], str]) -> str:
+    """A markdown table: one row per method and validation net, one column per label count;
+    ``cell(runs, net, labels)`` renders the runs of that method and label count."""
+    records = [r for r in records if key in r]
+    lines = ["| Method | net | " + " | ".join(f"{n} labels" for n in labels) + " |",
+             "|---|---|" + "---|" * len(labels)]
+    for m in methods:
+        runs = [r for r in records if r["method"] == m]
+        for net in sorted({n for r in runs for n in r[key]}, key=NETS.index):
+            cells = [cell([r for r in runs if r["labels"] == n], net, n) for n in labels]
+            lines.append(f"| {METHODS[m][0]} | {net} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(records: List[Dict], labels: Sequence[int], methods: Sequence[str],
           key: str = "test_ap") -> str:
     """Mean ± std of ``key`` (test_ap: held-out test set; ap: val set, last epoch)."""
-    records = [r for r in records if key in r]
-    head = "| Method | net | " + " | ".join(f"{n} labels" for n in labels) + " |"
-    lines = [head, "|---|---|" + "---|" * len(labels)]
-    for m in methods:
-        nets = sorted({n for r in records if r["method"] == m for n in r[key]},
-                      key=NETS.index)
-        for net in nets:
-            cells = []
-            for n in labels:
-                vals = [r[key][net] for r in records if r["method"] == m and r["labels"] == n]
-                cells.append(f"{mean_std(vals)} (n={len(vals)})" if vals else "–")
-            lines.append(f"| {METHODS[m][0]} | {net} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    def cell(runs: List[Dict], net: str, _labels: int) -> str:
+        vals = [r[key][net] for r in runs]
+        return f"{mean_std(vals)} (n={len(vals)})" if vals else "–"
+    return method_rows(records, labels, methods, key, cell)
 
 
 def gain_table(records: List[Dict], labels: Sequence[int], methods: Sequence[str],
                key: str = "test_ap") -> str:
     """AP of each semi-supervised row minus the supervised arm's AP at the same seed and label
     count (a paired difference: the seed's data order and initialisation cancel out)."""
-    head = "| Method | net | " + " | ".join(f"{n} labels" for n in labels) + " |"
-    lines = [head, "|---|---|" + "---|" * len(labels)]
-    records = [r for r in records if key in r]
-    sup = {(r["labels"], r["seed"]): r[key]["net1"] for r in records if r["method"] == "supervised"}
-    for m in methods:
-        if m == "supervised":
-            continue
-        nets = sorted({n for r in records if r["method"] == m for n in r[key]}, key=NETS.index)
-        for net in nets:
-            cells = []
-            for n in labels:
-                d = [r[key][net] - sup[(n, r["seed"])] for r in records
-                     if r["method"] == m and r["labels"] == n and (n, r["seed"]) in sup]
-                cells.append(f"{mean_std(d, signed=True)} ({sum(x > 0 for x in d)}/{len(d)} "
-                             f"seeds > 0)" if d else "–")
-            lines.append(f"| {METHODS[m][0]} | {net} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    sup = {(r["labels"], r["seed"]): r[key]["net1"] for r in records
+           if r["method"] == "supervised" and key in r}
+
+    def cell(runs: List[Dict], net: str, n: int) -> str:
+        d = [r[key][net] - sup[(n, r["seed"])] for r in runs if (n, r["seed"]) in sup]
+        return f"{mean_std(d, signed=True)} ({sum(x > 0 for x in d)}/{len(d)} seeds > 0)" if d else "–"
+    return method_rows(records, labels, [m for m in methods if m != "supervised"], key, cell)
 
 
 def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], path: str,
