@@ -23,7 +23,7 @@ import numpy as np
 from semipose.data.keypoints import COCO
 from semipose.evaluation.coco_eval import build_results
 from semipose.evaluation.nms import rescore
-from semipose.utils.io import atomic_write_text
+from semipose.utils.io import print_and_write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -121,11 +121,7 @@ def main(argv=None) -> None:
     lines += [f"| {k} | {med[k]:.3f} | {', '.join(f'{x:.3f}' for x in v)} |"
               for k, v in times.items()]
     lines += ["", f"Speed-up: {ratio:.2f}x (median before / median now)."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.out != "-":
-        atomic_write_text(text, a.out)
-        print(f"wrote {a.out}")
+    print_and_write("\n".join(lines) + "\n", a.out)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from semipose.engine.optim import adam_impl
 from semipose.engine.trainer import Trainer
 from semipose.transforms.heatmap import accuracy, accuracy_tensor
 from semipose.utils.dist import DistInfo
-from semipose.utils.io import atomic_write_text
+from semipose.utils.io import print_and_write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSEDUAL = os.path.join(ROOT, "experiments", "synthetic", "posedual.yaml")
@@ -232,11 +232,7 @@ def main(argv=None) -> None:
                   "nothing: the loops differ only by the cost of their bookkeeping, small next to "
                   "the step. The gain of reading every PRINT_FREQ steps is on GPUs, where each "
                   "read stalls the queue of kernels (`--device cuda`)."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.out != "-":
-        atomic_write_text(text, a.out)
-        print(f"wrote {a.out}")
+    print_and_write("\n".join(lines) + "\n", a.out)
 
 
 if __name__ == "__main__":

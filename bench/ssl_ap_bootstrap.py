@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="markdown file (default bench/results/ssl_ap_bootstrap_<work>.md)")
     a = p.parse_args(argv)
-    from semipose.utils.io import atomic_write_text
+    from semipose.utils.io import print_and_write
 
     with open(os.path.join(a.data_root, "coco", "annotations", "person_keypoints_val2017.json")) as f:
         gt = json.load(f)
@@ -117,8 +117,7 @@ def main(argv: Sequence[str] | None = None) -> str:
                      f"| {diff} | {se} |")
     out = a.out or os.path.join(ROOT, "bench", "results",
                                 f"ssl_ap_bootstrap_{os.path.basename(os.path.normpath(a.work_dir))}.md")
-    atomic_write_text("\n".join(lines) + "\n", out)
-    print("\n".join(lines))
+    print_and_write("\n".join(lines) + "\n", out)
     return out
 
 

@@ -198,3 +198,17 @@ def test_atomic_files_follow_the_umask(tmp_path):
         assert os.stat(path).st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
+
+
+def test_print_and_write_reports(tmp_path, capsys):
+    """A benchmark report is printed and written whole; '-' prints it and writes nothing."""
+    from semipose.utils.io import print_and_write
+
+    path = str(tmp_path / "bench.md")
+    print_and_write("| a | b |\n|---|---|\n", path)
+    with open(path) as f:
+        assert f.read() == "| a | b |\n|---|---|\n"
+    assert capsys.readouterr().out == f"| a | b |\n|---|---|\n\nwrote {path}\n"
+    print_and_write("only printed\n", "-")
+    assert capsys.readouterr().out == "only printed\n\n"
+    assert os.listdir(tmp_path) == ["bench.md"]

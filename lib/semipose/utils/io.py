@@ -63,6 +63,15 @@ def atomic_write_text(text: str, path: str) -> None:
     atomic_write(path, lambda f: f.write(text), mode="w")
 
 
+def print_and_write(text: str, out: str) -> None:
+    """Print a report (e.g. a benchmark's markdown) and write it atomically to ``out``
+    ('-' = print only)."""
+    print(text)
+    if out != "-":
+        atomic_write_text(text, out)
+        print(f"wrote {out}")
+
+
 _MAT_HEADER_BYTES = 116  # the MAT 5 text header, which savemat stamps with the creation time
 
 
