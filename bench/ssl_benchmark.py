@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -163,20 +162,24 @@ def score_on_test(method: str, labels: int, seed: int, args: argparse.Namespace)
         "TEST.COCO_BBOX_FILE", os.path.join(test_root, "coco", "person_detection_results",
                                             "synthetic_val2017_detections.json"),
         "SYNTHETIC.GENERATE_IF_MISSING", "False",
-        "OUTPUT_DIR", os.path.join(args.work_dir, "test", name),
+        "OUTPUT_DIR", os.path.join(args.work_dir, "test", name),  # = out_root below
         "LOG_DIR", os.path.join(args.work_dir, "tb_test", name),
         "DEVICE", args.device, "WORKERS", str(args.workers)] + list(args.opts)
     log_path = os.path.join(args.work_dir, "logs", name + ".log")
+    out_root = os.path.join(args.work_dir, "test", name)
     out = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True)
     with open(log_path, "a") as log:
         log.write(f"\n# held-out test set ({test_root})\n" + out.stdout)
-    # valid.py's closing line: "done in 13 s: net1 0.2456, net2 0.2258, ensemble 0.2457; ..."
-    found = re.search(r"done in \d+ s: (.*?); outputs in", out.stdout)
-    if out.returncode != 0 or not found:
+    # valid.py writes its AP table as results.json into a folder named after the weights
+    scored = [os.path.join(folder, "results.json") for folder, _, files in os.walk(out_root)
+              if "results.json" in files]
+    if out.returncode != 0 or not scored:
         raise RuntimeError(f"scoring {name} on the test set failed (exit {out.returncode}); "
                            f"see {log_path}")
-    return {net: float(v) for net, v in (part.rsplit(" ", 1) for part in found.group(1).split(", "))}
+    with open(max(scored, key=os.path.getmtime)) as f:
+        rows = json.load(f)["rows"]
+    return {net: row["main"] for net, row in rows.items()}
 
 
 def run_one(method: str, labels: int, seed: int, args: argparse.Namespace) -> Dict:

@@ -3,6 +3,7 @@ command line (flags anywhere, --no-* forms, --print-config, --list-keys, no-GPU 
 from __future__ import annotations
 
 import glob
+import json
 import os
 
 import pytest
@@ -81,6 +82,12 @@ def test_runs_never_overwrite_and_resume_continues_latest(data_root, tmp_path, c
     with open(os.path.join(vdir, "results.md")) as f:
         head = f.read()
     assert "final_state.pth.tar" in head and "flip test on" in head
+    with open(os.path.join(vdir, "results.json")) as f:
+        scored = json.load(f)
+    assert scored["provenance"] in head and list(scored["rows"]) == ["net1"]
+    row = scored["rows"]["net1"]
+    assert row["main"] == row["metrics"]["AP"] and 0.0 <= row["main"] <= 1.0
+    assert f"| {row['main']:.4f} |" in head  # the table's AP, rounded
     with open(os.path.join(latest_run(experiment), "results.md")) as f:
         assert "train.py: epoch 1/1" in f.read()
 

@@ -2,6 +2,7 @@
 AIC). Sharded across ranks under DDP and gathered on rank 0, where scoring happens."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import OrderedDict
@@ -15,6 +16,7 @@ from ..evaluation.predict import merge_results, predict
 from ..evaluation.registry import evaluator_for
 from ..evaluation.table import format_table, write_table
 from ..utils.dist import DistInfo, all_gather_objects, broadcast_buffers
+from ..utils.io import atomic_write_text
 from .debug_images import DebugImages
 
 logger = logging.getLogger("semipose")
@@ -38,7 +40,8 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
 
     Returns (results, merged predictions). The method's nets are put in eval mode and restored.
     ``debug`` writes the DEBUG pictures of every PRINT_FREQ-th batch (rank 0 only);
-    ``provenance`` (which weights, epoch and settings) heads results.md.
+    ``provenance`` (which weights, epoch and settings) heads results.md; results.json holds the
+    same numbers: {"provenance", "rows": {row: {"metrics": {name: value}, "main": value}}}.
     """
     method = getattr(method, "module", method)
     broadcast_buffers(method, info)  # rank 0's BatchNorm statistics, the ones it saves
@@ -76,6 +79,11 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
         tables.append(f"### {net}\n\n{table}\n")
     head = f"{provenance}\n\n" if provenance else ""
     write_table(os.path.join(output_dir, "results.md"), head + "\n".join(tables))
+    # the same numbers for scripts (e.g. the SSL benchmark): row -> metrics and main metric
+    atomic_write_text(json.dumps({"provenance": provenance, "rows": {
+        net: {"metrics": {k: float(v) for k, v in metrics.items()}, "main": float(main)}
+        for net, (metrics, main) in results.items()}}, indent=1), os.path.join(output_dir,
+                                                                              "results.json"))
     return results, pred
 
 
@@ -137,6 +145,6 @@ def evaluate_checkpoint(cfg: CfgNode, cfg_path: str, info: DistInfo, progress: b
                                 progress, debug=DebugImages(cfg, out_dir), provenance=provenance)
     if info.is_main:
         summary = ", ".join(f"{net} {m:.4f}" for net, (_, m) in results.items())
-        log.info("done in %.0f s: %s; outputs in %s (results.md, results/, all_preds.npy, log)",
+        log.info("done in %.0f s: %s; outputs in %s (results.md/.json, results/, all_preds.npy, log)",
                  time.time() - t0, summary, out_dir)
     return results
