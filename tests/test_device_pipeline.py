@@ -1,0 +1,188 @@
+"""The device data path (DATASET.DEVICE_PIPELINE) against the CPU path, run on the CPU.
+
+Tolerance of the crops, in uint8 levels of the unnormalised crop: max |diff| <= 1.5 and mean
+|diff| < 0.01. The CPU decoders agree bit for bit; cv2's fixed-point bilinear weights and
+grid_sample's float32 ones round to different levels on about 0.02% of the values, by one level.
+Geometry, joints, meta, targets and target weights must be identical (targets to 1e-6).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from semipose.data.build import build_train_dataset
+from semipose.data.coco import CocoDataset
+from semipose.data.dataset import PoseDataset
+from semipose.data.imageio import ImageReadError, UnsupportedImageError
+from semipose.data.keypoints import UNION
+from semipose.engine.trainer import Trainer
+from semipose.transforms.device_pipeline import (DeviceStage, PlanTransform, device_stage_for,
+                                                 gaussian_targets, is_plan, warp_crops)
+from semipose.transforms.heatmap import generate_target
+from semipose.transforms.sample import SampleTransform
+from semipose.utils.dist import DistInfo
+
+from conftest import synthetic_cfg, tiny
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURE = os.path.join(ROOT, "tests", "data", "fixtures")
+SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
+POSEDUAL = os.path.join(ROOT, "experiments", "synthetic", "posedual.yaml")
+CPU = torch.device("cpu")
+MAX_LEVELS, MEAN_LEVELS = 1.5, 0.01
+
+
+def assert_crops_agree(cpu: torch.Tensor, dev: torch.Tensor, gain: torch.Tensor) -> None:
+    """Normalised crops [N, 3, H, W] of both paths within the stated tolerance."""
+    levels = (cpu - dev).abs() / gain.view(1, 3, 1, 1)
+    assert levels.max() <= MAX_LEVELS, f"max {levels.max():.3f} levels"
+    assert levels.mean() < MEAN_LEVELS, f"mean {levels.mean():.5f} levels"
+
+
+def assert_same_group(cpu: dict, dev: dict, gain: torch.Tensor) -> None:
+    """One collated group of samples: crops within tolerance, the rest identical."""
+    assert_crops_agree(cpu["image"], dev["image"], gain)
+    torch.testing.assert_close(dev["target"], cpu["target"], rtol=0, atol=1e-6)
+    assert torch.equal(dev["target_weight"], cpu["target_weight"])
+    assert dev["target"].dtype == cpu["target"].dtype == torch.float32
+    assert cpu["meta"].keys() == dev["meta"].keys()
+    for k, v in cpu["meta"].items():
+        other = dev["meta"][k]
+        assert (torch.equal(v, other) if isinstance(v, torch.Tensor) else v == other), k
+
+
+def test_fixture_crops_targets_and_geometry_match_the_cpu_path():
+    """Real COCO JPEGs, half-body, flips and rotations over three epochs."""
+    records = CocoDataset(FIXTURE, "val2017", UNION.num_joints, (192, 256), is_train=True).records
+    args = ((192, 256), (48, 64), 2, UNION.flip_pairs, True)
+    kw = dict(joint_set=UNION, prob_half_body=0.5)
+    cpu = PoseDataset(records, SampleTransform(*args, **kw), True, seed=5)
+    plan = PlanTransform(*args, **kw)
+    dev = PoseDataset(records, plan, True, seed=5)
+    stage = DeviceStage(plan)
+    flips = set()
+    for epoch in range(3):
+        cpu.set_epoch(epoch)
+        dev.set_epoch(epoch)
+        plans = [dev[i] for i in range(len(dev))]
+        assert all(is_plan(p) and isinstance(p["encoded"], bytes) for p in plans)
+        a = default_collate([cpu[i] for i in range(len(cpu))])
+        b = stage(default_collate(plans), CPU)
+        assert_same_group(a, b, stage.gain.view(3))
+        flips.update(bool(f) for f in a["meta"]["flip"])
+    assert flips == {False, True}
+
+
+def test_synthetic_paired_batches_match(data_root, tmp_path):
+    """mix_coco_coco on the synthetic set: labeled and unlabeled (imposed weight) groups."""
+    def dataset(on: bool):
+        cfg = synthetic_cfg(POSEDUAL, data_root, str(tmp_path), tiny(
+            "MODEL.IMAGE_SIZE", "[64, 96]", "MODEL.EXTRA.HEATMAP_SIZE", "[16, 24]",
+            "DATASET.DEVICE_PIPELINE", str(on)))
+        return build_train_dataset(cfg)
+    cpu, dev = dataset(False), dataset(True)
+    assert device_stage_for(cpu) is None
+    stage = device_stage_for(dev)
+    for epoch in range(2):
+        cpu.set_epoch(epoch)
+        dev.set_epoch(epoch)
+        a = default_collate([cpu[i] for i in range(len(cpu))])
+        b = stage(default_collate([dev[i] for i in range(len(dev))]), CPU)
+        assert set(a) == set(b) == {"labeled", "unlabeled"}
+        for group in a:
+            assert_same_group(a[group], b[group], stage.gain.view(3))
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.5, 2.0, 3.0])
+def test_gaussian_targets_equal_generate_target(sigma):
+    """Random, border, out-of-map, non-finite and invisible joints; non-square maps."""
+    rng = np.random.default_rng(int(sigma * 10))
+    image_size, heatmap_size = (192, 256), (48, 64)
+    joints = rng.uniform(-40, 240, (6, 17, 2)).astype(np.float32)
+    joints[0, :4] = [[-14.1, 5], [-13.9, 5], [191.9, 255.9], [200.0, 270.0]]
+    joints[1, :3] = [[np.nan, 3], [np.inf, 3], [5, -np.inf]]
+    vis = (rng.random((6, 17)) > 0.2).astype(np.float32)
+    target, weight = gaussian_targets(torch.from_numpy(joints), torch.from_numpy(vis),
+                                      image_size, heatmap_size, sigma)
+    for n in range(len(joints)):
+        t, w = generate_target(joints[n], vis[n], image_size, heatmap_size, sigma)
+        torch.testing.assert_close(target[n], torch.from_numpy(t), rtol=0, atol=1e-6)
+        assert torch.equal(weight[n], torch.from_numpy(w))
+
+
+def test_batched_warp_of_mixed_sizes_matches_cv2():
+    """Images of three sizes in one grid_sample call (padded batch) against cv2.warpAffine."""
+    from semipose.transforms.affine import get_affine_transform
+    rng = np.random.default_rng(0)
+    images, matrices, expected = [], [], []
+    for h, w in [(120, 90), (64, 200), (150, 150), (120, 90)]:
+        low = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+        img = cv2.add(cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC),
+                      rng.integers(0, 30, (h, w, 3), dtype=np.uint8))
+        c = np.array([w * rng.uniform(0.2, 0.8), h * rng.uniform(0.2, 0.8)], np.float32)
+        s = np.array([rng.uniform(0.3, 1.2), rng.uniform(0.4, 1.6)], np.float32)
+        m = get_affine_transform(c, s, rng.uniform(-60, 60), (48, 64))
+        expected.append(cv2.warpAffine(img, m, (48, 64), flags=cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_CONSTANT, borderValue=0))
+        images.append(torch.from_numpy(img).permute(2, 0, 1).contiguous())
+        matrices.append(torch.from_numpy(m))
+    out = warp_crops(images, torch.stack(matrices), (48, 64))
+    ref = torch.from_numpy(np.stack(expected)).permute(0, 3, 1, 2).float()
+    assert out.shape == (4, 3, 64, 48)
+    assert_crops_agree(ref, out, torch.ones(3))
+
+
+def _records_with(path: str) -> list:
+    records = CocoDataset(FIXTURE, "val2017", UNION.num_joints, (192, 256), is_train=True).records
+    return [dict(records[0], image=path)]
+
+
+def test_non_jpeg_names_the_file_and_the_key(tmp_path):
+    png = str(tmp_path / "person.png")
+    cv2.imwrite(png, np.full((80, 60, 3), 127, np.uint8))
+    plan = PlanTransform((48, 64), (12, 16), 2, UNION.flip_pairs, True)
+    # not skipped under SKIP_BAD_IMAGES: a PNG dataset must not be skipped image by image
+    ds = PoseDataset(_records_with(png), plan, True, skip_bad_images=True)
+    with pytest.raises(UnsupportedImageError, match="person.png.*DATASET.DEVICE_PIPELINE False"):
+        ds[0]
+
+
+def test_undecodable_jpeg_names_the_file(tmp_path):
+    data = open(os.path.join(FIXTURE, "coco", "images", "val2017", "000000040083.jpg"), "rb").read()
+    bad = str(tmp_path / "cut_headers.jpg")
+    with open(bad, "wb") as f:  # frame header kept, Huffman tables cut: the decoder refuses it
+        f.write(data[:data.find(b"\xff\xda") - 100] + b"\xff\xd9")
+    plan = PlanTransform((48, 64), (12, 16), 2, UNION.flip_pairs, True)
+    batch = default_collate([PoseDataset(_records_with(bad), plan, True)[0]])
+    with pytest.raises(ImageReadError, match="cut_headers.jpg.*DATASET.DEVICE_PIPELINE False"):
+        DeviceStage(plan)(batch, CPU)
+
+
+@pytest.mark.parametrize("path,extra", [
+    (SUPERVISED, []), (POSEDUAL, ["CONS_RAND_AUG", "True", "MASK_JOINT_NUM", "2"])])
+def test_short_training_run_with_the_device_path(data_root, tmp_path, path, extra):
+    """A few steps end to end on the CPU with the key on; the losses follow the CPU path's.
+
+    PoseDual with CONS_RAND_AUG mixes device-finished labeled crops with CPU-made unlabeled
+    pairs (the RandAugment fallback) and finishes the collapse monitor's crops too.
+    """
+    losses = {}
+    for on in (False, True):
+        cfg = synthetic_cfg(path, data_root, str(tmp_path / str(on)), tiny(
+            "TRAIN.END_EPOCH", "1", "TRAIN.LR_STEP", "[5]", "CUDNN.DETERMINISTIC", "True",
+            "MODEL.EXTRA.BASE_WIDTH", "16", "DATASET.DEVICE_PIPELINE", str(on), *extra))
+        trainer = Trainer(cfg, path, DistInfo(), progress=False)
+        assert (trainer.stage is not None) == on
+        results = trainer.fit()
+        assert results and all(0.0 <= ap <= 1.0 for _, ap in results.values())
+        with open(os.path.join(trainer.out_dir, "history.json")) as f:
+            losses[on] = [v for _, v in json.load(f)["train/loss"]]
+    assert len(losses[True]) == len(losses[False]) >= 2
+    assert all(np.isfinite(losses[True]))
+    np.testing.assert_allclose(losses[True], losses[False], rtol=2e-3)
