@@ -2,10 +2,15 @@
 
     python bench/bench_data.py                 # real COCO fixture images (tests/data/fixtures)
     python bench/bench_data.py --synthetic 20  # N generated 640x480 JPEGs with random person boxes
+    python bench/bench_data.py --device-path   # host CPU per pair with DATASET.DEVICE_PIPELINE on/off
 
 Measures samples/s of PoseDataset.__getitem__ (decode, augment, warp to 256x192, normalise,
 Gaussian targets) and of a paired item (labeled + unlabeled [+ RandAugment twin]); prints the
 median over repeats and the process's peak RSS.
+
+``--device-path`` instead measures the loader side per pair (items + default_collate of a batch,
+process CPU time, one thread) with the CPU path and with the device path's plans, their ratio,
+and, for information, the device stage (decode, warp, targets) run on the CPU.
 """
 from __future__ import annotations
 
@@ -80,11 +85,56 @@ def timed(fns: dict, n: int, repeats: int) -> dict:
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
+def cpu_ms_per_item(fn, n: int, repeats: int) -> float:
+    """Median over ``repeats`` of the process CPU time (ms) per call of ``fn(i)``, i < n.
+
+    CPU time rather than wall time: on a shared machine it is far less inflated by other jobs.
+    """
+    fn(0)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        for i in range(n):
+            fn(i)
+        times.append((time.process_time() - t0) * 1000 / n)
+    return statistics.median(times)
+
+
+def device_path_report(records: list, source: str, batch: int, repeats: int) -> None:
+    """Loader-side host CPU per pair with the device path off and on, and the device stage."""
+    import torch
+    from torch.utils.data import default_collate
+    from semipose.transforms.device_pipeline import DeviceStage, PlanTransform
+
+    torch.set_num_threads(1)
+    rows = {}
+    for name, kind in (("cpu path", SampleTransform), ("device path", PlanTransform)):
+        t = kind(SIZE, HM, 2, UNION.flip_pairs, True, joint_set=UNION)
+        ds = PoseDataset(records, t, True, seed=0)
+        paired = PairedDataset(ds, ds, labeled_union_ids(COCO), seed=0)
+        batches = [[(b * batch + i) % len(paired) for i in range(batch)] for b in range(4)]
+        load = lambda b: default_collate([paired[i] for i in batches[b % 4]])  # noqa: E731
+        rows[name] = cpu_ms_per_item(load, 4, repeats) / batch
+        if kind is PlanTransform:
+            stage, plans = DeviceStage(t), [load(b) for b in range(4)]
+            rows["device stage on the CPU (info)"] = cpu_ms_per_item(
+                lambda b: stage(plans[b % 4], torch.device("cpu")), 4, repeats) / batch
+    print(f"source: {source}; pairs (labeled + unlabeled), crop {SIZE[1]}x{SIZE[0]}, heatmap "
+          f"{HM[1]}x{HM[0]}, batch {batch} pairs; process CPU time, 1 thread; median of "
+          f"{repeats} x 4 batches (torch {torch.__version__})")
+    for name, ms in rows.items():
+        print(f"{name:32s} {ms:7.3f} ms CPU per pair")
+    print(f"{'ratio device / cpu path':32s} {rows['device path'] / rows['cpu path']:7.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synthetic", type=int, default=0, help="generate N JPEGs instead of the fixture")
     ap.add_argument("--samples", type=int, default=200, help="samples per repeat")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device-path", action="store_true",
+                    help="host CPU per pair with DATASET.DEVICE_PIPELINE off and on")
+    ap.add_argument("--batch", type=int, default=32, help="pairs per batch for --device-path")
     args = ap.parse_args()
     cv2.setNumThreads(1)  # DataLoader workers run OpenCV single-threaded; measure that
     base_mib = current_rss_mib()  # after importing torch/cv2/numpy
@@ -96,6 +146,9 @@ def main() -> None:
         else:
             records = CocoDataset(FIXTURE, "val2017", UNION.num_joints, SIZE, is_train=True).records
             source = f"COCO val2017 fixture ({len(records)} persons, 4 real JPEGs)"
+        if args.device_path:
+            device_path_report(records, source, args.batch, args.repeats)
+            return
         t = SampleTransform(SIZE, HM, 2, UNION.flip_pairs, True, joint_set=UNION)
         ds = PoseDataset(records, t, True, seed=0)
         n = args.samples
