@@ -29,9 +29,12 @@ crops differ by at most one uint8 level on about 0.01-0.05% of their values (bil
 float32 versus cv2's fixed point), asserted as max |diff| <= 1.5 levels and mean |diff| < 0.01
 levels. nvJPEG may differ from libjpeg by a level or two more (to be measured on a GPU).
 
-RandAugment twins (CONS_RAND_AUG) fall back to the CPU path: ``pair`` decodes and warps the
-unlabeled crop on the host and applies the PIL ops there, so those items keep the CPU cost; only
-their labeled partner is finished on the device. Validation and flip test stay on the CPU path.
+RandAugment twins (CONS_RAND_AUG) run on the device too: ``pair`` draws the ops (and cutout
+squares) on the host with the CPU path's generator calls, the twin plan carries only that table
+({"color_ops" [n, 6], "meta"}), and the stage applies the ops to the unlabeled crop's uint8
+levels before normalising (transforms/randaugment_device.py, equal to PIL's output). A crop
+augment other than RandAugment falls back to the CPU pair. Validation and flip test stay on the
+CPU path.
 """
 from __future__ import annotations
 
@@ -46,14 +49,18 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 from semipose.data.imageio import ImageReadError, check_complete, jpeg_size, read_bytes
 from semipose.transforms.heatmap import gaussian_patch
+from semipose.transforms.randaugment import RandAugment
+from semipose.transforms.randaugment_device import apply_color_plan, color_plan
 from semipose.transforms.sample import CropAugment, SampleTransform
 
-PLAN_KEY = "encoded"
+PLAN_KEY, TWIN_KEY = "encoded", "color_ops"
+# Twin groups of a paired batch and the group whose crops they recolour (types.PairedBatch).
+TWIN_OF = {"unlabeled_aug": "unlabeled"}
 
 
 def is_plan(group: Any) -> bool:
     """Whether a sample (or a collated group of samples) is a plan still to be finished."""
-    return isinstance(group, dict) and PLAN_KEY in group
+    return isinstance(group, dict) and (PLAN_KEY in group or TWIN_KEY in group)
 
 
 class PlanTransform(SampleTransform):
@@ -77,7 +84,19 @@ class PlanTransform(SampleTransform):
                 "joints": torch.from_numpy(joints), "joints_vis": torch.from_numpy(vis),
                 "meta": dict(meta, joints=joints, joints_vis=vis)}
 
-    # ``pair`` is inherited: the RandAugment twin is made on the CPU (see the module docstring).
+    def pair(self, record: Dict[str, Any], rng: np.random.Generator, augment_crop: CropAugment,
+             index: int = 0, rotation: Optional[float] = None,
+             scale_factor: Optional[float] = None, flip: Optional[bool] = None
+             ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        """(plan, twin plan): the twin holds only RandAugment's drawn ops ({"color_ops" [n, 6],
+        "meta"}) and is finished from the plain crop. Another ``augment_crop`` falls back to
+        the CPU pair."""
+        if not isinstance(augment_crop, RandAugment):
+            return super().pair(record, rng, augment_crop, index, rotation, scale_factor, flip)
+        plain = self(record, rng, index, rotation, scale_factor, flip)
+        twin = {TWIN_KEY: color_plan(augment_crop, rng, self.image_size),
+                "meta": dict(plain["meta"])}
+        return plain, twin
 
 
 def affine_theta(matrix: torch.Tensor, src_size: Sequence[int], dst_size: Sequence[int]
@@ -175,7 +194,7 @@ class DeviceStage:
 
     Built from the training set's PlanTransform (crop and heatmap sizes, sigma, channel order,
     normalisation). ``stage(batch, device)`` accepts a plain batch or a paired one; groups that
-    are already finished (e.g. CPU-made RandAugment twins) pass through unchanged.
+    are already finished (e.g. made on the CPU under RAW_INPUT) pass through unchanged.
     """
 
     def __init__(self, transform: SampleTransform) -> None:
@@ -197,8 +216,14 @@ class DeviceStage:
     def finish(self, groups: Dict[str, Dict[str, Any]], device: torch.device
                ) -> Dict[str, Dict[str, Any]]:
         """Collated plan groups -> sample groups {"image" [N, 3, H, W], "target" [N, J, h, w],
-        "target_weight" [N, J, 1], "meta"} on ``device``: one decode and one warp for all."""
-        names = list(groups)
+        "target_weight" [N, J, 1], "meta"} on ``device``: one decode and one warp for all;
+        twin groups recolour their base group's crops (RandAugment on uint8 levels)."""
+        twins = {k: v for k, v in groups.items() if TWIN_KEY in v}
+        names = [k for k in groups if k not in twins]
+        for name in twins:
+            if TWIN_OF.get(name) not in names:
+                raise KeyError(f"twin group '{name}' has no plan group to recolour; known "
+                               f"pairs: {TWIN_OF}")
         sizes = [len(groups[k][PLAN_KEY]) for k in names]
         encoded = [b for k in names for b in groups[k][PLAN_KEY]]
         paths = [p for k in names for p in groups[k]["path"]]
@@ -207,7 +232,8 @@ class DeviceStage:
         crops = warp_crops(images, matrix, self.image_size)
         if not self.color_rgb:  # the decoder gives RGB; the CPU path's crops are BGR
             crops = crops.flip(1)
-        crops = (crops - self.offset.to(device)) * self.gain.to(device)
+        offset, gain = self.offset.to(device), self.gain.to(device)
+        levels, crops = crops, (crops - offset) * gain
         joints = torch.cat([groups[k]["joints"] for k in names]).to(device)
         vis = torch.cat([groups[k]["joints_vis"] for k in names]).to(device)
         target, weight = gaussian_targets(joints, vis, self.image_size, self.heatmap_size,
@@ -222,6 +248,14 @@ class DeviceStage:
                          "target_weight": (weight[part] if imposed is None
                                            else imposed.to(device, torch.float32)),
                          "meta": group["meta"]}
+        for name, twin in twins.items():
+            base = TWIN_OF[name]
+            first, n = sum(sizes[:names.index(base)]), sizes[names.index(base)]
+            recoloured = apply_color_plan(levels[first:first + n], twin[TWIN_KEY])
+            imposed = twin.get("target_weight")
+            out[name] = dict(out[base], image=(recoloured - offset) * gain, meta=twin["meta"],
+                             target_weight=(out[base]["target_weight"] if imposed is None
+                                            else imposed.to(device, torch.float32)))
         return out
 
 
