@@ -88,6 +88,21 @@ def test_fixture_crops_targets_and_geometry_match_the_cpu_path():
     assert flips == {False, True}
 
 
+def test_plans_cross_loader_workers():
+    """Plans (bytes, tensors, meta) through a worker process collate as in the main process."""
+    from semipose.data.loaders import build_loader
+    records = CocoDataset(FIXTURE, "val2017", UNION.num_joints, (192, 256), is_train=True).records
+    plan = PlanTransform((48, 64), (12, 16), 2, UNION.flip_pairs, True)
+    ds = PoseDataset(records, plan, True, seed=1)
+    stage = DeviceStage(plan)
+    direct = stage(default_collate([ds[i] for i in range(4)]), CPU)
+    batch = next(iter(build_loader(ds, 4, workers=1, shuffle=False, pin_memory=False)))
+    assert isinstance(batch["encoded"], list) and isinstance(batch["encoded"][0], bytes)
+    via_worker = stage(batch, CPU)
+    for key in ("image", "target", "target_weight"):
+        assert torch.equal(via_worker[key], direct[key]), key
+
+
 @pytest.mark.parametrize("rand_aug", [False, True])
 def test_synthetic_paired_batches_match(data_root, tmp_path, rand_aug):
     """mix_coco_coco on the synthetic set: labeled, unlabeled (imposed weight) and RandAugment
