@@ -100,6 +100,31 @@ def cpu_ms_per_item(fn, n: int, repeats: int) -> float:
     return statistics.median(times)
 
 
+def stage_dispatch_ms(records: list, twin, batch: int, repeats: int) -> float:
+    """CPU ms per pair of the device stage on 32x24 JPEGs warped to 16x16 crops: the pixel work
+    is negligible there, so this estimates the stage's Python and op-dispatch cost, the part
+    that stays on the host when the stage runs on a GPU."""
+    import torch
+    from torch.utils.data import default_collate
+    from semipose.transforms.device_pipeline import DeviceStage, PlanTransform
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = []
+        for i, rec in enumerate(records):
+            img = cv2.resize(cv2.imread(rec["image"]), (32, 24), interpolation=cv2.INTER_AREA)
+            path = os.path.join(tmp, f"{i}.jpg")
+            cv2.imwrite(path, img)
+            tiny.append(dict(rec, image=path))
+        t = PlanTransform((16, 16), (4, 4), 1, UNION.flip_pairs, True, joint_set=UNION)
+        ds = PoseDataset(tiny, t, True, seed=0)
+        paired = PairedDataset(ds, ds, labeled_union_ids(COCO), twin, seed=0)
+        plans = [default_collate([paired[(b * batch + i) % len(paired)] for i in range(batch)])
+                 for b in range(4)]
+        stage = DeviceStage(t)
+        return cpu_ms_per_item(lambda b: stage(plans[b % 4], torch.device("cpu")), 4,
+                               repeats) / batch
+
+
 def device_path_report(records: list, source: str, batch: int, repeats: int) -> None:
     """Loader-side host CPU per pair with the device path off and on, and the device stage."""
     import torch
@@ -107,24 +132,29 @@ def device_path_report(records: list, source: str, batch: int, repeats: int) -> 
     from semipose.transforms.device_pipeline import DeviceStage, PlanTransform
 
     torch.set_num_threads(1)
-    rows = {}
-    for name, kind in (("cpu path", SampleTransform), ("device path", PlanTransform)):
-        t = kind(SIZE, HM, 2, UNION.flip_pairs, True, joint_set=UNION)
-        ds = PoseDataset(records, t, True, seed=0)
-        paired = PairedDataset(ds, ds, labeled_union_ids(COCO), seed=0)
-        batches = [[(b * batch + i) % len(paired) for i in range(batch)] for b in range(4)]
-        load = lambda b: default_collate([paired[i] for i in batches[b % 4]])  # noqa: E731
-        rows[name] = cpu_ms_per_item(load, 4, repeats) / batch
-        if kind is PlanTransform:
-            stage, plans = DeviceStage(t), [load(b) for b in range(4)]
-            rows["device stage on the CPU (info)"] = cpu_ms_per_item(
-                lambda b: stage(plans[b % 4], torch.device("cpu")), 4, repeats) / batch
-    print(f"source: {source}; pairs (labeled + unlabeled), crop {SIZE[1]}x{SIZE[0]}, heatmap "
-          f"{HM[1]}x{HM[0]}, batch {batch} pairs; process CPU time, 1 thread; median of "
-          f"{repeats} x 4 batches (torch {torch.__version__})")
-    for name, ms in rows.items():
-        print(f"{name:32s} {ms:7.3f} ms CPU per pair")
-    print(f"{'ratio device / cpu path':32s} {rows['device path'] / rows['cpu path']:7.3f}")
+    print(f"source: {source}; pairs (labeled + unlabeled [+ RandAugment(2, 20) twin]), crop "
+          f"{SIZE[1]}x{SIZE[0]}, heatmap {HM[1]}x{HM[0]}, batch {batch} pairs; process CPU "
+          f"time, 1 thread; median of {repeats} x 4 batches (torch {torch.__version__})")
+    for twin in (None, RandAugment(2, 20)):
+        rows = {}
+        for name, kind in (("cpu path", SampleTransform), ("device path", PlanTransform)):
+            t = kind(SIZE, HM, 2, UNION.flip_pairs, True, joint_set=UNION)
+            ds = PoseDataset(records, t, True, seed=0)
+            paired = PairedDataset(ds, ds, labeled_union_ids(COCO), twin, seed=0)
+            batches = [[(b * batch + i) % len(paired) for i in range(batch)] for b in range(4)]
+            load = lambda b: default_collate([paired[i] for i in batches[b % 4]])  # noqa: E731
+            rows[name] = cpu_ms_per_item(load, 4, repeats) / batch
+            if kind is PlanTransform:
+                stage, plans = DeviceStage(t), [load(b) for b in range(4)]
+                rows["device stage on the CPU (info)"] = cpu_ms_per_item(
+                    lambda b: stage(plans[b % 4], torch.device("cpu")), 4, repeats) / batch
+        rows["stage dispatch, tiny images (info)"] = stage_dispatch_ms(records, twin, batch,
+                                                                       repeats)
+        label = "pairs + RandAugment twin" if twin else "pairs"
+        for name, ms in rows.items():
+            print(f"{label:25s} {name:36s} {ms:7.3f} ms CPU per pair")
+        ratio = rows["device path"] / rows["cpu path"]
+        print(f"{label:25s} {'ratio device / cpu path':36s} {ratio:7.3f}")
 
 
 def main() -> None:
