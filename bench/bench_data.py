@@ -2,7 +2,7 @@
 
     python bench/bench_data.py                 # real COCO fixture images (tests/data/fixtures)
     python bench/bench_data.py --synthetic 20  # N generated 640x480 JPEGs with random person boxes
-    python bench/bench_data.py --device-path   # host CPU per pair with DATASET.DEVICE_PIPELINE on/off
+    python bench/bench_data.py --device-path   # host CPU per pair, DATASET.DEVICE_PIPELINE on/off
 
 Measures samples/s of PoseDataset.__getitem__ (decode, augment, warp to 256x192, normalise,
 Gaussian targets) and of a paired item (labeled + unlabeled [+ RandAugment twin]); prints the

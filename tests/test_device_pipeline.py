@@ -103,6 +103,29 @@ def test_plans_cross_loader_workers():
         assert torch.equal(via_worker[key], direct[key]), key
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fixture_on_cuda_nvjpeg(capsys):
+    """On a GPU: nvJPEG and CUDA sampling. Targets, weights and meta must still be identical;
+    the crop tolerance here (mean < 1 level) is provisional until measured, and the measured
+    figures are printed (pytest -s)."""
+    records = CocoDataset(FIXTURE, "val2017", UNION.num_joints, (192, 256), is_train=True).records
+    args = ((192, 256), (48, 64), 2, UNION.flip_pairs, True)
+    cpu = PoseDataset(records, SampleTransform(*args, joint_set=UNION), True, seed=5)
+    plan = PlanTransform(*args, joint_set=UNION)
+    dev = PoseDataset(records, plan, True, seed=5)
+    stage = DeviceStage(plan)
+    a = default_collate([cpu[i] for i in range(len(cpu))])
+    b = stage(default_collate([dev[i] for i in range(len(dev))]), torch.device("cuda"))
+    assert b["image"].is_cuda and b["target"].is_cuda
+    torch.testing.assert_close(b["target"].cpu(), a["target"], rtol=0, atol=1e-6)
+    assert torch.equal(b["target_weight"].cpu(), a["target_weight"])
+    levels = (a["image"] - b["image"].cpu()).abs() / stage.gain.view(1, 3, 1, 1)
+    with capsys.disabled():
+        print(f"\nnvJPEG + CUDA warp vs CPU path: max {levels.max():.2f} levels, mean "
+              f"{levels.mean():.4f}, share differing {(levels > 0.5).float().mean():.4%}")
+    assert levels.mean() < 1.0
+
+
 @pytest.mark.parametrize("rand_aug", [False, True])
 def test_synthetic_paired_batches_match(data_root, tmp_path, rand_aug):
     """mix_coco_coco on the synthetic set: labeled, unlabeled (imposed weight) and RandAugment

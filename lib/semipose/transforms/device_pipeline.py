@@ -141,7 +141,14 @@ def warp_crops(images: List[torch.Tensor], matrix: torch.Tensor, size: Sequence[
     for i, img in enumerate(images):  # the decoder hands back a list: one copy per image
         canvas[i, :, :img.shape[1], :img.shape[2]] = img
     theta = affine_theta(matrix.cpu(), (width, height), size).to(device, torch.float32)
-    grid = F.affine_grid(theta, [n, 3, int(size[1]), int(size[0])], align_corners=False)
+    out_w, out_h = int(size[0]), int(size[1])
+    # affine_grid's grid, written out elementwise: a matmul could run in TF32 on a GPU where
+    # that is enabled, which would move samples by a fraction of a pixel.
+    xs = (torch.arange(out_w, device=device, dtype=torch.float32) * 2 + 1) / out_w - 1
+    ys = (torch.arange(out_h, device=device, dtype=torch.float32) * 2 + 1) / out_h - 1
+    t = theta.view(n, 1, 1, 2, 3)
+    xs, ys = xs.view(1, 1, out_w, 1), ys.view(1, out_h, 1, 1)
+    grid = t[..., 0] * xs + t[..., 1] * ys + t[..., 2]  # [N, H, W, 2] (x, y)
     out = F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out.add_(0.5).floor_().clamp_(0, 255)
 

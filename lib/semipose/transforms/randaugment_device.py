@@ -127,7 +127,8 @@ _OPS: Dict[str, Op] = {
     "AutoContrast": _autocontrast,
     "Equalize": _equalize,
     "Invert": lambda x, p: 255 - x,
-    "Posterize": lambda x, p: (x.long() & ~((2 ** (8 - p.long().view(-1, 1, 1, 1))) - 1)).to(x.dtype),
+    "Posterize": lambda x, p: (x.long() & ~(2 ** (8 - p.long().view(-1, 1, 1, 1)) - 1)
+                               ).to(x.dtype),
     "Solarize": lambda x, p: _solarize(x, p.double().view(-1, 1, 1, 1)),
     # numpy: int + float addition, clipped, cast to uint8 (truncation), then threshold 128
     "SolarizeAdd": lambda x, p: _solarize((x.double() + p.view(-1, 1, 1, 1)).clamp(0, 255)
