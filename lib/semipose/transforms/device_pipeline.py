@@ -35,6 +35,10 @@ squares) on the host with the CPU path's generator calls, the twin plan carries 
 levels before normalising (transforms/randaugment_device.py, equal to PIL's output). A crop
 augment other than RandAugment falls back to the CPU pair. Validation and flip test stay on the
 CPU path.
+
+Bad files: DATASET.SKIP_BAD_IMAGES still skips what the host can reject (missing, empty or
+truncated files, no JPEG frame header); a file only the decoder rejects stops the run with an
+error naming it, and a non-JPEG file is always an error naming the key to turn off.
 """
 from __future__ import annotations
 
@@ -269,7 +273,10 @@ class DeviceStage:
 def decode_batch(encoded: List[bytes], paths: List[str], device: torch.device
                  ) -> List[torch.Tensor]:
     """JPEG bytes -> uint8 RGB [3, h, w] tensors on ``device`` (EXIF orientation ignored, as the
-    CPU path's OpenCV flags). A file the decoder rejects raises ImageReadError naming it."""
+    CPU path's OpenCV flags). A file the decoder rejects raises ImageReadError naming it.
+
+    torchvision 0.29 deprecates its image codecs in favour of TorchCodec; only this function
+    calls them."""
     with warnings.catch_warnings():  # read-only views of the bytes; the decoder only reads
         warnings.simplefilter("ignore", UserWarning)
         data = [torch.frombuffer(b, dtype=torch.uint8) for b in encoded]
