@@ -118,7 +118,7 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def jpeg_size(data: bytes, path: str = "<bytes>") -> Tuple[int, int]:
-    """(width, height) from a JPEG's frame header, without decoding (~10 us).
+    """(width, height) from a JPEG's frame header, without decoding (a few microseconds).
 
     The stored pixel grid, as decoded with EXIF orientation ignored. Raises
     UnsupportedImageError for other formats and ImageReadError for a JPEG without a readable
