@@ -2,10 +2,15 @@
 
     python bench/bench_data.py                 # real COCO fixture images (tests/data/fixtures)
     python bench/bench_data.py --synthetic 20  # N generated 640x480 JPEGs with random person boxes
+    python bench/bench_data.py --device-path   # host CPU per pair, DATASET.DEVICE_PIPELINE on/off
 
 Measures samples/s of PoseDataset.__getitem__ (decode, augment, warp to 256x192, normalise,
 Gaussian targets) and of a paired item (labeled + unlabeled [+ RandAugment twin]); prints the
 median over repeats and the process's peak RSS.
+
+``--device-path`` instead measures the loader side per pair (items + default_collate of a batch,
+process CPU time, one thread) with the CPU path and with the device path's plans, their ratio,
+and, for information, the device stage (decode, warp, targets) run on the CPU.
 """
 from __future__ import annotations
 
@@ -80,11 +85,86 @@ def timed(fns: dict, n: int, repeats: int) -> dict:
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
+def cpu_ms_per_item(fn, n: int, repeats: int) -> float:
+    """Median over ``repeats`` of the process CPU time (ms) per call of ``fn(i)``, i < n.
+
+    CPU time rather than wall time: on a shared machine it is far less inflated by other jobs.
+    """
+    fn(0)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        for i in range(n):
+            fn(i)
+        times.append((time.process_time() - t0) * 1000 / n)
+    return statistics.median(times)
+
+
+def stage_dispatch_ms(records: list, twin, batch: int, repeats: int) -> float:
+    """CPU ms per pair of the device stage on 32x24 JPEGs warped to 16x16 crops: the pixel work
+    is negligible there, so this estimates the stage's Python and op-dispatch cost, the part
+    that stays on the host when the stage runs on a GPU."""
+    import torch
+    from torch.utils.data import default_collate
+    from semipose.transforms.device_pipeline import DeviceStage, PlanTransform
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = []
+        for i, rec in enumerate(records):
+            img = cv2.resize(cv2.imread(rec["image"]), (32, 24), interpolation=cv2.INTER_AREA)
+            path = os.path.join(tmp, f"{i}.jpg")
+            cv2.imwrite(path, img)
+            tiny.append(dict(rec, image=path))
+        t = PlanTransform((16, 16), (4, 4), 1, UNION.flip_pairs, True, joint_set=UNION)
+        ds = PoseDataset(tiny, t, True, seed=0)
+        paired = PairedDataset(ds, ds, labeled_union_ids(COCO), twin, seed=0)
+        plans = [default_collate([paired[(b * batch + i) % len(paired)] for i in range(batch)])
+                 for b in range(4)]
+        stage = DeviceStage(t)
+        return cpu_ms_per_item(lambda b: stage(plans[b % 4], torch.device("cpu")), 4,
+                               repeats) / batch
+
+
+def device_path_report(records: list, source: str, batch: int, repeats: int) -> None:
+    """Loader-side host CPU per pair with the device path off and on, and the device stage."""
+    import torch
+    from torch.utils.data import default_collate
+    from semipose.transforms.device_pipeline import DeviceStage, PlanTransform
+
+    torch.set_num_threads(1)
+    print(f"source: {source}; pairs (labeled + unlabeled [+ RandAugment(2, 20) twin]), crop "
+          f"{SIZE[1]}x{SIZE[0]}, heatmap {HM[1]}x{HM[0]}, batch {batch} pairs; process CPU "
+          f"time, 1 thread; median of {repeats} x 4 batches (torch {torch.__version__})")
+    for twin in (None, RandAugment(2, 20)):
+        rows = {}
+        for name, kind in (("cpu path", SampleTransform), ("device path", PlanTransform)):
+            t = kind(SIZE, HM, 2, UNION.flip_pairs, True, joint_set=UNION)
+            ds = PoseDataset(records, t, True, seed=0)
+            paired = PairedDataset(ds, ds, labeled_union_ids(COCO), twin, seed=0)
+            batches = [[(b * batch + i) % len(paired) for i in range(batch)] for b in range(4)]
+            load = lambda b: default_collate([paired[i] for i in batches[b % 4]])  # noqa: E731
+            rows[name] = cpu_ms_per_item(load, 4, repeats) / batch
+            if kind is PlanTransform:
+                stage, plans = DeviceStage(t), [load(b) for b in range(4)]
+                rows["device stage on the CPU (info)"] = cpu_ms_per_item(
+                    lambda b: stage(plans[b % 4], torch.device("cpu")), 4, repeats) / batch
+        rows["stage dispatch, tiny images (info)"] = stage_dispatch_ms(records, twin, batch,
+                                                                       repeats)
+        label = "pairs + RandAugment twin" if twin else "pairs"
+        for name, ms in rows.items():
+            print(f"{label:25s} {name:36s} {ms:7.3f} ms CPU per pair")
+        ratio = rows["device path"] / rows["cpu path"]
+        print(f"{label:25s} {'ratio device / cpu path':36s} {ratio:7.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synthetic", type=int, default=0, help="generate N JPEGs instead of the fixture")
     ap.add_argument("--samples", type=int, default=200, help="samples per repeat")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device-path", action="store_true",
+                    help="host CPU per pair with DATASET.DEVICE_PIPELINE off and on")
+    ap.add_argument("--batch", type=int, default=32, help="pairs per batch for --device-path")
     args = ap.parse_args()
     cv2.setNumThreads(1)  # DataLoader workers run OpenCV single-threaded; measure that
     base_mib = current_rss_mib()  # after importing torch/cv2/numpy
@@ -96,6 +176,9 @@ def main() -> None:
         else:
             records = CocoDataset(FIXTURE, "val2017", UNION.num_joints, SIZE, is_train=True).records
             source = f"COCO val2017 fixture ({len(records)} persons, 4 real JPEGs)"
+        if args.device_path:
+            device_path_report(records, source, args.batch, args.repeats)
+            return
         t = SampleTransform(SIZE, HM, 2, UNION.flip_pairs, True, joint_set=UNION)
         ds = PoseDataset(records, t, True, seed=0)
         n = args.samples

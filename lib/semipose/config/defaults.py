@@ -135,6 +135,7 @@ _C.DATASET.FLIP = True  # random horizontal flip with probability 0.5
 _C.DATASET.SCALE_FACTOR = 0.25  # scale augmentation range (dataset and hard-view affine)
 _C.DATASET.ROT_FACTOR = 30  # rotation augmentation std in degrees (dataset and hard-view affine)
 _C.DATASET.SKIP_BAD_IMAGES = False  # skip unreadable images with a warning instead of failing
+_C.DATASET.DEVICE_PIPELINE = False  # decode+warp+targets of training crops on DEVICE (JPEG only)
 
 _C.TRAIN = CN()
 _C.TRAIN.LR_FACTOR = 0.1  # MultiStepLR gamma

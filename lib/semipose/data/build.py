@@ -21,6 +21,7 @@ from semipose.data.coco import CocoDataset
 from semipose.data.dataset import PoseDataset
 from semipose.data.keypoints import JointSet, slots_in
 from semipose.data.paired import PairedDataset
+from semipose.transforms.device_pipeline import PlanTransform
 from semipose.transforms.randaugment import RandAugment
 from semipose.transforms.sample import SampleTransform
 from semipose.types import RecordSource
@@ -64,11 +65,12 @@ def wrap_records(cfg: CfgNode, source: RecordSource, is_train: bool,
                  allow_half_body: bool = True) -> PoseDataset:
     """PoseDataset over ``source.records`` with the config's sample pipeline.
 
-    ``source`` needs ``records``, ``flip_pairs`` and ``joint_set`` (model space).
+    ``source`` needs ``records``, ``flip_pairs`` and ``joint_set`` (model space). Training sets
+    under DATASET.DEVICE_PIPELINE yield plans that the trainer finishes on its device.
     """
-    transform = SampleTransform.from_cfg(cfg, is_train, source.flip_pairs,
-                                         joint_set=source.joint_set,
-                                         allow_half_body=allow_half_body)
+    kind = PlanTransform if is_train and cfg.DATASET.DEVICE_PIPELINE else SampleTransform
+    transform = kind.from_cfg(cfg, is_train, source.flip_pairs, joint_set=source.joint_set,
+                              allow_half_body=allow_half_body)
     return PoseDataset(source.records, transform, is_train, seed=int(cfg.SEED),
                        skip_bad_images=bool(cfg.DATASET.SKIP_BAD_IMAGES), source=source)
 

@@ -108,6 +108,49 @@ def check_complete(data: bytes, path: str) -> None:
                                    "images")
 
 
+class UnsupportedImageError(ValueError):
+    """An image the device data path cannot decode (not a JPEG). Not an ImageReadError on
+    purpose: DATASET.SKIP_BAD_IMAGES must not silently skip a whole PNG dataset."""
+
+
+# Start-of-frame markers carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_size(data: bytes, path: str = "<bytes>") -> Tuple[int, int]:
+    """(width, height) from a JPEG's frame header, without decoding (a few microseconds).
+
+    The stored pixel grid, as decoded with EXIF orientation ignored. Raises
+    UnsupportedImageError for other formats and ImageReadError for a JPEG without a readable
+    frame header.
+    """
+    if data[:2] != _JPEG_SOI:
+        raise UnsupportedImageError(
+            f"image '{path}' is not a JPEG: DATASET.DEVICE_PIPELINE decodes JPEG files only; "
+            "convert the images to JPEG or set DATASET.DEVICE_PIPELINE False")
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            break
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length field
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker in _SOF_MARKERS and pos + 9 <= end:
+            height = int.from_bytes(data[pos + 5:pos + 7], "big")
+            width = int.from_bytes(data[pos + 7:pos + 9], "big")
+            if width > 0 and height > 0:
+                return width, height
+            break
+        pos += 2 + length
+    raise ImageReadError(path, "JPEG without a readable frame header (corrupt file); replace it, "
+                               "or set DATASET.SKIP_BAD_IMAGES True to skip such images")
+
+
 def decode_bytes(data: bytes, path: str = "<bytes>", color_rgb: bool = False) -> np.ndarray:
     """Decode encoded image bytes -> uint8 [H, W, 3], BGR unless ``color_rgb``."""
     check_complete(data, path)

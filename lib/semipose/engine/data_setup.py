@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Iterable, Iterator, Tuple
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from yacs.config import CfgNode
 
 from ..data.build import build_train_dataset, build_val_dataset
 from ..data.loaders import build_loader
+from ..transforms.device_pipeline import DeviceStage, finished_images
 from ..utils.dist import DistInfo
 
 # Which synthetic formats a dataset name needs, and a file proving each one is present.
@@ -72,6 +74,15 @@ def run_loader(cfg: CfgNode, dataset: Dataset, info: DistInfo, train: bool) -> D
     return build_loader(dataset, batch_size, cfg.WORKERS, shuffle=train,
                         distributed=info.distributed, seed=cfg.SEED, rank=info.rank,
                         world_size=info.world_size, pin_memory=info.device.type == "cuda")
+
+
+def monitor_crops(dataset: Any, n: int, seed: int, stage: Optional[DeviceStage] = None
+                  ) -> torch.Tensor:
+    """A fixed set of ``n`` crops [n, 3, H, W] (epoch-0 draws) spread over ``dataset``; plans
+    (DATASET.DEVICE_PIPELINE) are finished by ``stage`` on the CPU."""
+    idx = np.linspace(0, len(dataset) - 1, min(int(n), len(dataset))).astype(int)
+    return finished_images([dataset.get(int(i), np.random.default_rng([seed, int(i)]))
+                            for i in idx], stage)
 
 
 def build_data(cfg: CfgNode, info: DistInfo) -> Tuple[Any, Any, DataLoader, DataLoader]:

@@ -11,7 +11,6 @@ import signal
 import time
 from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
 import torch
 from tqdm import tqdm
 from yacs.config import CfgNode
@@ -19,6 +18,7 @@ from yacs.config import CfgNode
 from ..config import dump_cfg, model_name, output_dir as run_dir
 from ..data.loaders import set_loader_epoch
 from ..methods import CollapseMonitor
+from ..transforms.device_pipeline import device_stage_for
 from ..transforms.heatmap import accuracy_tensor
 from ..utils.dist import DistInfo, any_rank, barrier
 from ..utils.seed import seed_everything
@@ -30,8 +30,8 @@ from .log import (AverageMeter, PendingSteps, ScalarLog, record_step, scalar_tag
                   step_line)
 from .optim import (NonFiniteGuard, NonFiniteLossError, build_optimizer, nonfinite_error,
                     set_epoch_lr)
-from .data_setup import (build_data, prepare_synthetic, resume_loader, skipped_images,
-                         until_stopped)
+from .data_setup import (build_data, monitor_crops, prepare_synthetic, resume_loader,
+                         skipped_images, until_stopped)
 from .device import amp_settings, mark_step_begin, move_batch
 from .model_setup import build_method_for
 from .state import load_state, nonfinite_tensors, save_state
@@ -71,6 +71,7 @@ class Trainer:
             prepare_synthetic(cfg, self.log)
         barrier(info)
         self.train_set, self.val_set, self.train_loader, self.val_loader = build_data(cfg, info)
+        self.stage = device_stage_for(self.train_set)  # DATASET.DEVICE_PIPELINE, else None
         self.log.info("train: %d items/epoch (%d batches); val: %d persons",
                       len(self.train_set), len(self.train_loader), len(self.val_set))
         self.method, self.model = build_method_for(cfg, info, self.log)
@@ -86,7 +87,8 @@ class Trainer:
                           os.path.basename(self.out_dir)) if info.is_main else None
         self.scalars = ScalarLog(tb, os.path.join(self.out_dir, "history.json"), info.is_main)
         self.monitor = CollapseMonitor.from_cfg(cfg) if self._monitor_on() else None
-        self.monitor_images = self._monitor_crops() if self.monitor else None
+        self.monitor_images = (monitor_crops(self.train_set.unlabeled, cfg.MONITOR.NUM_SAMPLES,
+                                             cfg.SEED, self.stage) if self.monitor else None)
         self.debug = DebugImages(cfg, self.out_dir)  # the DEBUG.* pictures (off by default)
 
         self.begin_epoch, self.start_iter = cfg.TRAIN.BEGIN_EPOCH, 0
@@ -108,14 +110,6 @@ class Trainer:
     # ------------------------------------------------------------------------------ helpers
     def _monitor_on(self) -> bool:
         return bool(self.cfg.MONITOR.ENABLED) and hasattr(self.train_set, "unlabeled")
-
-    def _monitor_crops(self) -> torch.Tensor:
-        """A fixed set of unlabeled crops (epoch-0 draws), spread over the unlabeled set."""
-        u = self.train_set.unlabeled
-        n = min(int(self.cfg.MONITOR.NUM_SAMPLES), len(u))
-        idx = np.linspace(0, len(u) - 1, n).astype(int)
-        return torch.stack([u.get(int(i), np.random.default_rng([self.cfg.SEED, int(i)]))["image"]
-                            for i in idx])
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         # Only a flag: logging here could re-enter a stream write the main thread is inside.
@@ -255,6 +249,8 @@ class Trainer:
         values go to ``self.pending``. True when the guard, reading on the host, skipped it."""
         cfg = self.cfg
         mark_step_begin(cfg)
+        if self.stage is not None:  # plans -> crops and targets on the device
+            batch = self.stage(batch, self.device)
         batch = move_batch(batch, self.device, cfg.TRAIN.CHANNELS_LAST)
         self.method.set_progress(epoch + i / len(self.train_loader))  # e.g. the consistency ramp-up
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,

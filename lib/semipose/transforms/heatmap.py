@@ -40,9 +40,8 @@ def generate_target(joints, vis, image_size: Sequence[int], heatmap_size: Sequen
     w, h = int(heatmap_size[0]), int(heatmap_size[1])
     stride = np.asarray(image_size, np.float64)[:2] / np.array([w, h], np.float64)
     tmp = sigma * 3
-    size = 2 * tmp + 1
-    n_patch = len(np.arange(0, size, 1))  # patch samples per axis, ceil(size)
-    centre = size // 2
+    patch = gaussian_patch(sigma)
+    n_patch = patch.shape[0] - 1
 
     with np.errstate(invalid="ignore", over="ignore"):
         mu = np.trunc(joints / stride + 0.5)  # [J, 2]
@@ -51,13 +50,6 @@ def generate_target(joints, vis, image_size: Sequence[int], heatmap_size: Sequen
         inside = (np.isfinite(mu).all(axis=1) & (ul[:, 0] < w) & (ul[:, 1] < h)
                   & (br[:, 0] >= 0) & (br[:, 1] >= 0))
     weight = np.where(inside, vis, np.float32(0)).astype(np.float32)
-
-    # The patch, computed with the same float32 operations as the per-joint reference loop, plus
-    # one zero row and column that every pixel outside a joint's window is pointed at.
-    grid = np.arange(0, size, 1, np.float32)
-    patch = np.zeros((n_patch + 1, n_patch + 1), np.float32)
-    patch[:n_patch, :n_patch] = np.exp(-((grid - centre) ** 2 + (grid[:, None] - centre) ** 2)
-                                       / np.float32(2 * sigma ** 2))
 
     def axis_index(length: int, k: int, keep: np.ndarray) -> np.ndarray:
         """Patch index [J, length] of every map pixel along one axis (n_patch = outside)."""
@@ -71,6 +63,20 @@ def generate_target(joints, vis, image_size: Sequence[int], heatmap_size: Sequen
     iy = axis_index(h, 1, weight > 0.5)  # patches are written only for weight > 0.5
     target = patch.ravel()[iy[:, :, None] * (n_patch + 1) + ix[:, None, :]]
     return target, weight[:, None]
+
+
+def gaussian_patch(sigma: float) -> np.ndarray:
+    """The Gaussian patch of ``generate_target``: float32 [n + 1, n + 1], n = ceil(6 sigma + 1)
+    samples per axis, peak 1 at index (6 sigma + 1) // 2, computed with the same float32
+    operations as the per-joint reference loop, plus one zero row and column that every pixel
+    outside a joint's window is pointed at."""
+    size = 2 * sigma * 3 + 1
+    grid = np.arange(0, size, 1, np.float32)
+    n_patch, centre = len(grid), size // 2
+    patch = np.zeros((n_patch + 1, n_patch + 1), np.float32)
+    patch[:n_patch, :n_patch] = np.exp(-((grid - centre) ** 2 + (grid[:, None] - centre) ** 2)
+                                       / np.float32(2 * sigma ** 2))
+    return patch
 
 
 def get_max_preds(hm: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -159,6 +159,21 @@ class SampleTransform:
              ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Dict[str, Any]]:
         """Decode + augment + warp -> (crop uint8 [H, W, 3], joints [J, 2] crop px, vis [J], meta)."""
         img = read_image(record["image"], self.color_rgb)
+        matrix, joints, vis, meta = self.place(record, rng, img.shape[1], index, rotation,
+                                               scale_factor, flip)
+        crop = cv2.warpAffine(img, matrix, self.image_size, flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return crop, joints, vis, meta
+
+    def place(self, record: Dict[str, Any], rng: np.random.Generator, width: int,
+              index: int = 0, rotation: Optional[float] = None,
+              scale_factor: Optional[float] = None, flip: Optional[bool] = None
+              ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Dict[str, Any]]:
+        """The crop's geometry, no pixels: (matrix [2, 3] float64 mapping image pixels to crop
+        pixels as cv2.warpAffine takes it, joints [J, 2] crop px, vis [J], meta).
+
+        ``width`` is the source image's width (the flip mirrors about it).
+        """
         joints = np.asarray(record["joints"], np.float32)
         vis = np.asarray(record["joints_vis"], np.float32)
         if self.is_train:
@@ -168,7 +183,6 @@ class SampleTransform:
             s = np.asarray(record["scale"], np.float32).copy()
             geo = Geometry()
         s = s * np.float32(geo.scale_factor)
-        width = img.shape[1]
         flip_m = np.eye(3)
         if geo.flip:
             joints, vis = flip_joints(joints, vis, width, self.flip_pairs)
@@ -176,8 +190,6 @@ class SampleTransform:
             # Sampling the mirrored image at p equals sampling the original at (W-1-x, y).
             flip_m = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
         trans = get_affine_transform(c, s, geo.rotation, self.image_size)
-        crop = cv2.warpAffine(img, trans @ flip_m, self.image_size, flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         # Only visible joints move; absent ones stay at their (zero) coordinates.
         joints = np.where(vis[:, None] > 0, affine_points(joints, trans), joints).astype(np.float32)
         meta = {
@@ -187,7 +199,7 @@ class SampleTransform:
             "raw_box": np.asarray(record.get("raw_box", (1, 1, 2, 2)), np.float32),
             "index": int(index),
         }
-        return crop, joints, vis.astype(np.float32), meta
+        return trans @ flip_m, joints, vis.astype(np.float32), meta
 
     def finish(self, crop: np.ndarray, joints: np.ndarray, vis: np.ndarray,
                meta: Dict[str, Any]) -> Sample:
