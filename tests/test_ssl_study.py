@@ -221,6 +221,28 @@ def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
     assert len(os.listdir(tmp_path / "work2" / "records")) == 3
 
 
+def test_gain_tables_pair_runs_by_seed():
+    """Paired gains: each row minus the base arm of the same seed and label count."""
+    bench = _load_bench()
+    ap = {("supervised", 0): {"net1": 0.20}, ("supervised", 1): {"net1": 0.10},
+          ("posecons", 0): {"net1": 0.25}, ("posecons", 1): {"net1": 0.12},
+          ("posedual", 0): {"net1": 0.24, "net2": 0.26, "ensemble": 0.30},
+          ("posedual", 1): {"net1": 0.18, "net2": 0.20, "ensemble": 0.16}}
+    records = [{"method": m, "labels": 100, "seed": s, "test_ap": v} for (m, s), v in ap.items()]
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line.split("|")[3].strip()
+            for line in bench.gain_table(records, [100], ["supervised", "posecons", "posedual"])
+            .splitlines()[2:]}
+    assert rows[("PoseCons", "net1")] == "+0.035 ± 0.021 (2/2 seeds > 0)"  # +0.05, +0.02
+    assert rows[("PoseDual", "ensemble")] == "+0.080 ± 0.028 (2/2 seeds > 0)"  # +0.10, +0.06
+    assert ("Supervised", "net1") not in rows
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line.split("|")[3].strip()
+            for line in bench.gain_table(records, [100], ["posedual", "posecons"],
+                                         base="posecons").splitlines()[2:]}
+    assert rows[("PoseDual", "net1")] == "+0.025 ± 0.049 (1/2 seeds > 0)"  # -0.01, +0.06
+    assert rows[("PoseDual", "ensemble")] == "+0.045 ± 0.007 (2/2 seeds > 0)"  # +0.05, +0.04
+    assert len(rows) == 3  # PoseDual net1 / net2 / ensemble; the base arm has no row
+
+
 def test_consistency_rampup_weight():
     m = PoseCons(TinyNet(), seed=1, cons_rampup=2.0)
     expected = {0.0: math.exp(-5), 1.0: math.exp(-5 * 0.25), 2.0: 1.0, 7.5: 1.0}
