@@ -86,8 +86,9 @@ def build_results(kpts: np.ndarray, boxes: Mapping[str, np.ndarray], image_ids: 
     # Images with the same number of people are suppressed together: one batched greedy pass per
     # group size, computing OKS rows for kept people only, instead of ~20 numpy calls per image
     # (1.36x faster at 5,000 images x 20 detections, where about half of the time is building the
-    # result lists; bench/results/eval_nms_cpu.md). ``chosen`` lists the survivors' indices per image
-    # (first-appearance order of images, best score first), exactly as a per-image loop would.
+    # result lists; bench/results/eval_nms_cpu.md). ``chosen`` lists the survivors' indices per
+    # image (first-appearance order of images, best score first), exactly as a per-image loop
+    # would.
     by_size: Dict[int, List[int]] = {}
     members = list(groups.values())
     for g, mem in enumerate(members):
