@@ -246,3 +246,35 @@ def test_batched_nms_matches_the_per_image_loop(seed):
         assert r["scale"] == boxes["scale"][j].tolist()
     assert build_results(kpts[:0], {k: v[:0] for k, v in boxes.items()}, ids[:0],
                          COCO.sigmas, 0.2, 0.5) == []
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_result_building_restores_the_garbage_collector(enabled):
+    """build_results pauses the cyclic collector while it builds the lists and puts back the
+    caller's setting, also when the block raises; float32 keypoints come out as their exact
+    float64 values."""
+    import gc
+
+    from semipose.evaluation.coco_eval import build_results, gc_paused
+
+    rng = np.random.default_rng(0)
+    n = 6
+    kpts = np.concatenate([rng.uniform(0, 100, (n, 17, 2)), rng.uniform(0.3, 1, (n, 17, 1))],
+                          axis=-1).astype(np.float32)
+    boxes = {"center": rng.uniform(0, 100, (n, 2)), "scale": np.ones((n, 2)),
+             "area": np.full(n, 5000.0), "score": np.ones(n), "raw_box": np.ones((n, 4))}
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        results = build_results(kpts, boxes, [1, 1, 2, 2, 3, 3], COCO.sigmas, 0.2, 0.9)
+        assert gc.isenabled() == enabled
+        with pytest.raises(RuntimeError):
+            with gc_paused():
+                assert not gc.isenabled()
+                raise RuntimeError("inside")
+        assert gc.isenabled() == enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert [r["image_id"] for r in results] == [1, 1, 2, 2, 3, 3]  # far apart: no suppression
+    got = {tuple(r["keypoints"]) for r in results}
+    assert got == {tuple(k.astype(np.float64).ravel().tolist()) for k in kpts}
