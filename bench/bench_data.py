@@ -188,6 +188,8 @@ def main() -> None:
                        "pair": lambda i: paired[i % len(paired)],
                        "pair_ra": lambda i: paired_ra[i % len(paired_ra)]}, n, args.repeats)
         single, pair, pair_ra = rates["single"], rates["pair"], rates["pair_ra"]
+        # process CPU time per pair, one thread: the cost a DataLoader worker's core pays
+        pair_ms = cpu_ms_per_item(lambda i: paired[i % len(paired)], n, args.repeats)
 
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"source: {source}; crop {SIZE[1]}x{SIZE[0]}, heatmap {HM[1]}x{HM[0]}, 1 process, "
@@ -195,6 +197,7 @@ def main() -> None:
     print(f"train sample (decode+aug+warp+targets): {single:8.1f} samples/s")
     print(f"paired item (labeled + unlabeled):      {pair:8.1f} items/s")
     print(f"paired item + RandAugment(2, 20) twin:  {pair_ra:8.1f} items/s")
+    print(f"paired item, CPU time on one core:      {pair_ms:8.3f} ms per pair")
     print(f"peak RSS: {peak_mib:.0f} MiB (after imports: {base_mib:.0f} MiB)  (python {sys.version.split()[0]}, numpy {np.__version__}, "
           f"opencv {cv2.__version__})")
 

@@ -51,25 +51,26 @@ def generate_target(joints, vis, image_size: Sequence[int], heatmap_size: Sequen
                   & (br[:, 0] >= 0) & (br[:, 1] >= 0))
     weight = np.where(inside, vis, np.float32(0)).astype(np.float32)
 
-    def axis_index(length: int, k: int, keep: np.ndarray) -> np.ndarray:
-        """Patch index [J, length] of every map pixel along one axis (n_patch = outside)."""
-        pix = np.arange(length, dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            idx = pix - ul[:, k:k + 1]
-            inside = (idx >= 0) & (idx < n_patch) & (pix < br[:, k:k + 1]) & keep[:, None]
-        return np.where(inside, np.nan_to_num(idx), n_patch).astype(np.intp)
-
-    ix = axis_index(w, 0, np.ones(len(weight), bool))
-    iy = axis_index(h, 1, weight > 0.5)  # patches are written only for weight > 0.5
-    target = patch.ravel()[iy[:, :, None] * (n_patch + 1) + ix[:, None, :]]
+    # Each written joint gets its window clipped to the map, one slice copy per joint: for 24
+    # joints ~3x faster than gathering every map pixel from the patch (equal outputs).
+    target = np.zeros((len(weight), h, w), np.float32)
+    write = np.flatnonzero(weight > 0.5)  # patches are written only for weight > 0.5
+    if write.size:
+        lo = ul[write].astype(np.int64)  # window start (x, y), may be negative
+        stop = np.minimum(np.minimum(br[write], lo + n_patch), [w, h]).astype(np.int64)
+        start = np.maximum(lo, 0)
+        for j, (x0, y0), (xa, ya), (xb, yb) in zip(write.tolist(), lo.tolist(),
+                                                    start.tolist(), stop.tolist()):
+            if xa < xb and ya < yb:
+                target[j, ya:yb, xa:xb] = patch[ya - y0:yb - y0, xa - x0:xb - x0]
     return target, weight[:, None]
 
 
 def gaussian_patch(sigma: float) -> np.ndarray:
     """The Gaussian patch of ``generate_target``: float32 [n + 1, n + 1], n = ceil(6 sigma + 1)
     samples per axis, peak 1 at index (6 sigma + 1) // 2, computed with the same float32
-    operations as the per-joint reference loop, plus one zero row and column that every pixel
-    outside a joint's window is pointed at."""
+    operations as the per-joint reference loop, plus one zero row and column (the device
+    pipeline's gather points every pixel outside a joint's window at them)."""
     size = 2 * sigma * 3 + 1
     grid = np.arange(0, size, 1, np.float32)
     n_patch, centre = len(grid), size // 2
