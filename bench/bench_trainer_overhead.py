@@ -40,7 +40,7 @@ from semipose.engine.device import move_batch
 from semipose.engine.log import AverageMeter
 from semipose.engine.optim import adam_impl
 from semipose.engine.trainer import Trainer
-from semipose.transforms.heatmap import accuracy, accuracy_tensor
+from semipose.evaluation.accuracy import accuracy, accuracy_tensor
 from semipose.utils.dist import DistInfo
 from semipose.utils.io import print_and_write
 

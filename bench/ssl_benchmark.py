@@ -174,9 +174,11 @@ def score_on_test(method: str, labels: int, seed: int, args: argparse.Namespace)
                          text=True)
     with open(log_path, "a") as log:
         log.write(f"\n# held-out test set ({test_root})\n" + out.stdout)
-    # valid.py writes its AP table as results.json into a folder named after the weights
+    # valid.py writes its AP table as results.json into a folder named after the weights:
+    # <run folder>_final_state[_flags]; only the folders of these weights count
+    tag = os.path.basename(os.path.dirname(weights)) + "_final_state"
     scored = [os.path.join(folder, "results.json") for folder, _, files in os.walk(out_root)
-              if "results.json" in files]
+              if "results.json" in files and os.path.basename(folder).startswith(tag)]
     if out.returncode != 0 or not scored:
         raise RuntimeError(f"scoring {name} on the test set failed (exit {out.returncode}); "
                            f"see {log_path}")

@@ -9,8 +9,9 @@ import torch
 
 from semipose.data.keypoints import UNION
 from semipose.transforms.affine import affine_points, get_affine_transform
-from semipose.transforms.heatmap import (accuracy, accuracy_tensor, flip_back, generate_target,
-                                         get_final_preds, get_max_preds, shift_flipped)
+from semipose.evaluation.accuracy import accuracy, accuracy_tensor
+from semipose.transforms.heatmap import (flip_back, generate_target, get_final_preds, get_max_preds,
+                                         shift_flipped)
 
 TOL = dict(rtol=0, atol=1e-5)
 IMG, HM = (192, 256), (48, 64)
@@ -330,7 +331,7 @@ def test_accuracy_tensor_equals_numpy_on_real_heatmaps():
 def test_accuracy_tensor_average_adds_in_numpy_order():
     """The per-joint average is summed as numpy sums: a plain torch sum of the same values
     differs in the last bit for some of these vectors, the numpy-order sum never does."""
-    from semipose.transforms.heatmap import _numpy_order_sum
+    from semipose.evaluation.accuracy import _numpy_order_sum
 
     rng = np.random.default_rng(0)
     plain_differs = 0

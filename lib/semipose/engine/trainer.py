@@ -19,7 +19,7 @@ from ..config import dump_cfg, model_name, output_dir as run_dir
 from ..data.loaders import set_loader_epoch
 from ..methods import CollapseMonitor
 from ..transforms.device_pipeline import device_stage_for
-from ..transforms.heatmap import accuracy_tensor
+from ..evaluation.accuracy import accuracy_tensor
 from ..utils.dist import DistInfo, any_rank, barrier
 from ..utils.seed import seed_everything
 from ..models.weights import nets_state_dict
@@ -199,7 +199,6 @@ class Trainer:
         total = len(self.train_loader)
         if self.start_iter == 0:  # else: continue the averages restored with the checkpoint
             self.meters = {}
-        self.meters.setdefault("accuracy", AverageMeter())
         self.times = {"batch": AverageMeter(), "data": AverageMeter()}
         bar = tqdm(total=total, initial=self.start_iter,
                    desc=f"epoch {epoch + 1}/{cfg.TRAIN.END_EPOCH}",

@@ -17,7 +17,8 @@ from torch import nn
 from tqdm import tqdm
 
 from semipose.transforms.affine import PIXEL_STD
-from semipose.transforms.heatmap import accuracy, flip_back, get_final_preds, shift_flipped
+from semipose.evaluation.accuracy import accuracy
+from semipose.transforms.heatmap import flip_back, get_final_preds, shift_flipped
 
 logger = logging.getLogger(__name__)
 
