@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 from yacs.config import CfgNode as CN
 
+from semipose.engine.optim import ADAM_KERNELS, adam_impl
 from semipose.models.build import build_net
 
 _METHOD_MODEL = {"posecons": "pose_cons", "posedual": "pose_dual"}
@@ -62,7 +63,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--amp", choices=["", "bf16", "fp16"], default="")
-    p.add_argument("--compile", action="store_true", help="torch.compile each net (TRAIN.COMPILE)")
+    p.add_argument("--compile", nargs="?", const="default", default="",
+                   choices=["default", "reduce-overhead", "max-autotune"],
+                   help="torch.compile each net with this mode (TRAIN.COMPILE; bare flag: "
+                        "'default'; 'reduce-overhead' captures CUDA graphs)")
+    p.add_argument("--adam", default="auto", choices=["auto", "for_loop", "foreach", "fused"],
+                   help="Adam kernels (TRAIN.ADAM_IMPL; auto: fused on CUDA, as the trainer)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the fp32 baseline measured before a variant")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
@@ -108,7 +114,7 @@ def synthetic_batch(cfg: CN, n: int, hm_shape, gen: torch.Generator) -> Dict[str
 
 
 def make_step(args: argparse.Namespace, cfg: CN, device: torch.device, amp: str,
-              channels_last: bool, compile_: bool) -> Tuple[Callable[[], float], str]:
+              channels_last: bool, compile_: str) -> Tuple[Callable[[], float], str]:
     """A closure running one training step; returns it and a description of the model."""
     from semipose.engine.device import move_batch
     torch.manual_seed(0)
@@ -119,7 +125,7 @@ def make_step(args: argparse.Namespace, cfg: CN, device: torch.device, amp: str,
     if args.method == "net":
         net = build_net(cfg).to(device).train().to(memory_format=fmt)
         if compile_:
-            net.compile()
+            net.compile(mode=compile_)
         module, params = net, net.parameters()
         name = type(net).__name__ + (f"-{net.depth}" if hasattr(net, "depth") else "")
     else:
@@ -128,11 +134,11 @@ def make_step(args: argparse.Namespace, cfg: CN, device: torch.device, amp: str,
         module = build_method(cfg, nets, seed=0).to(device).train().to(memory_format=fmt)
         if compile_:
             for n in module.nets.values():
-                n.compile()
+                n.compile(mode=compile_)
         params = module.parameters()
         name = f"{type(module).__name__}({len(nets)} x {type(nets[0]).__name__}" + \
             (f"-{nets[0].depth})" if hasattr(nets[0], "depth") else ")")
-    opt = torch.optim.Adam(params, lr=1e-3)
+    opt = torch.optim.Adam(params, lr=1e-3, **ADAM_KERNELS[adam_impl(args.adam, device)])
     w, h = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
     probe = build_net(cfg).eval()
     with torch.no_grad():
@@ -140,6 +146,8 @@ def make_step(args: argparse.Namespace, cfg: CN, device: torch.device, amp: str,
     batch = move_batch(synthetic_batch(cfg, args.batch, hm_shape, gen), device, channels_last)
 
     def step() -> float:
+        if compile_ == "reduce-overhead":  # as the trainer: graph outputs may be reused
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                             enabled=amp_dtype is not None):
             if args.method == "net":
@@ -159,8 +167,9 @@ def make_step(args: argparse.Namespace, cfg: CN, device: torch.device, amp: str,
 
 
 def run(args: argparse.Namespace, cfg: CN, device: torch.device, amp: str, channels_last: bool,
-        compile_: bool) -> Dict[str, float]:
-    label = f"amp={amp or 'off'}, channels_last={channels_last}, compile={compile_}"
+        compile_: str) -> Dict[str, float]:
+    label = (f"amp={amp or 'off'}, channels_last={channels_last}, compile={compile_ or 'off'}, "
+             f"adam={adam_impl(args.adam, device)}")
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -204,7 +213,7 @@ def main() -> None:
     variant = bool(args.amp or args.channels_last or args.compile)
     base = None
     if variant and not args.no_baseline:
-        base = run(args, cfg, device, "", False, False)
+        base = run(args, cfg, device, "", False, "")
     res = run(args, cfg, device, args.amp, args.channels_last, args.compile)
     if base is not None:
         print(f"speed vs fp32 baseline: {res['rate'] / base['rate']:.2f}x "
