@@ -17,9 +17,9 @@ from yacs.config import CfgNode
 
 from ..config import dump_cfg, model_name, output_dir as run_dir
 from ..data.loaders import set_loader_epoch
+from ..evaluation.accuracy import accuracy_tensor
 from ..methods import CollapseMonitor
 from ..transforms.device_pipeline import device_stage_for
-from ..evaluation.accuracy import accuracy_tensor
 from ..utils.dist import DistInfo, any_rank, barrier
 from ..utils.seed import seed_everything
 from ..models.weights import nets_state_dict

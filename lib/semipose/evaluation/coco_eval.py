@@ -127,7 +127,7 @@ def build_results(kpts: np.ndarray, boxes: Mapping[str, np.ndarray], image_ids: 
 def gc_paused():
     """Switch off Python's cyclic garbage collector while a block builds many containers.
 
-    The result lists of 5,000 images hold ~50K dicts and ~250K lists, none of them in a cycle,
+    The result lists of 5,000 images hold ~50K dicts and ~200K lists, none of them in a cycle,
     yet each 700 new containers start a collection that walks young (and, now and then, all)
     tracked objects: that was ~40% of ``build_results`` (bench/results/eval_nms_cpu.md).
     Reference counting still frees everything; the collector's previous state is restored.
