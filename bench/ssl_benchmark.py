@@ -60,12 +60,12 @@ METHODS: Dict[str, tuple] = {
     "multi_path": ("Multi-path (occlusion+cutout, cutout+cutmix)", ["MODEL.NAME", "pose_multi"]),
     "posecons_conf": ("PoseCons + confidence mask 0.2",
                       ["MODEL.NAME", "pose_cons", "CONS_CONF_THRE", "0.2"]),
-    # sensitivity of Mean Teacher to its EMA horizon: 1 / (1 - 0.999) = 1,000 steps spans the
-    # whole full-size run (950 steps), 1 / (1 - 0.99) = 100 steps a tenth of it
     # diagnostic of PoseDual < PoseCons: each PoseDual net with PoseCons' 1:1 balance of its
     # supervised and consistency terms (the reference gives the supervised term half the weight)
     "posedual_sup1": ("PoseDual, DUAL_SUP_WEIGHT 1.0",
                       ["MODEL.NAME", "pose_dual", "DUAL_SUP_WEIGHT", "1.0"]),
+    # sensitivity of Mean Teacher to its EMA horizon: 1 / (1 - 0.999) = 1,000 steps spans the
+    # whole full-size run (950 steps), 1 / (1 - 0.99) = 100 steps a tenth of it
     "mean_teacher_d99": ("Mean Teacher, MT_EMA_DECAY 0.99",
                          ["MODEL.NAME", "mean_teacher", "MT_EMA_DECAY", "0.99"]),
 }
