@@ -306,16 +306,24 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
             rs = [r for r in records if r["method"] == m]
             net = row(rs)
             xs, ys, es = [], [], []
+            # methods side by side around each count, so that equal means stay apart
+            dodge = 1.02 ** (i - (len(methods) - 1) / 2)
+            counts = []
             for n in labels:
                 vals = [r[key][net] for r in rs if r["labels"] == n]
                 if vals:
-                    xs.append(n), ys.append(np.mean(vals))
+                    xs.append(n * dodge), ys.append(np.mean(vals)), counts.append(len(vals))
                     es.append(np.std(vals, ddof=1) if len(vals) > 1 else 0)
-                    ax.annotate(f"n={len(vals)}", (n, ys[-1]), textcoords="offset points",
-                                xytext=(5, -3), fontsize=7, color=colors(i))
-            if xs:
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=colors(i),
-                            label=METHODS[m][0] + (" (ensemble)" if net == "ensemble" else ""))
+            if not xs:
+                continue
+            label = METHODS[m][0] + (" (ensemble)" if net == "ensemble" else "")
+            if len(set(counts)) == 1:  # one seed count: say it once, in the legend
+                label += f", n={counts[0]}"
+            else:
+                for x, y, c in zip(xs, ys, counts):
+                    ax.annotate(f"n={c}", (x, y), textcoords="offset points", xytext=(5, -3),
+                                fontsize=7, color=colors(i))
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=colors(i), label=label)
         ax.set_xscale("log")
         ax.set_xticks(list(labels))
         ax.set_xticklabels([str(n) for n in labels])
