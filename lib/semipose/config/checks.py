@@ -19,6 +19,7 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "TRAIN.AMP": ("", "bf16", "fp16"),
     "TRAIN.ADAM_IMPL": ("auto", "for_loop", "foreach", "fused"),
     "TRAIN.COMPILE": ("", "default", "reduce-overhead", "max-autotune"),
+    "TRAIN.COMPILE_SCOPE": ("nets", "step"),
     "TEST.POST_TYPE": ("shift", "dark"),
     "CUTOUT_MODE": ("reference", "corrected"),
     "CONS_TEACHER_VIEW": ("easy", "hard"),

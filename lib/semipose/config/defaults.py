@@ -156,7 +156,8 @@ _C.TRAIN.BATCH_SIZE = 32  # per-GPU batch (of labeled/unlabeled pairs for mixed 
 _C.TRAIN.SHUFFLE = True  # declared by the reference, unused (training always shuffles)
 _C.TRAIN.AMP = ""  # mixed precision: '' (off), 'bf16' or 'fp16'
 _C.TRAIN.CHANNELS_LAST = False  # channels-last memory format for nets and batches
-_C.TRAIN.COMPILE = ""  # torch.compile mode of each net: '' off, 'default', 'reduce-overhead' (CUDA graphs), 'max-autotune'; True/False read as 'default'/''. Only the nets are compiled: the method step (hard view, its RNG draws) stays eager
+_C.TRAIN.COMPILE = ""  # torch.compile mode: '' off, 'default', 'reduce-overhead' (CUDA graphs), 'max-autotune'; True/False read as 'default'/''
+_C.TRAIN.COMPILE_SCOPE = "nets"  # what TRAIN.COMPILE compiles: 'nets' (each net; the method step stays eager) or 'step' (the whole training step as one graph, hard view and losses included; its random draws are replayed, so a seed gives the same draws)
 _C.TRAIN.SYNC_BN = False  # SyncBatchNorm under DDP
 _C.TRAIN.STOP_ON_NONFINITE = True  # stop with an error when a loss becomes NaN/inf
 

@@ -25,17 +25,29 @@ def place_method(method: nn.Module, cfg: CfgNode, info: DistInfo, log: logging.L
     method.to(info.device)
     if cfg.TRAIN.CHANNELS_LAST:
         method.to(memory_format=torch.channels_last)
-    if cfg.TRAIN.COMPILE:
-        # Only the nets (image batch in, heatmaps out), in place so that state-dict keys stay
-        # unchanged. The method step around them (hard view, its random draws) stays eager, so
-        # a seed gives the same draws with or without compile.
-        for net in method.nets.values():
-            net.compile(mode=cfg.TRAIN.COMPILE)
+    compile_method(method, cfg.TRAIN.COMPILE, cfg.TRAIN.COMPILE_SCOPE)
     model: nn.Module = method
     if info.distributed:
         ids = [info.device.index] if info.device.type == "cuda" else None
         model = DistributedDataParallel(method, device_ids=ids)
     return method, model
+
+
+def compile_method(method: nn.Module, mode: str, scope: str = "nets") -> None:
+    """torch.compile of TRAIN.COMPILE (mode, '' = off) and TRAIN.COMPILE_SCOPE.
+
+    'nets': each net in place (state-dict keys unchanged); the method step around them (hard view,
+    losses) stays eager. 'step': the whole training step, nets included, as one graph, with the
+    hard view's random draws replayed from the method's generator (methods/compiled.py). Either
+    way a seed gives the same draws as without compile.
+    """
+    if not mode:
+        return
+    if scope == "step":
+        method.compile_step(mode)
+    else:
+        for net in method.nets.values():
+            net.compile(mode=mode)
 
 
 def amp_settings(cfg: CfgNode, device: torch.device, log: logging.Logger

@@ -21,6 +21,8 @@ from torch import nn
 from ..losses import JointsMSELoss
 from ..transforms.batch import (CUTOUT_MODES, compose_theta, hard_affine_theta, invert_theta,
                                 joint_cutout, max_preds_tensor, warp)
+from ..transforms.draws import Recorder, Source, Tape
+from .compiled import CompiledStep
 
 TEACHER_VIEWS = ("easy", "hard")
 
@@ -53,15 +55,29 @@ class Method(nn.Module):
     # Validation rows that average the heatmaps of several nets (no extra forward pass),
     # e.g. PoseDual's {"ensemble": ("net1", "net2")}.
     averages: Dict[str, Tuple[str, ...]] = {}
+    # Float attributes that training_step reads and that change between steps: a compiled step
+    # (methods/compiled.py) takes them as tensor inputs instead of recompiling for each value.
+    step_scalars: Tuple[str, ...] = ()
 
     def __init__(self, nets: NetsArg, loss: Optional[nn.Module] = None):
         super().__init__()
         self.nets = as_module_dict(nets, self.net_names)
         self.loss = loss if loss is not None else JointsMSELoss(use_target_weight=True)
         self.last: Dict[str, torch.Tensor] = {}
+        # Set by compile_step: forward then runs training_step through torch.compile.
+        self.compiled_step: Optional[CompiledStep] = None
+        # While a compiled step records or replays its random draws: where ``generator`` draws.
+        self.draw_source: Optional[Union[Recorder, Tape]] = None
 
     def forward(self, batch: Batch) -> Dict[str, torch.Tensor]:
+        if self.compiled_step is not None:
+            return self.compiled_step(batch)
         return self.training_step(batch)
+
+    def compile_step(self, mode: str = "default", backend: Optional[str] = None) -> None:
+        """Run every later ``forward`` (the training step) through torch.compile as one graph,
+        nets included; the random draws are replayed (see methods/compiled.py)."""
+        self.compiled_step = CompiledStep(self, mode, backend)
 
     def training_step(self, batch: Batch) -> Dict[str, torch.Tensor]:
         """Returns {"loss": total (with grad), "loss_pose", "loss_cons", ... (scalars, detached),
@@ -149,6 +165,8 @@ class SemiMethod(Method):
         loss: heatmap loss (default JointsMSELoss(use_target_weight=True)).
     """
 
+    step_scalars = ("cons_weight",)  # the ramp-up's weight
+
     def __init__(self, nets: NetsArg, scale_factor: float = 0.25, rot_factor: float = 30.0,
                  mask_joint_num: int = 0, unsup_transform: bool = True,
                  cons_rand_aug: bool = False, cutout_mode: str = "reference",
@@ -232,8 +250,11 @@ class SemiMethod(Method):
             gen.manual_seed(seed)
         self.seed = int(seed)  # generators created later start from it too
 
-    def generator(self, device: torch.device) -> torch.Generator:
-        """The hard-view generator of ``device`` (created and seeded on first use)."""
+    def generator(self, device: torch.device) -> Source:
+        """The hard-view generator of ``device`` (created and seeded on first use), or the
+        recorder / tape of a compiled step's draws while one is set."""
+        if self.draw_source is not None:
+            return self.draw_source
         key = str(device)
         if key not in self._generators:
             self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)

@@ -1,7 +1,7 @@
 """Device-agnostic batch operations on tensors for the hard (student) view.
 
 Everything here runs on whatever device its inputs live on, draws randomness from an explicit
-``torch.Generator`` on that device, and avoids host-device synchronisation and Python loops over
+``torch.Generator`` on that device (or a recorder / tape of its draws, see ``draws``), and avoids host-device synchronisation and Python loops over
 samples or joints, so it can sit inside the training step of PoseCons / PoseDual.
 
 Coordinates are (x, y) in pixels of the tensor they refer to; tensors are N x C x H x W.
@@ -13,6 +13,8 @@ from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+
+from .draws import Source, draw
 
 Number = Union[float, torch.Tensor]
 
@@ -36,7 +38,7 @@ def theta_from(rot_deg: Number, scale: Number) -> torch.Tensor:
 
 
 def hard_affine_theta(n: int, scale_factor: float, rot_factor: float,
-                      generator: Optional[torch.Generator] = None,
+                      generator: Source = None,
                       device: Union[str, torch.device, None] = None,
                       rot_prob: float = 0.8) -> torch.Tensor:
     """Random per-sample theta of the hard view (no translation, no flip).
@@ -47,10 +49,11 @@ def hard_affine_theta(n: int, scale_factor: float, rot_factor: float,
     """
     if generator is not None and device is None:
         device = generator.device
-    kw = dict(generator=generator, device=device, dtype=torch.float32)
-    s = (torch.randn(n, **kw) * scale_factor + 1).clamp(1 - scale_factor, 1 + scale_factor)
-    r = (torch.randn(n, **kw) * rot_factor).clamp(-2 * rot_factor, 2 * rot_factor)
-    r = torch.where(torch.rand(n, **kw) <= rot_prob, r, torch.zeros_like(r))
+    s = (draw(generator, "randn", (n,), device) * scale_factor + 1).clamp(1 - scale_factor,
+                                                                         1 + scale_factor)
+    r = (draw(generator, "randn", (n,), device) * rot_factor).clamp(-2 * rot_factor,
+                                                                   2 * rot_factor)
+    r = torch.where(draw(generator, "rand", (n,), device) <= rot_prob, r, torch.zeros_like(r))
     return theta_from(r, s)
 
 
@@ -149,7 +152,7 @@ def cutout_boxes(joints: torch.Tensor, jitter: torch.Tensor, half_sizes: torch.T
     return torch.bmm(in_y.transpose(1, 2).float(), in_x.float()) > 0
 
 
-def choose_joints(n: int, k: int, num_joints: int, generator: Optional[torch.Generator],
+def choose_joints(n: int, k: int, num_joints: int, generator: Source,
                   device: Union[str, torch.device], joint_mask: Optional[torch.Tensor] = None,
                   ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Draw k joint indices per sample, with replacement -> (chosen [n, k] long, valid [n, k] bool).
@@ -160,19 +163,19 @@ def choose_joints(n: int, k: int, num_joints: int, generator: Optional[torch.Gen
     searching the running count of allowed joints.
     """
     if joint_mask is None:
-        chosen = torch.randint(0, num_joints, (n, k), generator=generator, device=device)
+        chosen = draw(generator, "randint", (n, k), device, 0, num_joints)
         return chosen, torch.ones(n, k, dtype=torch.bool, device=device)
     mask = joint_mask.to(device=device, dtype=torch.bool).expand(n, num_joints)
     counts = mask.long().cumsum(1)  # [n, J], non-decreasing
     total = counts[:, -1:]
-    u = torch.rand(n, k, generator=generator, device=device)
+    u = draw(generator, "rand", (n, k), device)
     rank = (u * total).long().clamp(max=(total - 1).clamp(min=0)) + 1
     chosen = torch.searchsorted(counts, rank).clamp(max=num_joints - 1)
     return chosen, (total > 0).expand(n, k)
 
 
 def joint_cutout_mask(images: torch.Tensor, joints_px: torch.Tensor, k: int,
-                      generator: Optional[torch.Generator] = None, mode: str = "reference",
+                      generator: Source = None, mode: str = "reference",
                       joint_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The pixels Joint Cutout covers, [N, H, W] bool (see ``joint_cutout`` for the arguments).
 
@@ -182,15 +185,15 @@ def joint_cutout_mask(images: torch.Tensor, joints_px: torch.Tensor, k: int,
         raise ValueError(f"cutout mode {mode!r} unknown; CUTOUT_MODE must be one of {CUTOUT_MODES}")
     n, _, height, width = images.shape
     num_joints, device = joints_px.shape[1], images.device
-    jitter = 10.0 * torch.randn(n, num_joints, 2, generator=generator, device=device)
-    half = torch.randint(10, 20, (n, num_joints, 2), generator=generator, device=device)
+    jitter = 10.0 * draw(generator, "randn", (n, num_joints, 2), device)
+    half = draw(generator, "randint", (n, num_joints, 2), device, 10, 20)
     chosen, valid = choose_joints(n, k, num_joints, generator, device,
                                   joint_mask if mode == "corrected" else None)
     return cutout_boxes(joints_px, jitter, half, chosen, height, width, mode, valid)
 
 
 def joint_cutout(images: torch.Tensor, joints_px: torch.Tensor, k: int,
-                 generator: Optional[torch.Generator] = None, mode: str = "reference",
+                 generator: Source = None, mode: str = "reference",
                  joint_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Joint Cutout: zero k boxes centred near predicted joints; returns a new [N, C, H, W] tensor.
 
@@ -217,20 +220,20 @@ def joint_cutout(images: torch.Tensor, joints_px: torch.Tensor, k: int,
 # images and the teacher heatmaps in the same (easy-view) frame and returns both transformed, so
 # the target stays pixel-aligned with the image. ``perm`` [N] pairs every crop with another one.
 
-def random_partner(n: int, generator: Optional[torch.Generator],
+def random_partner(n: int, generator: Source,
                    device: Union[str, torch.device]) -> torch.Tensor:
     """perm [n] with perm[i] != i for n > 1 (a random cyclic shift of a random order)."""
     if n < 2:
         return torch.zeros(n, dtype=torch.long, device=device)
-    order = torch.randperm(n, generator=generator, device=device)
-    shift = torch.randint(1, n, (1,), generator=generator, device=device)
+    order = draw(generator, "randperm", (n,), device)
+    shift = draw(generator, "randint", (1,), device, 1, n)
     partner = torch.empty_like(order)
     partner[order] = order[(torch.arange(n, device=device) + shift) % n]
     return partner
 
 
 def joint_cut_occlusion(images: torch.Tensor, joints_px: torch.Tensor, k: int,
-                        generator: Optional[torch.Generator] = None,
+                        generator: Source = None,
                         joint_mask: Optional[torch.Tensor] = None,
                         perm: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Joint cut-occlusion: the Joint Cutout boxes (true bounds, ``joint_mask`` joints) filled
@@ -244,15 +247,15 @@ def joint_cut_occlusion(images: torch.Tensor, joints_px: torch.Tensor, k: int,
     return torch.where(mask.unsqueeze(1), images[perm], images)
 
 
-def random_box(n: int, area: torch.Tensor, generator: Optional[torch.Generator],
+def random_box(n: int, area: torch.Tensor, generator: Source,
                device: Union[str, torch.device]
                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random boxes covering a share ``area`` [n] of the frame (CutMix's box): returns the box
     corners as fractions (x0, y0, x1, y1), each [n, 1, 1], so the same box can be drawn at any
     resolution with ``fraction_box``."""
     side = area.clamp(0, 1).sqrt()
-    cx = torch.rand(n, generator=generator, device=device)
-    cy = torch.rand(n, generator=generator, device=device)
+    cx = draw(generator, "rand", (n,), device)
+    cy = draw(generator, "rand", (n,), device)
     x0, x1 = (cx - side / 2).clamp(0, 1), (cx + side / 2).clamp(0, 1)
     y0, y1 = (cy - side / 2).clamp(0, 1), (cy + side / 2).clamp(0, 1)
     return tuple(v.view(n, 1, 1) for v in (x0, y0, x1, y1))  # type: ignore[return-value]
@@ -269,12 +272,12 @@ def fraction_box(box, height: int, width: int) -> torch.Tensor:
 
 
 def cutmix(images: torch.Tensor, targets: torch.Tensor, perm: torch.Tensor,
-           generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+           generator: Source = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """CutMix between crops: a box covering a uniform(0, 1) share of the frame is pasted from
     the partner crop into both the image [N, C, H, W] and the target heatmaps [N, J, h, w]
     (the same fractional box at both resolutions)."""
     n = images.shape[0]
-    area = torch.rand(n, generator=generator, device=images.device)
+    area = draw(generator, "rand", (n,), images.device)
     box = random_box(n, area, generator, images.device)
     m_img = fraction_box(box, images.shape[2], images.shape[3]).unsqueeze(1)
     m_hm = fraction_box(box, targets.shape[2], targets.shape[3]).unsqueeze(1)
@@ -282,10 +285,10 @@ def cutmix(images: torch.Tensor, targets: torch.Tensor, perm: torch.Tensor,
 
 
 def mixup(images: torch.Tensor, targets: torch.Tensor, perm: torch.Tensor,
-          generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+          generator: Source = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """MixUp between crops: x = lam x + (1 - lam) x[perm] and the same blend of the target
     heatmaps, lam ~ uniform(0.5, 1) per sample so the crop itself always dominates."""
     n = images.shape[0]
-    lam = 0.5 + 0.5 * torch.rand(n, generator=generator, device=images.device)
+    lam = 0.5 + 0.5 * draw(generator, "rand", (n,), images.device)
     li, lt = lam.view(n, 1, 1, 1).to(images.dtype), lam.view(n, 1, 1, 1).to(targets.dtype)
     return (li * images + (1 - li) * images[perm], lt * targets + (1 - lt) * targets[perm])

@@ -1,0 +1,103 @@
+"""The whole method step under torch.compile (TRAIN.COMPILE_SCOPE 'step').
+
+Compiling only the nets leaves the hard view (argmax, Joint Cutout boxes, the warps), the losses
+and the teacher re-alignment as dozens of small eager kernels per step, each a Python dispatch
+and, on a GPU, a launch. Compiling ``training_step`` as one graph fuses them with the nets and
+lets a CUDA-graph mode ('reduce-overhead') replay the forward and backward of the whole step.
+
+The hard view's random draws come from an explicit ``torch.Generator``, which torch.compile cannot
+trace. So (see ``transforms.draws``) the first step of each batch shape runs eagerly and records
+which draws it makes; every later step of that shape draws the same tensors eagerly from the same
+generator, in the same order, and passes them to the compiled step as inputs. The generator is
+consumed exactly as by the eager step, so the random stream, and checkpoints' generator states,
+are the same with and without compile.
+
+Float attributes that change between steps (``Method.step_scalars``, e.g. the consistency weight
+of a ramp-up) enter the compiled step as 0-d tensors, so a new value is not a new graph.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..transforms.draws import DrawSpec, Recorder, Tape, draw_all
+
+Batch = Dict[str, object]
+# torch.compile backend of compiled steps; tests switch it to 'aot_eager' (the same graph capture
+# and autograd without inductor's code generation, which takes minutes on 2 CPU cores).
+DEFAULT_BACKEND = "inductor"
+
+
+def batch_signature(batch: object) -> Tuple:
+    """Shapes, dtypes and devices of every tensor in a nested batch ("meta" excluded)."""
+    if isinstance(batch, torch.Tensor):
+        return (tuple(batch.shape), batch.dtype, str(batch.device))
+    if isinstance(batch, dict):
+        return tuple((k, batch_signature(v)) for k, v in sorted(batch.items()) if k != "meta")
+    if isinstance(batch, (list, tuple)):
+        return tuple(batch_signature(v) for v in batch)
+    return ()
+
+
+def batch_device(batch: object) -> Optional[torch.device]:
+    """Device of the first tensor of a nested batch."""
+    if isinstance(batch, torch.Tensor):
+        return batch.device
+    items = batch.values() if isinstance(batch, dict) else batch if isinstance(
+        batch, (list, tuple)) else ()
+    for v in items:
+        dev = batch_device(v)
+        if dev is not None:
+            return dev
+    return None
+
+
+class CompiledStep:
+    """Calls ``method.training_step`` through torch.compile with the draws replayed from a tape.
+
+    Args:
+        method: a Method; its random draws must go through ``method.generator(device)`` (every
+            SemiMethod does) and depend on shapes only.
+        mode: torch.compile mode ('default', 'reduce-overhead', 'max-autotune').
+        backend: torch.compile backend (None: ``DEFAULT_BACKEND``).
+    """
+
+    def __init__(self, method: nn.Module, mode: str = "default", backend: Optional[str] = None):
+        backend = backend or DEFAULT_BACKEND
+        self.method = method
+        self.mode, self.backend = mode, backend
+        self.compiled = torch.compile(self._replay, mode=None if mode == "default" else mode,
+                                      backend=backend)
+        self.specs: Dict[Tuple, List[DrawSpec]] = {}
+        self.eager_steps = 0  # steps run eagerly to record a new batch shape's draws
+
+    def _replay(self, batch: Batch, draws: List[torch.Tensor],
+                scalars: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        self.method.draw_source = Tape(draws)
+        for name, value in scalars.items():  # 0-d tensors for the step, floats again after it
+            setattr(self.method, name, value)
+        return self.method.training_step(batch)
+
+    def __call__(self, batch: Batch) -> Dict[str, torch.Tensor]:
+        method = self.method
+        key, device = batch_signature(batch), batch_device(batch)
+        gen = method.generator(device) if hasattr(method, "generator") else None
+        floats = {name: getattr(method, name) for name in method.step_scalars}
+        try:
+            if key not in self.specs:  # a new shape: eager, noting the draws
+                recorder = Recorder(gen) if gen is not None else None
+                method.draw_source = recorder
+                out = method.training_step(batch)
+                self.specs[key] = recorder.specs if recorder is not None else []
+                self.eager_steps += 1
+                return out
+            draws = draw_all(gen, self.specs[key]) if self.specs[key] else []
+            scalars = {name: torch.tensor(v, dtype=torch.float32, device=device)
+                       for name, v in floats.items()}
+            return self.compiled(batch, draws, scalars)
+        finally:
+            method.draw_source = None
+            for name, value in floats.items():
+                setattr(method, name, value)
