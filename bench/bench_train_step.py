@@ -65,8 +65,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--amp", choices=["", "bf16", "fp16"], default="")
     p.add_argument("--compile", nargs="?", const="default", default="",
                    choices=["default", "reduce-overhead", "max-autotune"],
-                   help="torch.compile each net with this mode (TRAIN.COMPILE; bare flag: "
+                   help="torch.compile with this mode (TRAIN.COMPILE; bare flag: "
                         "'default'; 'reduce-overhead' captures CUDA graphs)")
+    p.add_argument("--compile-scope", choices=["nets", "step"], default="nets",
+                   help="TRAIN.COMPILE_SCOPE: compile each net, or the whole method step "
+                        "(hard view and losses included) as one graph")
     p.add_argument("--adam", default="auto", choices=["auto", "for_loop", "foreach", "fused"],
                    help="Adam kernels (TRAIN.ADAM_IMPL; auto: fused on CUDA, as the trainer)")
     p.add_argument("--no-baseline", action="store_true",
@@ -116,7 +119,7 @@ def synthetic_batch(cfg: CN, n: int, hm_shape, gen: torch.Generator) -> Dict[str
 def make_step(args: argparse.Namespace, cfg: CN, device: torch.device, amp: str,
               channels_last: bool, compile_: str) -> Tuple[Callable[[], float], str]:
     """A closure running one training step; returns it and a description of the model."""
-    from semipose.engine.device import move_batch
+    from semipose.engine.device import compile_method, move_batch
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -132,9 +135,7 @@ def make_step(args: argparse.Namespace, cfg: CN, device: torch.device, amp: str,
         from semipose.methods import build_method, num_nets
         nets = [build_net(cfg) for _ in range(num_nets(cfg))]
         module = build_method(cfg, nets, seed=0).to(device).train().to(memory_format=fmt)
-        if compile_:
-            for n in module.nets.values():
-                n.compile(mode=compile_)
+        compile_method(module, compile_, args.compile_scope)
         params = module.parameters()
         name = f"{type(module).__name__}({len(nets)} x {type(nets[0]).__name__}" + \
             (f"-{nets[0].depth})" if hasattr(nets[0], "depth") else ")")
@@ -168,8 +169,9 @@ def make_step(args: argparse.Namespace, cfg: CN, device: torch.device, amp: str,
 
 def run(args: argparse.Namespace, cfg: CN, device: torch.device, amp: str, channels_last: bool,
         compile_: str) -> Dict[str, float]:
-    label = (f"amp={amp or 'off'}, channels_last={channels_last}, compile={compile_ or 'off'}, "
-             f"adam={adam_impl(args.adam, device)}")
+    scope = f" ({args.compile_scope})" if compile_ and args.method != "net" else ""
+    label = (f"amp={amp or 'off'}, channels_last={channels_last}, "
+             f"compile={compile_ or 'off'}{scope}, adam={adam_impl(args.adam, device)}")
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check of the project in one run, most important first, so that a short loan of a GPU
 # machine yields the figures of bench/results/*_gpu.md even when it is cut off: about 8 minutes on
-# one H100/H200. Each part has its own time limit; everything goes to $OUT/suite.log.
+# one H100/H200, up to 12 with the whole-step compile. Each part has its own time limit;
+# everything goes to $OUT/suite.log.
 #
 #   bash bench/gpu_suite.sh --fetch-wheels   # on a machine with network: the packages that
 #                                            # a bare GPU image lacks, into .whl/ (git-ignored;
@@ -14,7 +15,7 @@
 # Parts: (1) environment; (2) the CUDA-only tests (nvJPEG + CUDA warp vs the CPU path);
 # (3) the method step (bench_train_step.py): ResNet-18 PoseDual + Joint Cutout 5, 256x192,
 # batch 32: fp32 eager baseline and bf16 + channels_last in one process, then with compiled nets
-# (CUDA graphs); ResNet-50 and HRNet-W48 384x288 at batch 8 and 32 with peak memory; (4) host CPU
+# and with the whole step compiled (both with CUDA graphs); ResNet-50 and HRNet-W48 384x288 at batch 8 and 32 with peak memory; (4) host CPU
 # per pair of the data path, DATASET.DEVICE_PIPELINE off and on; (5) the whole trainer on a
 # synthetic 'standard' set (320x240 to 640x480 JPEGs) with the logged pairs/s, fp32 and with the
 # speed switches; (6) a two-epoch CUDA smoke run of the SSL benchmark.
@@ -72,12 +73,16 @@ part 60 "environment" bash -c "nvidia-smi --query-gpu=name,driver_version,memory
     print(\"torch\", torch.__version__, \"torchvision\", torchvision.__version__, \"cv2\", \
     cv2.__version__, \"numpy\", numpy.__version__, \"cuda\", torch.cuda.is_available() and \
     torch.cuda.get_device_name())'; nproc"
-part 180 "CUDA-only tests" python3 -m pytest -q -s tests/test_device_pipeline.py -k cuda
+part 240 "CUDA-only tests" python3 -m pytest -q -s tests/test_device_pipeline.py \
+    tests/test_compiled_step.py -k cuda
 part 90 "step: R18 PoseDual+JC5 256x192 b$B32, fp32 eager baseline and ${AMP:-fp32} + channels_last" \
     $STEP --cfg $R18 --batch $B32 "${FAST[@]}"
 part 240 "step: R18 as above, nets compiled with CUDA graphs (reduce-overhead)" \
     $STEP --cfg $R18 --batch $B32 "${FAST[@]}" --compile reduce-overhead \
     --no-baseline
+part 240 "step: R18 as above, the whole method step compiled with CUDA graphs (COMPILE_SCOPE step)" \
+    $STEP --cfg $R18 --batch $B32 "${FAST[@]}" --compile reduce-overhead \
+    --compile-scope step --no-baseline
 part 90 "step: R50 PoseDual+JC 256x192 b$B32, ${AMP:-fp32} + channels_last (goal: <= 8 GiB)" \
     $STEP --cfg $R50 --batch $B32 "${FAST[@]}" --no-baseline
 part 90 "step: HRNet-W48 PoseDual+JC5 384x288 b$B8, ${AMP:-fp32} + channels_last" \

@@ -54,7 +54,10 @@ def test_step_benchmark_compile_modes(flag, mode, monkeypatch):
     finally:
         sys.path.pop(0)
     monkeypatch.setattr(sys, "argv", ["bench_train_step.py", *flag])
-    assert bench_train_step.parse_args().compile == mode
+    args = bench_train_step.parse_args()
+    assert args.compile == mode and args.compile_scope == "nets"
+    monkeypatch.setattr(sys, "argv", ["bench_train_step.py", *flag, "--compile-scope", "step"])
+    assert bench_train_step.parse_args().compile_scope == "step"
 
 
 def test_eval_benchmark_paths_agree(tmp_path):
