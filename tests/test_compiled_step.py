@@ -201,3 +201,23 @@ def test_trainer_with_compiled_step(tmp_path_factory, tmp_path):
     assert step is not None and step.eager_steps == 1
     assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
     assert all(n._compiled_call_impl is None for n in t.method.nets.values())
+
+
+def test_compiled_step_refuses_value_dependent_draws():
+    """A step whose number of draws depends on values cannot be replayed: a clear error, never a
+    silently different random stream."""
+    class Moody(PoseCons):
+        def training_step(self, batch):
+            out = super().training_step(batch)
+            if float(batch["labeled"]["image"].mean()) > 0:  # value-dependent: one more draw
+                self.draw_theta(2, batch["labeled"]["image"].device)
+            return out
+
+    method = Moody(TinyNet(seed=0), seed=1)
+    method.compile_step("default")
+    up, down = make_batch(seed=0), make_batch(seed=0)
+    up["labeled"]["image"] = up["labeled"]["image"].abs()
+    down["labeled"]["image"] = -down["labeled"]["image"].abs()
+    method(up)  # eager, records the extra draw
+    with pytest.raises(RuntimeError, match="used 3 of the 6 random draws"):
+        method(down)

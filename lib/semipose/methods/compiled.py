@@ -96,7 +96,13 @@ class CompiledStep:
             draws = draw_all(gen, self.specs[key]) if self.specs[key] else []
             scalars = {name: torch.tensor(v, dtype=torch.float32, device=device)
                        for name, v in floats.items()}
-            return self.compiled(batch, draws, scalars)
+            out = self.compiled(batch, draws, scalars)
+            tape = method.draw_source  # the step's Tape, as the compiled code left it
+            if isinstance(tape, Tape) and tape.pos != len(draws):
+                raise RuntimeError(f"the compiled step used {tape.pos} of the {len(draws)} random "
+                                   "draws recorded for this batch shape, so the generator ran "
+                                   "ahead of the eager stream (draws must depend on shapes only)")
+            return out
         finally:
             method.draw_source = None
             for name, value in floats.items():
