@@ -93,7 +93,7 @@ part 120 "data path: host CPU per pair, DATASET.DEVICE_PIPELINE off / on" \
     python3 bench/bench_data.py --device-path --synthetic 20 --repeats 3 --batch $B32
 
 DATA=/tmp/semipose_gpu_suite_data
-part 180 "whole trainer: synthetic 'standard' set ($NTRAIN train images)" \
+part 180 "data for the whole trainer: a synthetic 'standard' set ($NTRAIN train images)" \
     python3 -m semipose.data.synthetic --out $DATA --preset standard --num-train $NTRAIN \
     --num-val 50 --num-unlabeled 0 --workers "$(nproc)" --no-progress
 TRAIN=(python3 pose_estimation/train.py --cfg experiments/synthetic/posedual.yaml --no-progress
