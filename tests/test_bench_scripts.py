@@ -9,6 +9,8 @@ import pytest
 
 from semipose.config import load_cfg
 
+from entry_points import load_script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITE = os.path.join(ROOT, "bench", "gpu_suite.sh")
 
@@ -48,11 +50,7 @@ def test_step_benchmark_switches_reach_the_step():
                                         (["--compile", "reduce-overhead"], "reduce-overhead"),
                                         ([], "")])
 def test_step_benchmark_compile_modes(flag, mode, monkeypatch):
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
-    try:
-        import bench_train_step
-    finally:
-        sys.path.pop(0)
+    bench_train_step = load_script("bench_train_step", "bench")
     monkeypatch.setattr(sys, "argv", ["bench_train_step.py", *flag])
     args = bench_train_step.parse_args()
     assert args.compile == mode and args.compile_scope == "nets"

@@ -1,6 +1,5 @@
 """Pieces added for the synthetic SSL benchmark: same-difficulty teacher views (collapse study),
 theta algebra, the light scene preset, thin ResNets, and a tiny end-to-end benchmark run."""
-import importlib.util
 import json
 import math
 import os
@@ -18,6 +17,7 @@ from semipose.models.resnet import PoseResNet
 from semipose.transforms.batch import (compose_theta, hard_affine_theta, invert_theta,
                                        max_preds_tensor, warp)
 
+from entry_points import load_script
 from test_methods import FixedNet, TinyNet, make_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,11 +144,7 @@ def test_base_width_scales_channels_and_keeps_keys():
 
 # ------------------------------------------------------------------------------ benchmark
 def _load_bench():
-    spec = importlib.util.spec_from_file_location(
-        "ssl_benchmark", os.path.join(ROOT, "bench", "ssl_benchmark.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("ssl_benchmark", "bench")
 
 
 def _png_size(path):
