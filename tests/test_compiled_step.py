@@ -141,6 +141,35 @@ def test_compiled_step_gives_the_eager_numbers(name):
         assert isinstance(m1.cons_weight, float) and m1.cons_weight == m0.cons_weight
 
 
+def test_compiled_step_inside_ddp(tmp_path):
+    """The trainer wraps the method in DistributedDataParallel, whose forward calls the compiled
+    step and whose gradient hooks fire from the compiled backward: one gloo process gives the
+    eager step's gradients."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    method = METHODS["posedual_jc"]()
+    batches = [make_batch(seed=s) for s in range(3)]
+    _, eager = _steps(method, batches, compiled=False)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        m = copy.deepcopy(method)
+        m.compile_step("default")
+        ddp = DistributedDataParallel(m)
+        for i, (batch, (out0, g0, _)) in enumerate(zip(batches, eager)):
+            m.set_progress(0.25 * i)  # as _steps does
+            out = ddp(batch)
+            out["loss"].backward()
+            assert torch.equal(out["loss"].detach(), out0["loss"])
+            grads = [p.grad for p in m.parameters() if p.grad is not None]
+            assert len(grads) == len(g0) and all(torch.equal(a, b) for a, b in zip(g0, grads))
+            m.zero_grad(set_to_none=True)
+    finally:
+        dist.destroy_process_group()
+    assert m.compiled_step.eager_steps == 1 and not counters["graph_break"]
+
+
 def test_compiled_step_under_ddp_style_forward_and_eval_untouched():
     """forward (what DDP calls) runs the compiled step; the nets themselves stay plain modules,
     so validation and state-dict keys are those of an eager run."""
