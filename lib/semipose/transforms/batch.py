@@ -1,8 +1,9 @@
 """Device-agnostic batch operations on tensors for the hard (student) view.
 
 Everything here runs on whatever device its inputs live on, draws randomness from an explicit
-``torch.Generator`` on that device (or a recorder / tape of its draws, see ``draws``), and avoids host-device synchronisation and Python loops over
-samples or joints, so it can sit inside the training step of PoseCons / PoseDual.
+``torch.Generator`` on that device (or a recorder / tape of its draws, see ``draws``), and avoids
+host-device synchronisation and Python loops over samples or joints, so it can sit inside the
+training step of PoseCons / PoseDual.
 
 Coordinates are (x, y) in pixels of the tensor they refer to; tensors are N x C x H x W.
 """
