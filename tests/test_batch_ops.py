@@ -199,6 +199,39 @@ def test_joint_cutout_corrected_uses_joint_mask_and_true_bounds():
     assert (out[1] == 1).all()
 
 
+def test_joint_cutout_scale_rescales_the_same_draws():
+    """CUTOUT_SCALE: 1.0 is the reference exactly; another scale multiplies the same draws'
+    jitter and half sizes (rounded, >= 1 px), so 0.354 gives a 96x64 crop about the share of
+    erased pixels that a 256x192 crop has with the reference sizes (about 6%, against 30%)."""
+    n, j = 400, 24
+    g = torch.Generator().manual_seed(2)
+
+    def crop_joints(h, w):
+        u = torch.rand(n, j, 2, generator=g)
+        return torch.stack([(0.2 + 0.6 * u[..., 0]) * w, (0.1 + 0.8 * u[..., 1]) * h], -1)
+
+    small, big = crop_joints(96, 64), crop_joints(256, 192)
+    img_s, img_b = torch.ones(n, 3, 96, 64), torch.ones(n, 3, 256, 192)
+    gen = lambda: torch.Generator().manual_seed(9)  # noqa: E731
+    ref = joint_cutout(img_s, small, 5, gen())
+    assert torch.equal(joint_cutout(img_s, small, 5, gen(), scale=1.0), ref)
+    scaled = joint_cutout(img_s, small, 5, gen(), "corrected", scale=0.354)
+    g2 = gen()
+    jitter = 10.0 * torch.randn(n, j, 2, generator=g2)
+    half = torch.randint(10, 20, (n, j, 2), generator=g2)
+    chosen = torch.randint(0, j, (n, 5), generator=g2)
+    expected = cutout_boxes(small, jitter * 0.354, torch.round(half * 0.354).long(), chosen, 96,
+                            64, "corrected")
+    assert torch.equal(scaled[:, 0] == 0, expected)
+    share = lambda out: float((out[:, 0] == 0).float().mean())  # noqa: E731
+    paper = share(joint_cutout(img_b, big, 5, gen()))
+    assert 0.04 < paper < 0.08 and share(ref) > 4 * paper
+    assert abs(share(joint_cutout(img_s, small, 5, gen(), scale=0.354)) - paper) < 0.015
+    assert torch.equal(joint_cutout(img_s, small, 5, gen(), scale=0.01)[:, 0] == 0,
+                       cutout_boxes(small, jitter * 0.01, torch.ones_like(half), chosen, 96, 64,
+                                    "reference"))
+
+
 def test_choose_joints_only_allowed_and_uniform():
     g = torch.Generator().manual_seed(0)
     allowed = torch.zeros(24, dtype=torch.bool)

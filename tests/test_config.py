@@ -184,6 +184,9 @@ def test_speed_switches(tmp_path):
     assert load_cfg(COCO1K, ["TRAIN.ADAM_IMPL", "fused"]).TRAIN.ADAM_IMPL == "fused"
     with pytest.raises(ConfigError, match=r"TRAIN.ADAM_IMPL is 'apex'.*for_loop"):
         load_cfg(COCO1K, ["TRAIN.ADAM_IMPL", "apex"])
+    assert load_cfg(COCO1K).CUTOUT_SCALE == 1.0
+    with pytest.raises(ConfigError, match="CUTOUT_SCALE"):
+        load_cfg(COCO1K, ["CUTOUT_SCALE", "0"])
 
 
 def test_missing_file():

@@ -288,7 +288,13 @@ def test_build_method_from_cfg():
     assert isinstance(dual, PoseDual) and num_nets(_cfg("pose_dual")) == 2
     assert (dual.scale_factor, dual.rot_factor, dual.mask_joint_num) == (0.3, 40.0, 5)
     assert dual.cutout_mode == "corrected" and dual.align_corners and dual.seed == 9
-    assert isinstance(build_method(_cfg("pose_cons"), TinyNet()), PoseCons)
+    assert dual.cutout_scale == 1.0  # a config without the key: the reference's pixel sizes
+    cfg = _cfg("pose_cons")
+    cfg.CUTOUT_SCALE = 0.354
+    cons = build_method(cfg, TinyNet())
+    assert isinstance(cons, PoseCons) and cons.cutout_scale == 0.354
+    with pytest.raises(ValueError, match="CUTOUT_SCALE must be > 0"):
+        PoseCons(TinyNet(), cutout_scale=0.0)
     assert isinstance(build_method(_cfg("pose_hrnet"), TinyNet()), Supervised)
     assert num_nets(_cfg("pose_resnet")) == 1
     with pytest.raises(ValueError, match="MODEL.NAME"):

@@ -79,6 +79,7 @@ _C.SEED = 1314  # seed of every random generator of a run
 _C.DEVICE = ""  # '' = cuda if available else cpu; or 'cpu', 'cuda', 'cuda:<i>'
 _C.DIST_TIMEOUT_S = 900.0  # DDP: seconds a collective may wait for a stuck (stopped) rank before the job ends
 _C.CUTOUT_MODE = "reference"  # 'reference': clamp swap and 24-channel draws; 'corrected': true bounds, supervised joints
+_C.CUTOUT_SCALE = 1.0  # multiplies Joint Cutout's pixel sizes (box half sizes 10-19 px, jitter 10 px), made for 256x192 crops; e.g. 0.354 keeps their share of a 96x64 crop
 _C.CONS_TEACHER_VIEW = "easy"  # teacher input: 'easy' (reference: the plain crop) or 'hard' (own hard affine draw; the same-difficulty setting of the collapse study)
 _C.MT_EMA_DECAY = 0.999  # mean_teacher / pose_dual_mt: teacher <- d * teacher + (1 - d) * student after each step, d = min(MT_EMA_DECAY, 1 - 1/(step + 1))
 _C.CONS_CONF_THRE = 0.0  # confidence mask: consistency weight 0 for joints whose target peaks below this; 0 = off (the reference)

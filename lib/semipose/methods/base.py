@@ -148,6 +148,8 @@ class SemiMethod(Method):
         unsup_transform: apply the hard affine to the hard view and the teacher heatmaps.
         cons_rand_aug: build the hard view from batch["unlabeled_aug"]["image"].
         cutout_mode: 'reference' or 'corrected' (see transforms.batch.joint_cutout).
+        cutout_scale: multiplies Joint Cutout's pixel sizes (jitter, box half sizes), which the
+            reference made for 256x192 crops (1.0 = the reference).
         align_corners: for affine_grid / grid_sample of the hard affine.
         joint_mask: optional [J] bool of supervised joints for the corrected cutout; when None the
             unlabeled target_weight > 0 gives it per sample.
@@ -172,7 +174,7 @@ class SemiMethod(Method):
                  cons_rand_aug: bool = False, cutout_mode: str = "reference",
                  align_corners: bool = False, joint_mask: Optional[torch.Tensor] = None,
                  seed: int = 0, loss: Optional[nn.Module] = None, teacher_view: str = "easy",
-                 cons_rampup: float = 0.0, conf_thre: float = 0.0):
+                 cons_rampup: float = 0.0, conf_thre: float = 0.0, cutout_scale: float = 1.0):
         super().__init__(nets, loss)
         if cutout_mode not in CUTOUT_MODES:
             raise ValueError(f"CUTOUT_MODE {cutout_mode!r} unknown; use one of {CUTOUT_MODES}")
@@ -192,6 +194,9 @@ class SemiMethod(Method):
         self.mask_joint_num = int(mask_joint_num)
         self.unsup_transform, self.cons_rand_aug = bool(unsup_transform), bool(cons_rand_aug)
         self.cutout_mode, self.align_corners = cutout_mode, bool(align_corners)
+        if not cutout_scale > 0:
+            raise ValueError(f"CUTOUT_SCALE must be > 0, got {cutout_scale}")
+        self.cutout_scale = float(cutout_scale)
         # A non-persistent buffer follows .to(device) and stays out of checkpoints.
         self.register_buffer("joint_mask", None if joint_mask is None else
                              torch.as_tensor(joint_mask, dtype=torch.bool), persistent=False)
@@ -213,7 +218,8 @@ class SemiMethod(Method):
                    loss=JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT),
                    teacher_view=cfg.get("CONS_TEACHER_VIEW", "easy"),
                    cons_rampup=float(cfg.get("CONS_RAMPUP_EPOCHS", 0.0)),
-                   conf_thre=float(cfg.get("CONS_CONF_THRE", 0.0)))
+                   conf_thre=float(cfg.get("CONS_CONF_THRE", 0.0)),
+                   cutout_scale=float(cfg.get("CUTOUT_SCALE", 1.0)))
 
     def set_progress(self, epochs: float) -> None:
         """Training progress in epochs (fractional); sets the consistency weight of the ramp-up."""
@@ -282,7 +288,8 @@ class SemiMethod(Method):
         if self.mask_joint_num <= 0:
             return images  # every op of the hard view is out of place, so no copy is needed
         return joint_cutout(images, self.teacher_joints_px(teacher, images), self.mask_joint_num,
-                            self.generator(images.device), self.cutout_mode, joint_mask)
+                            self.generator(images.device), self.cutout_mode, joint_mask,
+                            self.cutout_scale)
 
     @staticmethod
     def teacher_joints_px(teacher: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

@@ -100,9 +100,10 @@ class MultiPath(SemiMethod):
                 joints_px = self.teacher_joints_px(t, base)
             if op == "cutout":
                 img = joint_cutout(img, joints_px, self.path_joint_num, gen, self.cutout_mode,
-                                   joint_mask)
+                                   joint_mask, self.cutout_scale)
             elif op == "occlusion":
-                img = joint_cut_occlusion(img, joints_px, self.path_joint_num, gen, joint_mask)
+                img = joint_cut_occlusion(img, joints_px, self.path_joint_num, gen, joint_mask,
+                                          scale=self.cutout_scale)
             elif op in ("cutmix", "mixup"):
                 perm = random_partner(img.shape[0], gen, img.device)
                 img, target = (cutmix if op == "cutmix" else mixup)(img, target, perm, gen)

@@ -177,7 +177,8 @@ def choose_joints(n: int, k: int, num_joints: int, generator: Source,
 
 def joint_cutout_mask(images: torch.Tensor, joints_px: torch.Tensor, k: int,
                       generator: Source = None, mode: str = "reference",
-                      joint_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      joint_mask: Optional[torch.Tensor] = None,
+                      scale: float = 1.0) -> torch.Tensor:
     """The pixels Joint Cutout covers, [N, H, W] bool (see ``joint_cutout`` for the arguments).
 
     Draw order: jitter 10 * randn [N, J, 2], half sizes randint(10, 20) [N, J, 2], then joints.
@@ -188,6 +189,9 @@ def joint_cutout_mask(images: torch.Tensor, joints_px: torch.Tensor, k: int,
     num_joints, device = joints_px.shape[1], images.device
     jitter = 10.0 * draw(generator, "randn", (n, num_joints, 2), device)
     half = draw(generator, "randint", (n, num_joints, 2), device, 10, 20)
+    if scale != 1.0:  # the pixel sizes are made for 256x192 crops: the same draws, rescaled
+        jitter = jitter * scale
+        half = torch.round(half * scale).long().clamp(min=1)
     chosen, valid = choose_joints(n, k, num_joints, generator, device,
                                   joint_mask if mode == "corrected" else None)
     return cutout_boxes(joints_px, jitter, half, chosen, height, width, mode, valid)
@@ -195,7 +199,7 @@ def joint_cutout_mask(images: torch.Tensor, joints_px: torch.Tensor, k: int,
 
 def joint_cutout(images: torch.Tensor, joints_px: torch.Tensor, k: int,
                  generator: Source = None, mode: str = "reference",
-                 joint_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                 joint_mask: Optional[torch.Tensor] = None, scale: float = 1.0) -> torch.Tensor:
     """Joint Cutout: zero k boxes centred near predicted joints; returns a new [N, C, H, W] tensor.
 
     Args:
@@ -206,13 +210,17 @@ def joint_cutout(images: torch.Tensor, joints_px: torch.Tensor, k: int,
         mode: 'reference' draws among all J channels and keeps the reference's swapped clamp;
             'corrected' draws among ``joint_mask`` joints ([J] or [N, J] bool) and clamps to the
             true image bounds.
+        scale: multiplies the jitter and the half sizes (rounded, at least 1 pixel): the
+            reference's pixel sizes (1.0) are made for 256x192 crops, where five boxes cover
+            about 6% of the crop; at 96x64 the same boxes cover about 30% and 0.354 (the crop
+            size ratio) brings that back (CUTOUT_SCALE).
     Draw order: jitter 10 * randn [N, J, 2], half sizes randint(10, 20) [N, J, 2], then joints.
     """
     if mode not in CUTOUT_MODES:
         raise ValueError(f"cutout mode {mode!r} unknown; CUTOUT_MODE must be one of {CUTOUT_MODES}")
     if k <= 0:
         return images.clone()
-    mask = joint_cutout_mask(images, joints_px, k, generator, mode, joint_mask)
+    mask = joint_cutout_mask(images, joints_px, k, generator, mode, joint_mask, scale)
     return images.masked_fill(mask.unsqueeze(1), 0)
 
 
@@ -236,13 +244,13 @@ def random_partner(n: int, generator: Source,
 def joint_cut_occlusion(images: torch.Tensor, joints_px: torch.Tensor, k: int,
                         generator: Source = None,
                         joint_mask: Optional[torch.Tensor] = None,
-                        perm: Optional[torch.Tensor] = None) -> torch.Tensor:
+                        perm: Optional[torch.Tensor] = None, scale: float = 1.0) -> torch.Tensor:
     """Joint cut-occlusion: the Joint Cutout boxes (true bounds, ``joint_mask`` joints) filled
     with the same pixels of a partner crop instead of zeros, so the occluder looks like image
     content (often another person's limb). Targets are unchanged: the joint is still there."""
     if k <= 0:
         return images.clone()
-    mask = joint_cutout_mask(images, joints_px, k, generator, "corrected", joint_mask)
+    mask = joint_cutout_mask(images, joints_px, k, generator, "corrected", joint_mask, scale)
     if perm is None:
         perm = random_partner(images.shape[0], generator, images.device)
     return torch.where(mask.unsqueeze(1), images[perm], images)
