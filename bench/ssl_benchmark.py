@@ -51,11 +51,11 @@ METHODS: Dict[str, tuple] = {
     # five of them erase ~6% of the crop; on the benchmark's 96x64 crops they erase ~30%.
     # CUTOUT_SCALE 0.354 (the crop size ratio, sqrt(64 * 96 / (192 * 256))) keeps the paper's
     # share (5.4%, transforms.batch.joint_cutout); the reference pixel sizes stay as extra rows.
-    "posecons_jcs": ("PoseCons + Joint Cutout", ["MODEL.NAME", "pose_cons", "MASK_JOINT_NUM", "5",
-                                                 "CUTOUT_SCALE", "0.354"]),
+    "posecons_jcs": ("PoseCons + Joint Cutout (CUTOUT_SCALE 0.354)",
+                     ["MODEL.NAME", "pose_cons", "MASK_JOINT_NUM", "5", "CUTOUT_SCALE", "0.354"]),
     "posedual": ("PoseDual", ["MODEL.NAME", "pose_dual"]),
-    "posedual_jcs": ("PoseDual + Joint Cutout", ["MODEL.NAME", "pose_dual", "MASK_JOINT_NUM", "5",
-                                                 "CUTOUT_SCALE", "0.354"]),
+    "posedual_jcs": ("PoseDual + Joint Cutout (CUTOUT_SCALE 0.354)",
+                     ["MODEL.NAME", "pose_dual", "MASK_JOINT_NUM", "5", "CUTOUT_SCALE", "0.354"]),
     "posedual_ra": ("PoseDual + RandAugment", ["MODEL.NAME", "pose_dual", "CONS_RAND_AUG", "True"]),
     # collapse study: the teacher sees its own hard affine draw (same difficulty as the student)
     "posecons_jc": ("PoseCons + Joint Cutout, reference pixel sizes (30% of the crop)",
