@@ -17,7 +17,7 @@ of a ramp-up) enter the compiled step as 0-d tensors, so a new value is not a ne
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -30,28 +30,17 @@ Batch = Dict[str, object]
 DEFAULT_BACKEND = "inductor"
 
 
-def batch_signature(batch: object) -> Tuple:
-    """Shapes, dtypes and devices of every tensor in a nested batch ("meta" excluded)."""
+def batch_tensors(batch: object, path: Tuple = ()) -> Iterator[Tuple[Tuple, torch.Tensor]]:
+    """(path, tensor) of every tensor in a nested batch ("meta" excluded), in a fixed order."""
     if isinstance(batch, torch.Tensor):
-        return (tuple(batch.shape), batch.dtype, str(batch.device))
-    if isinstance(batch, dict):
-        return tuple((k, batch_signature(v)) for k, v in sorted(batch.items()) if k != "meta")
-    if isinstance(batch, (list, tuple)):
-        return tuple(batch_signature(v) for v in batch)
-    return ()
-
-
-def batch_device(batch: object) -> Optional[torch.device]:
-    """Device of the first tensor of a nested batch."""
-    if isinstance(batch, torch.Tensor):
-        return batch.device
-    items = batch.values() if isinstance(batch, dict) else batch if isinstance(
-        batch, (list, tuple)) else ()
-    for v in items:
-        dev = batch_device(v)
-        if dev is not None:
-            return dev
-    return None
+        yield path, batch
+    elif isinstance(batch, dict):
+        for k in sorted(batch):
+            if k != "meta":
+                yield from batch_tensors(batch[k], path + (k,))
+    elif isinstance(batch, (list, tuple)):
+        for i, v in enumerate(batch):
+            yield from batch_tensors(v, path + (i,))
 
 
 class CompiledStep:
@@ -65,11 +54,9 @@ class CompiledStep:
     """
 
     def __init__(self, method: nn.Module, mode: str = "default", backend: Optional[str] = None):
-        backend = backend or DEFAULT_BACKEND
         self.method = method
-        self.mode, self.backend = mode, backend
         self.compiled = torch.compile(self._replay, mode=None if mode == "default" else mode,
-                                      backend=backend)
+                                      backend=backend or DEFAULT_BACKEND)
         self.specs: Dict[Tuple, List[DrawSpec]] = {}
         self.eager_steps = 0  # steps run eagerly to record a new batch shape's draws
 
@@ -82,7 +69,9 @@ class CompiledStep:
 
     def __call__(self, batch: Batch) -> Dict[str, torch.Tensor]:
         method = self.method
-        key, device = batch_signature(batch), batch_device(batch)
+        tensors = list(batch_tensors(batch))
+        key = tuple((path, tuple(t.shape), t.dtype, str(t.device)) for path, t in tensors)
+        device = tensors[0][1].device if tensors else None
         gen = method.generator(device) if hasattr(method, "generator") else None
         floats = {name: getattr(method, name) for name in method.step_scalars}
         try:
@@ -93,7 +82,7 @@ class CompiledStep:
                 self.specs[key] = recorder.specs if recorder is not None else []
                 self.eager_steps += 1
                 return out
-            draws = draw_all(gen, self.specs[key]) if self.specs[key] else []
+            draws = draw_all(gen, self.specs[key])
             scalars = {name: torch.tensor(v, dtype=torch.float32, device=device)
                        for name, v in floats.items()}
             out = self.compiled(batch, draws, scalars)
