@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
 # Every GPU check of the project in one run, most important first, so that a short loan of a GPU
-# machine yields the figures of bench/results/*_gpu.md even when it is cut off: about 8 minutes on
-# one H100/H200, up to 12 with the whole-step compile. Each part has its own time limit;
-# everything goes to $OUT/suite.log.
+# machine yields the figures of bench/results/*_gpu.md even when it is cut off: about 12 minutes
+# on one H100/H200 in all. Each part has its own time limit, and BUDGET (seconds, default: none)
+# caps the whole run: a part gets at most what is left and is skipped when under 20 s is left, so
+# that the run ends before an outer limit kills it. Everything goes to $OUT/suite.log.
 #
 #   bash bench/gpu_suite.sh --fetch-wheels   # on a machine with network: the packages that
 #                                            # a bare GPU image lacks, into .whl/ (git-ignored;
 #                                            # copy it along with the checkout)
 #   OUT=/tmp/gpu bash bench/gpu_suite.sh     # on the GPU machine, from the repository root
+#   OUT=/tmp/gpu BUDGET=540 bash bench/gpu_suite.sh  # stop starting parts after 540 s
 #   OUT=/tmp/gpu SMALL=1 DEVICE=cpu bash bench/gpu_suite.sh  # a CPU dry run of the script itself
 #   OUT=/tmp/gpu FROM=9 bash bench/gpu_suite.sh  # a rerun from part 9 (parts are numbered in
 #                                                # the log; the log is appended to)
 #
-# Parts: (1) environment; (2) the CUDA-only tests (nvJPEG + CUDA warp vs the CPU path);
-# (3) the method step (bench_train_step.py): ResNet-18 PoseDual + Joint Cutout 5, 256x192,
-# batch 32: fp32 eager baseline and bf16 + channels_last in one process, then with compiled nets
-# and with the whole step compiled (both with CUDA graphs); ResNet-50 and HRNet-W48 384x288 at batch 8 and 32 with peak memory; (4) host CPU
-# per pair of the data path, DATASET.DEVICE_PIPELINE off and on; (5) the whole trainer on a
-# synthetic 'standard' set (320x240 to 640x480 JPEGs) with the logged pairs/s, fp32 and with the
-# speed switches; (6) a two-epoch CUDA smoke run of the SSL benchmark.
+# Parts, by priority: (1) environment; (2-3) the method step (bench_train_step.py): ResNet-18
+# PoseDual + Joint Cutout 5, 256x192, batch 32: fp32 eager baseline and bf16 + channels_last in
+# one process, then the whole step compiled with CUDA graphs (with its own fp32 baseline);
+# (4) the CUDA-only data-path tests (nvJPEG + CUDA warp against the CPU path); (5-7) ResNet-50
+# 256x192 b32 and HRNet-W48 384x288 b8 / b32 with peak memory; (8) host CPU per pair of the data
+# path, DATASET.DEVICE_PIPELINE off and on; (9-12) the whole trainer on a synthetic 'standard'
+# set (320x240 to 640x480 JPEGs) with the logged pairs/s: fp32, with the speed switches, and
+# with the whole step compiled; (13) the step with only the nets compiled; (14) the CUDA tests
+# of the compiled step; (15) a two-epoch CUDA smoke run of the SSL benchmark.
 set -u
 cd "$(dirname "$0")/.."
 WHEELS="pycocotools yacs tensorboardX"
@@ -47,6 +51,14 @@ part() {  # part <seconds> <title> <command...>: run one part with a limit, log 
     shift 2
     N=$((N + 1))
     if [ "$N" -lt "${FROM:-1}" ]; then return; fi  # FROM=k: a rerun starts at part k
+    if [ -n "${BUDGET:-}" ]; then
+        local left=$((BUDGET - SECONDS))
+        if [ "$left" -lt 20 ]; then
+            echo -e "\n## $N. $title\n[skipped: ${left} s of BUDGET left]" | tee -a "$LOG"
+            return
+        fi
+        if [ "$left" -lt "$limit" ]; then limit=$left; fi
+    fi
     echo -e "\n## $N. $title\n\$ $*" | tee -a "$LOG"
     local t0=$SECONDS
     timeout "$limit" "$@" 2>&1 | tee -a "$LOG"
@@ -73,27 +85,23 @@ part 60 "environment" bash -c "nvidia-smi --query-gpu=name,driver_version,memory
     print(\"torch\", torch.__version__, \"torchvision\", torchvision.__version__, \"cv2\", \
     cv2.__version__, \"numpy\", numpy.__version__, \"cuda\", torch.cuda.is_available() and \
     torch.cuda.get_device_name())'; nproc"
-part 240 "CUDA-only tests" python3 -m pytest -q -s tests/test_device_pipeline.py \
-    tests/test_compiled_step.py -k cuda
 part 90 "step: R18 PoseDual+JC5 256x192 b$B32, fp32 eager baseline and ${AMP:-fp32} + channels_last" \
     $STEP --cfg $R18 --batch $B32 "${FAST[@]}"
-part 240 "step: R18 as above, nets compiled with CUDA graphs (reduce-overhead)" \
-    $STEP --cfg $R18 --batch $B32 "${FAST[@]}" --compile reduce-overhead \
-    --no-baseline
 part 240 "step: R18 as above, the whole method step compiled with CUDA graphs (COMPILE_SCOPE step)" \
-    $STEP --cfg $R18 --batch $B32 "${FAST[@]}" --compile reduce-overhead \
-    --compile-scope step --no-baseline
-part 90 "step: R50 PoseDual+JC 256x192 b$B32, ${AMP:-fp32} + channels_last (goal: <= 8 GiB)" \
+    $STEP --cfg $R18 --batch $B32 "${FAST[@]}" --compile reduce-overhead --compile-scope step
+part 90 "CUDA-only tests of the data path (nvJPEG + CUDA warp against the CPU path)" \
+    python3 -m pytest -q -s tests/test_device_pipeline.py -k cuda
+part 60 "step: R50 PoseDual+JC 256x192 b$B32, ${AMP:-fp32} + channels_last (goal: <= 8 GiB)" \
     $STEP --cfg $R50 --batch $B32 "${FAST[@]}" --no-baseline
-part 90 "step: HRNet-W48 PoseDual+JC5 384x288 b$B8, ${AMP:-fp32} + channels_last" \
+part 60 "step: HRNet-W48 PoseDual+JC5 384x288 b$B8, ${AMP:-fp32} + channels_last" \
     $STEP --cfg $W48 --batch $B8 "${FAST[@]}" --no-baseline
-part 120 "step: HRNet-W48 PoseDual+JC5 384x288 b$B32, ${AMP:-fp32} + channels_last" \
+part 90 "step: HRNet-W48 PoseDual+JC5 384x288 b$B32, ${AMP:-fp32} + channels_last" \
     $STEP --cfg $W48 --batch $B32 "${FAST[@]}" --no-baseline
-part 120 "data path: host CPU per pair, DATASET.DEVICE_PIPELINE off / on" \
+part 90 "data path: host CPU per pair, DATASET.DEVICE_PIPELINE off / on" \
     python3 bench/bench_data.py --device-path --synthetic 20 --repeats 3 --batch $B32
 
 DATA=/tmp/semipose_gpu_suite_data
-part 180 "data for the whole trainer: a synthetic 'standard' set ($NTRAIN train images)" \
+part 120 "data for the whole trainer: a synthetic 'standard' set ($NTRAIN train images)" \
     python3 -m semipose.data.synthetic --out $DATA --preset standard --num-train $NTRAIN \
     --num-val 50 --num-unlabeled 0 --workers "$(nproc)" --no-progress
 TRAIN=(python3 pose_estimation/train.py --cfg experiments/synthetic/posedual.yaml --no-progress
@@ -104,11 +112,16 @@ TRAIN=(python3 pose_estimation/train.py --cfg experiments/synthetic/posedual.yam
        MODEL.EXTRA.BASE_WIDTH 64 MODEL.EXTRA.NUM_DECONV_FILTERS "[256, 256, 256]"
        MODEL.NUM_JOINTS 24 TRAIN.BATCH_SIZE $B32 MASK_JOINT_NUM 5 TRAIN.END_EPOCH $EPOCHS
        TRAIN.LR_STEP "[100]" PRINT_FREQ 20)
-part 150 "whole trainer: fp32" "${TRAIN[@]}"
-part 150 "whole trainer: ${AMP:-fp32} + channels_last + DEVICE_PIPELINE" "${TRAIN[@]}" \
+part 120 "whole trainer: fp32" "${TRAIN[@]}"
+part 120 "whole trainer: ${AMP:-fp32} + channels_last + DEVICE_PIPELINE" "${TRAIN[@]}" \
     "${FAST_CFG[@]}" DATASET.DEVICE_PIPELINE True
-part 240 "whole trainer: as above + reduce-overhead" "${TRAIN[@]}" "${FAST_CFG[@]}" \
-    DATASET.DEVICE_PIPELINE True TRAIN.COMPILE reduce-overhead
+part 240 "whole trainer: as above + the whole step compiled with CUDA graphs" "${TRAIN[@]}" \
+    "${FAST_CFG[@]}" DATASET.DEVICE_PIPELINE True TRAIN.COMPILE reduce-overhead \
+    TRAIN.COMPILE_SCOPE step
+part 240 "step: R18 as in part 2, only the nets compiled with CUDA graphs (COMPILE_SCOPE nets)" \
+    $STEP --cfg $R18 --batch $B32 "${FAST[@]}" --compile reduce-overhead --no-baseline
+part 240 "CUDA-only tests of the compiled step (inductor, default and reduce-overhead)" \
+    python3 -m pytest -q -s tests/test_compiled_step.py -k cuda
 part 200 "SSL benchmark on $DEVICE: 2-epoch smoke run (not a result)" \
     python3 bench/ssl_benchmark.py --device $DEVICE --size quick --epochs 2 --seeds 0 \
     --methods supervised posedual --work-dir /tmp/semipose_gpu_suite_ssl --out-dir "$OUT"
