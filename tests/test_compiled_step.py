@@ -112,14 +112,18 @@ METHODS = {
 def test_compiled_step_gives_the_eager_numbers(name):
     method = METHODS[name]()
     aug = "randaug" in name
-    # 4 steps of batch 4, then 2 of batch 3 (a last, smaller batch): a new shape is recorded
-    batches = [make_batch(seed=s, aug=aug) for s in range(4)] + \
-        [make_batch(n=3, seed=s, aug=aug) for s in (7, 8)]
+    # two "epochs" of 2-3 steps of batch 4 and a last, smaller batch of 3, then 2 steps of
+    # batch 2 (the data changing size for good)
+    b4 = [make_batch(seed=s, aug=aug) for s in range(5)]
+    b3 = [make_batch(n=3, seed=s, aug=aug) for s in (7, 8)]
+    b2 = [make_batch(n=2, seed=s, aug=aug) for s in (5, 6)]
+    batches = b4[:3] + b3[:1] + b4[3:] + b3[1:] + b2
     m0, eager = _steps(method, batches, compiled=False)
     m1, comp = _steps(method, batches, compiled=True)
     step = m1.compiled_step
-    assert step.eager_steps == 2  # the first step of each batch shape
-    assert len(step.specs) == 2
+    # eager: the first step of each shape and every batch of 3, which never comes twice in a row
+    assert step.eager_steps == 4
+    assert len(step.specs) == 3 and len(step.steady) == 2
     if name != "supervised":
         assert all(len(s) > 0 for s in step.specs.values())  # the hard view draws
     for (out0, g0, last0), (out1, g1, last1) in zip(eager, comp):
@@ -136,7 +140,7 @@ def test_compiled_step_gives_the_eager_numbers(name):
     assert st0.keys() == st1.keys() and all(torch.equal(st0[k], st1[k]) for k in st0)
     # one graph per batch shape, none broken, and the float weight is not a guard
     assert not counters["graph_break"], dict(counters["graph_break"])
-    assert counters["stats"]["unique_graphs"] == 2
+    assert counters["stats"]["unique_graphs"] == 2  # batch 4 and batch 2
     if hasattr(m1, "cons_weight"):  # a float again after the step, the eager value
         assert isinstance(m1.cons_weight, float) and m1.cons_weight == m0.cons_weight
 
@@ -184,14 +188,19 @@ def test_compiled_step_under_ddp_style_forward_and_eval_untouched():
     assert all(n._compiled_call_impl is None for n in method.nets.values())
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
-def test_cuda_compiled_step_inductor(mode):
-    """On a GPU, with inductor's kernels (and CUDA graphs): the eager numbers within float
-    tolerance, and the CUDA generator consumed exactly as by the eager steps."""
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.parametrize("device, mode", [("cpu", "default"),
+                                          pytest.param("cuda", "default", marks=CUDA),
+                                          pytest.param("cuda", "reduce-overhead", marks=CUDA)])
+def test_compiled_step_inductor(device, mode):
+    """With inductor's generated kernels (on a GPU also with CUDA graphs): the eager numbers and
+    hard views within float tolerance, and the generator consumed exactly as by the eager steps.
+    (The CPU case compiles C++ for about a minute on 2 cores.)"""
     from semipose.engine.device import move_batch
 
-    dev = torch.device("cuda")
+    dev = torch.device(device)
     method = METHODS["posedual_jc"]().to(dev)
     batches = [move_batch(make_batch(seed=s), dev) for s in range(5)]
     m0, eager = _steps(method, batches, compiled=False)
@@ -201,7 +210,11 @@ def test_cuda_compiled_step_inductor(mode):
             torch.testing.assert_close(out1[k], out0[k], rtol=1e-3, atol=1e-6)
         for a, b in zip(g0, g1):
             torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
-        assert torch.equal(last0["hard_images"], last1["hard_images"])  # same cutout and warp
+        # the same boxes and warp; inductor's fused grid arithmetic rounds differently from the
+        # eager kernels, which moved warped pixels by up to 1e-5 on the CPU (boxes identical), so
+        # the images are equal to float tolerance, not bit for bit
+        torch.testing.assert_close(last1["hard_images"], last0["hard_images"], rtol=1e-3,
+                                   atol=1e-4)
     st0, st1 = m0.rng_state(), m1.rng_state()
     assert all(torch.equal(st0[k], st1[k]) for k in st0)
 

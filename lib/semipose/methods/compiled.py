@@ -12,12 +12,16 @@ generator, in the same order, and passes them to the compiled step as inputs. Th
 consumed exactly as by the eager step, so the random stream, and checkpoints' generator states,
 are the same with and without compile.
 
+Only a steady batch shape is compiled: one that has come twice in a row. The smaller last batch of
+an epoch never does, so it runs eagerly each time instead of costing a compile of its own (over
+two minutes for the ResNet-18 PoseDual step on an H200, where the eager step takes 50 ms).
+
 Float attributes that change between steps (``Method.step_scalars``, e.g. the consistency weight
 of a ramp-up) enter the compiled step as 0-d tensors, so a new value is not a new graph.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import torch
 from torch import nn
@@ -57,8 +61,10 @@ class CompiledStep:
         self.method = method
         self.compiled = torch.compile(self._replay, mode=None if mode == "default" else mode,
                                       backend=backend or DEFAULT_BACKEND)
-        self.specs: Dict[Tuple, List[DrawSpec]] = {}
-        self.eager_steps = 0  # steps run eagerly to record a new batch shape's draws
+        self.specs: Dict[Tuple, List[DrawSpec]] = {}  # the draws of each batch shape seen
+        self.steady: Set[Tuple] = set()  # the shapes that came twice in a row: compiled
+        self.last_key: Optional[Tuple] = None  # the previous step's batch shape
+        self.eager_steps = 0  # steps run eagerly (a shape's first step, and unsteady shapes)
 
     def _replay(self, batch: Batch, draws: List[torch.Tensor],
                 scalars: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -74,8 +80,11 @@ class CompiledStep:
         device = tensors[0][1].device if tensors else None
         gen = method.generator(device) if hasattr(method, "generator") else None
         floats = {name: getattr(method, name) for name in method.step_scalars}
+        if key == self.last_key and key in self.specs:
+            self.steady.add(key)
+        self.last_key = key
         try:
-            if key not in self.specs:  # a new shape: eager, noting the draws
+            if key not in self.steady:  # eager, noting the draws
                 recorder = Recorder(gen) if gen is not None else None
                 method.draw_source = recorder
                 out = method.training_step(batch)
