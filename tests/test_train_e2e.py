@@ -1,14 +1,18 @@
 """End to end on CPU: train on a tiny generated COCO-format set, resume, and score with valid.py."""
 from __future__ import annotations
 
+import glob
 import json
+import math
 import os
+import re
 
 import pytest
 import torch
 
 from semipose.config import load_cfg
 from semipose.data.synthetic import generate
+from semipose.engine.log import Throughput
 from semipose.engine.trainer import Trainer
 from semipose.engine.validate import evaluate_checkpoint
 from semipose.models.weights import to_reference_state_dict
@@ -38,6 +42,16 @@ def _fit(cfg, path: str):
     return trainer, results
 
 
+def test_throughput_window():
+    speed = Throughput(now=100.0)
+    for _ in range(20):
+        speed.add(32)
+    assert speed.rate(now=102.0) == pytest.approx(320.0)  # 640 samples in 2 s
+    speed.add(16)  # a new window from 102 s
+    assert speed.rate(now=102.5) == pytest.approx(32.0)
+    assert speed.rate(now=103.0) == 0.0
+
+
 def test_supervised_train_resume_and_valid(data_root, tmp_path):
     out = str(tmp_path / "out")
     cfg1 = _cfg(SUPERVISED, data_root, out, "TRAIN.END_EPOCH", "1", "TRAIN.LR_STEP", "[1]",
@@ -47,6 +61,10 @@ def test_supervised_train_resume_and_valid(data_root, tmp_path):
     assert ckpt["epoch"] == 1 and ckpt["iteration"] == 0
     assert os.path.exists(os.path.join(t1.out_dir, "config.yaml"))
     assert os.path.exists(os.path.join(t1.out_dir, "State_epoch0.pth.tar"))  # SAVE_INTER 1
+    # a log line every PRINT_FREQ (2) steps, with the samples/s of its window
+    with open(glob.glob(os.path.join(t1.out_dir, "*_train.log"))[0]) as f:
+        speeds = [float(x) for x in re.findall(r"Speed ([0-9.]+) samples/s", f.read())]
+    assert len(speeds) == math.ceil(len(t1.train_loader) / 2) and all(v > 0 for v in speeds)
 
     cfg2 = _cfg(SUPERVISED, data_root, out, "TRAIN.END_EPOCH", "2", "TRAIN.LR_STEP", "[1]",
                 "TRAIN.RESUME", "True")

@@ -128,12 +128,32 @@ def record_step(row: StepRow, meters: Dict[str, AverageMeter],
         scalars.add("train/accuracy", row.accuracy, row.global_step + 1)
 
 
+class Throughput:
+    """Samples per second over a window of steps, on the host's wall clock. Take ``rate`` only
+    right after a device sync (the trainer's loss read): before it, the host may have queued
+    steps that have not run yet, and one step's host time says nothing about the device's."""
+
+    def __init__(self, now: Optional[float] = None):
+        self.start = time.time() if now is None else now
+        self.count = 0
+
+    def add(self, samples: int) -> None:
+        self.count += samples
+
+    def rate(self, now: Optional[float] = None) -> float:
+        """The window's samples per second; a new window starts."""
+        now = time.time() if now is None else now
+        rate = self.count / max(now - self.start, 1e-9)
+        self.start, self.count = now, 0
+        return rate
+
+
 def step_line(epoch: str, total: int, row: StepRow, meters: Dict[str, AverageMeter],
-              times: Dict[str, AverageMeter], world_size: int) -> str:
+              times: Dict[str, AverageMeter], speed: float) -> str:
     """The per-step training log line (the reference's fields, then every other loss term);
-    ``epoch`` is "current/last", 1-based."""
+    ``epoch`` is "current/last", 1-based; ``speed``: samples per second of all ranks over the
+    steps since the previous line (``Throughput``)."""
     bt, dt = times["batch"], times["data"]
-    speed = row.batch * world_size / max(bt.val, 1e-9)
     terms = "\t".join(f"{k}: {m.val:.6f}" for k, m in meters.items()
                       if k not in ("loss", "accuracy"))
     return (f"Epoch: [{epoch}][{row.iteration + 1}/{total}]\tTime {bt.val:.3f}s ({bt.avg:.3f}s)"

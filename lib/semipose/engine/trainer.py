@@ -26,8 +26,8 @@ from ..models.weights import nets_state_dict
 from .checkpoint import FINAL, atomic_torch_save
 from .debug_images import DebugImages
 from .runs import choose_run_folder, lock_run_folder, unlock_run_folder
-from .log import (AverageMeter, PendingSteps, ScalarLog, record_step, scalar_tag, setup_logger,
-                  step_line)
+from .log import (AverageMeter, PendingSteps, ScalarLog, Throughput, record_step, scalar_tag,
+                  setup_logger, step_line)
 from .optim import (NonFiniteGuard, NonFiniteLossError, build_optimizer, nonfinite_error,
                     set_epoch_lr)
 from .data_setup import (build_data, monitor_crops, prepare_synthetic, resume_loader,
@@ -200,6 +200,7 @@ class Trainer:
         if self.start_iter == 0:  # else: continue the averages restored with the checkpoint
             self.meters = {}
         self.times = {"batch": AverageMeter(), "data": AverageMeter()}
+        self.speed = Throughput()  # the log line's samples/s since the previous line
         bar = tqdm(total=total, initial=self.start_iter,
                    desc=f"epoch {epoch + 1}/{cfg.TRAIN.END_EPOCH}",
                    disable=not (self.progress and info.is_main), dynamic_ncols=True, leave=False)
@@ -299,9 +300,10 @@ class Trainer:
         if any_bad:
             raise nonfinite_error(f"epoch {epoch + 1}/{self.cfg.TRAIN.END_EPOCH}", total, bad,
                                   rows, self.start_iter, self.out_dir)
-        if log_line and rows and self.info.is_main:
+        self.speed.add(sum(r.batch for r in rows) * self.info.world_size)
+        if log_line and rows and self.info.is_main:  # after the read: every queued step has run
             self.log.info(step_line(f"{epoch + 1}/{self.cfg.TRAIN.END_EPOCH}", total, rows[-1],
-                                    self.meters, self.times, self.info.world_size))
+                                    self.meters, self.times, self.speed.rate()))
         return stop
 
     def _monitor(self, epoch: int) -> None:
