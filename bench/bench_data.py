@@ -10,7 +10,8 @@ median over repeats and the process's peak RSS.
 
 ``--device-path`` instead measures the loader side per pair (items + default_collate of a batch,
 process CPU time, one thread) with the CPU path and with the device path's plans, their ratio,
-and, for information, the device stage (decode, warp, targets) run on the CPU.
+and, for information, the device stage (decode, warp, targets) run on the CPU and, where a GPU
+is present, on CUDA (wall time to a synchronize, and the host CPU it takes).
 """
 from __future__ import annotations
 
@@ -125,6 +126,29 @@ def stage_dispatch_ms(records: list, twin, batch: int, repeats: int) -> float:
                                repeats) / batch
 
 
+def stage_ms(stage, plans: list, device, repeats: int, batch: int) -> tuple:
+    """(wall ms, host CPU ms) per pair of the device stage on ``device``, medians over repeats
+    of 4 batches. On CUDA the wall time runs to a synchronize, so it is the GPU's time when the
+    GPU is the slower side; the CPU time stops before it, so it is what the stage costs the host
+    (the trainer's main process) per pair."""
+    import torch
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    stage(plans[0], device)  # warm-up: decoder handles, kernels, allocator
+    sync()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        sync()
+        w0, c0 = time.perf_counter(), time.process_time()
+        for b in range(4):
+            stage(plans[b % len(plans)], device)
+        c1 = time.process_time()
+        sync()
+        walls.append((time.perf_counter() - w0) / 4)
+        cpus.append((c1 - c0) / 4)
+    return (statistics.median(walls) * 1000 / batch, statistics.median(cpus) * 1000 / batch)
+
+
 def device_path_report(records: list, source: str, batch: int, repeats: int) -> None:
     """Loader-side host CPU per pair with the device path off and on, and the device stage."""
     import torch
@@ -148,6 +172,10 @@ def device_path_report(records: list, source: str, batch: int, repeats: int) -> 
                 stage, plans = DeviceStage(t), [load(b) for b in range(4)]
                 rows["device stage on the CPU (info)"] = cpu_ms_per_item(
                     lambda b: stage(plans[b % 4], torch.device("cpu")), 4, repeats) / batch
+                if torch.cuda.is_available():  # the stage as the trainer runs it on a GPU
+                    wall, host = stage_ms(stage, plans, torch.device("cuda"), repeats, batch)
+                    rows["device stage on CUDA, wall to sync"] = wall
+                    rows["device stage on CUDA, host CPU"] = host
         rows["stage dispatch, tiny images (info)"] = stage_dispatch_ms(records, twin, batch,
                                                                        repeats)
         label = "pairs + RandAugment twin" if twin else "pairs"

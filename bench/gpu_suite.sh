@@ -19,10 +19,11 @@
 # one process, then the whole step compiled with CUDA graphs (with its own fp32 baseline);
 # (4) the CUDA-only data-path tests (nvJPEG + CUDA warp against the CPU path); (5-7) ResNet-50
 # 256x192 b32 and HRNet-W48 384x288 b8 / b32 with peak memory; (8) host CPU per pair of the data
-# path, DATASET.DEVICE_PIPELINE off and on; (9-12) the whole trainer on a synthetic 'standard'
-# set (320x240 to 640x480 JPEGs) with the logged pairs/s: fp32, with the speed switches, and
-# with the whole step compiled; (13) the step with only the nets compiled; (14) the CUDA tests
-# of the compiled step; (15) a two-epoch CUDA smoke run of the SSL benchmark.
+# path, DATASET.DEVICE_PIPELINE off and on, and the device stage's GPU time; (9-13) the whole
+# trainer on a synthetic 'standard' set (320x240 to 640x480 JPEGs) with the logged pairs/s: fp32,
+# with the speed switches, with the whole step compiled, and compiled with the CPU data path;
+# (14) the step with only the nets compiled; (15) the CUDA tests of the compiled step; (16) a
+# two-epoch CUDA smoke run of the SSL benchmark.
 set -u
 cd "$(dirname "$0")/.."
 WHEELS="pycocotools yacs tensorboardX"
@@ -97,7 +98,7 @@ part 60 "step: HRNet-W48 PoseDual+JC5 384x288 b$B8, ${AMP:-fp32} + channels_last
     $STEP --cfg $W48 --batch $B8 "${FAST[@]}" --no-baseline
 part 90 "step: HRNet-W48 PoseDual+JC5 384x288 b$B32, ${AMP:-fp32} + channels_last" \
     $STEP --cfg $W48 --batch $B32 "${FAST[@]}" --no-baseline
-part 90 "data path: host CPU per pair, DATASET.DEVICE_PIPELINE off / on" \
+part 90 "data path: host CPU per pair, DATASET.DEVICE_PIPELINE off / on; the stage on CUDA" \
     python3 bench/bench_data.py --device-path --synthetic 20 --repeats 3 --batch $B32
 
 DATA=/tmp/semipose_gpu_suite_data
@@ -118,6 +119,8 @@ part 120 "whole trainer: ${AMP:-fp32} + channels_last + DEVICE_PIPELINE" "${TRAI
 part 240 "whole trainer: as above + the whole step compiled with CUDA graphs" "${TRAIN[@]}" \
     "${FAST_CFG[@]}" DATASET.DEVICE_PIPELINE True TRAIN.COMPILE reduce-overhead \
     TRAIN.COMPILE_SCOPE step
+part 240 "whole trainer: ${AMP:-fp32} + channels_last + the whole step compiled, CPU data path" \
+    "${TRAIN[@]}" "${FAST_CFG[@]}" TRAIN.COMPILE reduce-overhead TRAIN.COMPILE_SCOPE step
 part 240 "step: R18 as in part 2, only the nets compiled with CUDA graphs (COMPILE_SCOPE nets)" \
     $STEP --cfg $R18 --batch $B32 "${FAST[@]}" --compile reduce-overhead --no-baseline
 part 240 "CUDA-only tests of the compiled step (inductor, default and reduce-overhead)" \

@@ -67,3 +67,23 @@ def test_eval_benchmark_paths_agree(tmp_path):
     assert "identical in both" in body and "a test run" in body and "Speed-up" in text
     kept = int(re.search(r"(\d+) of 1200 detections survive", body).group(1))
     assert 60 <= kept < 1200  # at least one per image, and some duplicates suppressed
+
+
+def test_data_bench_stage_timer_counts_wall_and_host_time():
+    """bench_data's device-stage timer: one warm-up call and 4 batches per repeat, wall time per
+    pair from the calls (a stage that sleeps 4 ms a batch of 2 takes >= 2 ms per pair) and host
+    CPU per pair (sleeping costs next to none)."""
+    import time
+
+    import torch
+
+    bench_data = load_script("bench_data", "bench")
+    calls = []
+
+    def stage(plan, device):
+        calls.append(plan)
+        time.sleep(0.004)
+
+    wall, host = bench_data.stage_ms(stage, ["a", "b"], torch.device("cpu"), repeats=3, batch=2)
+    assert calls == ["a"] + ["a", "b", "a", "b"] * 3
+    assert wall >= 2.0 and 0.0 <= host < wall
