@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The long size (7,600 steps a run) of the synthetic SSL benchmark on CPU, answers first: the
 # three core methods at 100 and 300 labels, then the Joint Cutout rows (boxes scaled to the crop)
-# and the RandAugment row at 100 labels, then everything else (results:
+# and the RandAugment row at 100 labels, then the same three rows at 300 labels (seed 0 first),
+# then everything else (results:
 # bench/results/ssl_synthetic_cpu_long.md). Every finished run is recorded and skipped on the
 # next start, so this can be stopped and restarted at any time (on 2 cores about 8 min per
 # Supervised run, 11 per PoseCons run and 17 per PoseDual run).
@@ -13,4 +14,8 @@ python bench/ssl_benchmark.py --size long --labels 100 --methods posedual_ra --s
 python bench/ssl_benchmark.py --size long --labels 100 --methods posecons_jcs posedual_jcs "$@"
 python bench/ssl_benchmark.py --size long --labels 100 --methods supervised posecons \
     posecons_jcs posedual posedual_jcs posedual_ra "$@"
+python bench/ssl_benchmark.py --size long --labels 300 --methods posecons_jcs posedual_jcs \
+    posedual_ra --seeds 0 "$@"
+python bench/ssl_benchmark.py --size long --labels 300 --methods posecons_jcs posedual_jcs \
+    posedual_ra "$@"
 python bench/ssl_benchmark.py --size long "$@"
