@@ -292,7 +292,8 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
     def row(rs):
         return "ensemble" if rs and "ensemble" in rs[0][key] else "net1"
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    # several label counts: the legend beside the axes, where it hides no point
+    fig, ax = plt.subplots(figsize=(7, 4.5) if len(labels) == 1 else (11, 4.5))
     if len(labels) == 1:
         shown = [m for m in methods if any(r["method"] == m for r in records)]
         seeds = sorted({r["seed"] for r in records})
@@ -343,7 +344,10 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
         ax.set_xlabel("labeled persons")
     ax.set_ylabel(f"COCO AP, synthetic {where}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if len(labels) == 1:
+        ax.legend(fontsize=8)
+    else:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
 
