@@ -17,7 +17,8 @@
 # Parts, by priority: (1) environment; (2-3) the method step (bench_train_step.py): ResNet-18
 # PoseDual + Joint Cutout 5, 256x192, batch 32: fp32 eager baseline and bf16 + channels_last in
 # one process, then the whole step compiled with CUDA graphs (with its own fp32 baseline);
-# (4) the CUDA-only data-path tests (nvJPEG + CUDA warp against the CPU path); (5-7) ResNet-50
+# (4) the CUDA-only data-path tests (nvJPEG + CUDA warp against the CPU path) and the check
+# that the step never waits for the device; (5-7) ResNet-50
 # 256x192 b32 and HRNet-W48 384x288 b8 / b32 with peak memory; (8) host CPU per pair of the data
 # path, DATASET.DEVICE_PIPELINE off and on, and the device stage's GPU time; (9-13) the whole
 # trainer on a synthetic 'standard' set (320x240 to 640x480 JPEGs) with the logged pairs/s: fp32,
@@ -90,8 +91,9 @@ part 90 "step: R18 PoseDual+JC5 256x192 b$B32, fp32 eager baseline and ${AMP:-fp
     $STEP --cfg $R18 --batch $B32 "${FAST[@]}"
 part 240 "step: R18 as above, the whole method step compiled with CUDA graphs (COMPILE_SCOPE step)" \
     $STEP --cfg $R18 --batch $B32 "${FAST[@]}" --compile reduce-overhead --compile-scope step
-part 90 "CUDA-only tests of the data path (nvJPEG + CUDA warp against the CPU path)" \
-    python3 -m pytest -q -s tests/test_device_pipeline.py -k cuda
+part 120 "CUDA-only tests: the data path (nvJPEG + CUDA warp against the CPU path), no sync in the step" \
+    python3 -m pytest -q -s tests/test_device_pipeline.py tests/test_compiled_step.py \
+    -k "cuda and not inductor"
 part 60 "step: R50 PoseDual+JC 256x192 b$B32, ${AMP:-fp32} + channels_last (goal: <= 8 GiB)" \
     $STEP --cfg $R50 --batch $B32 "${FAST[@]}" --no-baseline
 part 60 "step: HRNet-W48 PoseDual+JC5 384x288 b$B8, ${AMP:-fp32} + channels_last" \
@@ -124,7 +126,7 @@ part 240 "whole trainer: ${AMP:-fp32} + channels_last + the whole step compiled,
 part 240 "step: R18 as in part 2, only the nets compiled with CUDA graphs (COMPILE_SCOPE nets)" \
     $STEP --cfg $R18 --batch $B32 "${FAST[@]}" --compile reduce-overhead --no-baseline
 part 240 "CUDA-only tests of the compiled step (inductor, default and reduce-overhead)" \
-    python3 -m pytest -q -s tests/test_compiled_step.py -k cuda
+    python3 -m pytest -q -s tests/test_compiled_step.py -k "cuda and inductor"
 part 200 "SSL benchmark on $DEVICE: 2-epoch smoke run (not a result)" \
     python3 bench/ssl_benchmark.py --device $DEVICE --size quick --epochs 2 --seeds 0 \
     --methods supervised posedual --work-dir /tmp/semipose_gpu_suite_ssl --out-dir "$OUT"

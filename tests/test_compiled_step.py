@@ -219,6 +219,32 @@ def test_compiled_step_inductor(device, mode):
     assert all(torch.equal(st0[k], st1[k]) for k in st0)
 
 
+@CUDA
+@pytest.mark.parametrize("compiled", [False, True])
+def test_cuda_step_never_waits_for_the_device(compiled):
+    """The PoseDual + Joint Cutout step and its backward, eager or compiled with the draws
+    replayed, only queue work: CUDA's sync debug mode raises at any copy back to the host or
+    stream synchronisation (e.g. linalg.inv's error check, a tensor made from a host list)."""
+    from semipose.engine.device import move_batch
+
+    dev = torch.device("cuda")
+    method = copy.deepcopy(METHODS["posedual_jc"]()).to(dev)
+    if compiled:
+        method.compile_step("default", "inductor")
+    batches = [move_batch(make_batch(seed=s), dev) for s in range(5)]
+    for b in batches[:2]:  # set-up outside the check: the recorded step, the compile, cuDNN
+        method(b)["loss"].backward()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for b in batches[2:]:
+            method.set_progress(1.0)
+            method(b)["loss"].backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
+
+
 # ------------------------------------------------------------------ config and trainer
 def test_compile_scope_key():
     coco = os.path.join(ROOT, "experiments", "mix_coco_coco", "res18",

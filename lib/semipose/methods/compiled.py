@@ -65,6 +65,16 @@ class CompiledStep:
         self.steady: Set[Tuple] = set()  # the shapes that came twice in a row: compiled
         self.last_key: Optional[Tuple] = None  # the previous step's batch shape
         self.eager_steps = 0  # steps run eagerly (a shape's first step, and unsteady shapes)
+        self.scalars: Dict[str, torch.Tensor] = {}  # the step_scalars' device tensors
+
+    def _scalar(self, name: str, device: Optional[torch.device]) -> torch.Tensor:
+        """A 0-d float32 tensor of the step's own on ``device``, refilled every step: a fill is
+        a kernel launch, where a new tensor from a Python float would be a host-to-device copy
+        that waits for all queued work."""
+        t = self.scalars.get(name)
+        if t is None or t.device != torch.device(device or "cpu"):
+            t = self.scalars[name] = torch.zeros((), dtype=torch.float32, device=device)
+        return t
 
     def _replay(self, batch: Batch, draws: List[torch.Tensor],
                 scalars: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -92,8 +102,7 @@ class CompiledStep:
                 self.eager_steps += 1
                 return out
             draws = draw_all(gen, self.specs[key])
-            scalars = {name: torch.tensor(v, dtype=torch.float32, device=device)
-                       for name, v in floats.items()}
+            scalars = {name: self._scalar(name, device).fill_(v) for name, v in floats.items()}
             out = self.compiled(batch, draws, scalars)
             tape = method.draw_source  # the step's Tape, as the compiled code left it
             if isinstance(tape, Tape) and tape.pos != len(draws):

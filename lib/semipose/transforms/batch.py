@@ -71,7 +71,9 @@ def compose_theta(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def invert_theta(theta: torch.Tensor) -> torch.Tensor:
     """Inverse [N, 2, 3] of affine thetas (in normalised coordinates)."""
-    return torch.linalg.inv(_homogeneous(theta.float()))[:, :2]
+    # inv_ex: linalg.inv's kernel without its error check, which waits for the GPU to read the
+    # status back (these matrices have scale > 0, never singular)
+    return torch.linalg.inv_ex(_homogeneous(theta.float())).inverse[:, :2]
 
 
 def warp(x: torch.Tensor, theta: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
@@ -94,12 +96,14 @@ def warp_points(points: torch.Tensor, theta: torch.Tensor, width: int, height: i
     The warp samples the input at A @ p, so an input point q appears at A^-1 @ q (normalised).
     Returns float [N, J, 2] in output pixels (same width/height as the input).
     """
-    size = torch.tensor([width, height], dtype=torch.float32, device=points.device)
+    # filled on the device: a tensor from a host list is a copy that waits for the queued work
+    size = torch.full((2,), float(width), dtype=torch.float32, device=points.device)
+    size[1] = float(height)
     if align_corners:
         q = points.float() * 2 / (size - 1) - 1
     else:
         q = (points.float() * 2 + 1) / size - 1
-    a_inv = torch.linalg.inv(theta[:, :, :2].float())
+    a_inv = torch.linalg.inv_ex(theta[:, :, :2].float()).inverse  # no host-side error check
     p = torch.einsum("nij,nkj->nki", a_inv, q - theta[:, None, :, 2].float())
     if align_corners:
         return (p + 1) * (size - 1) / 2
