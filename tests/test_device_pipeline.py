@@ -126,6 +126,34 @@ def test_fixture_on_cuda_nvjpeg(capsys):
     assert levels.mean() < 1.0
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_stage_after_decoding_never_waits(monkeypatch):
+    """On a GPU, everything the stage does after nvJPEG (warps, targets, normalisation, the
+    RandAugment colour ops) only queues work: CUDA's sync debug mode raises at a blocking
+    host-to-device copy, which would make the host wait for the steps already queued."""
+    from semipose.transforms import device_pipeline
+
+    cuda = torch.device("cuda")
+    records = CocoDataset(FIXTURE, "val2017", UNION.num_joints, (192, 256), is_train=True).records
+    plan = PlanTransform((192, 256), (48, 64), 2, UNION.flip_pairs, True, joint_set=UNION)
+    ds = PoseDataset(records, plan, True, seed=5)
+    plans = default_collate([ds[i] for i in range(len(ds))])
+    decoded = device_pipeline.decode_batch(plans["encoded"], plans["path"], cuda)
+    monkeypatch.setattr(device_pipeline, "decode_batch", lambda *a: decoded)
+    rng = np.random.default_rng(0)
+    recolour = torch.stack([color_plan(RandAugment(2, 20), rng, (192, 256)) for _ in decoded])
+    stage = DeviceStage(plan)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = stage(plans, cuda)
+        levels = device_pipeline.warp_crops(decoded, plans["affine"], (192, 256))
+        apply_color_plan(levels, recolour)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert out["image"].is_cuda and out["target"].is_cuda
+
+
 @pytest.mark.parametrize("rand_aug", [False, True])
 def test_synthetic_paired_batches_match(data_root, tmp_path, rand_aug):
     """mix_coco_coco on the synthetic set: labeled, unlabeled (imposed weight) and RandAugment

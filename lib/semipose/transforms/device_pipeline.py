@@ -56,6 +56,7 @@ from semipose.transforms.heatmap import gaussian_patch
 from semipose.transforms.randaugment import RandAugment
 from semipose.transforms.randaugment_device import apply_color_plan, color_plan
 from semipose.transforms.sample import CropAugment, SampleTransform
+from semipose.utils.tensors import to_device
 
 PLAN_KEY, TWIN_KEY = "encoded", "color_ops"
 # Twin groups of a paired batch and the group whose crops they recolour (types.PairedBatch).
@@ -144,7 +145,7 @@ def warp_crops(images: List[torch.Tensor], matrix: torch.Tensor, size: Sequence[
     canvas = torch.zeros(n, 3, height, width, dtype=torch.float32, device=device)
     for i, img in enumerate(images):  # the decoder hands back a list: one copy per image
         canvas[i, :, :img.shape[1], :img.shape[2]] = img
-    theta = affine_theta(matrix.cpu(), (width, height), size).to(device, torch.float32)
+    theta = to_device(affine_theta(matrix.cpu(), (width, height), size), device, torch.float32)
     out_w, out_h = int(size[0]), int(size[1])
     # affine_grid's grid, written out elementwise: a matmul could run in TF32 on a GPU where
     # that is enabled, which would move samples by a fraction of a pixel.
@@ -175,11 +176,11 @@ def gaussian_targets(joints: torch.Tensor, vis: torch.Tensor, image_size: Sequen
     device = joints.device
     if patch is None:
         patch = torch.from_numpy(gaussian_patch(sigma))
-    patch = patch.to(device)
+    patch = to_device(patch, device)
     n_patch = patch.shape[0] - 1
     w, h = int(heatmap_size[0]), int(heatmap_size[1])
-    stride = torch.tensor([image_size[0] / w, image_size[1] / h], dtype=torch.float64,
-                          device=device)
+    stride = to_device(torch.tensor([image_size[0] / w, image_size[1] / h], dtype=torch.float64),
+                       device)
     tmp = sigma * 3
     mu = torch.trunc(joints.to(torch.float64) / stride + 0.5)  # [N, J, 2]
     ul, br = torch.trunc(mu - tmp), torch.trunc(mu + tmp + 1)
@@ -243,10 +244,10 @@ class DeviceStage:
         crops = warp_crops(images, matrix, self.image_size)
         if not self.color_rgb:  # the decoder gives RGB; the CPU path's crops are BGR
             crops = crops.flip(1)
-        offset, gain = self.offset.to(device), self.gain.to(device)
+        offset, gain = to_device(self.offset, device), to_device(self.gain, device)
         levels, crops = crops, (crops - offset) * gain
-        joints = torch.cat([groups[k]["joints"] for k in names]).to(device)
-        vis = torch.cat([groups[k]["joints_vis"] for k in names]).to(device)
+        joints = to_device(torch.cat([groups[k]["joints"] for k in names]), device)
+        vis = to_device(torch.cat([groups[k]["joints_vis"] for k in names]), device)
         target, weight = gaussian_targets(joints, vis, self.image_size, self.heatmap_size,
                                           self.sigma, self.patch)
         out, start = {}, 0
@@ -257,7 +258,7 @@ class DeviceStage:
             imposed = group.get("target_weight")
             out[name] = {"image": crops[part], "target": target[part],
                          "target_weight": (weight[part] if imposed is None
-                                           else imposed.to(device, torch.float32)),
+                                           else to_device(imposed, device, torch.float32)),
                          "meta": group["meta"]}
         for name, twin in twins.items():
             base = TWIN_OF[name]
@@ -266,7 +267,7 @@ class DeviceStage:
             imposed = twin.get("target_weight")
             out[name] = dict(out[base], image=(recoloured - offset) * gain, meta=twin["meta"],
                              target_weight=(out[base]["target_weight"] if imposed is None
-                                            else imposed.to(device, torch.float32)))
+                                            else to_device(imposed, device, torch.float32)))
         return out
 
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from semipose.transforms.randaugment import CUTOUT_FILL, OPS, RandAugment, op_value, posterize_bits
+from semipose.utils.tensors import to_device
 
 OP_INDEX = {name: i for i, (name, _, _) in enumerate(OPS)}
 # One row per op slot: op index, parameter, cutout box x0, y0, x1, y1 (inclusive).
@@ -99,7 +100,7 @@ def _equalize(x: torch.Tensor, _p: torch.Tensor) -> torch.Tensor:
 
 def _sharpness(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
-    kernel = torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]], device=x.device) / 13
+    kernel = to_device(torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]]), x.device) / 13
     smooth = F.conv2d(x.reshape(n * c, 1, h, w), kernel.view(1, 1, 3, 3)).view(n, c, h - 2, w - 2)
     degenerate = x.clone()
     degenerate[:, :, 1:-1, 1:-1] = smooth.add(0.5).floor_().clamp_(0, 255)
@@ -108,12 +109,12 @@ def _sharpness(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
 def _cutout(x: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[2:]
-    box = box.to(x.device)
+    box = to_device(box, x.device)
     cols, rows = torch.arange(w, device=x.device), torch.arange(h, device=x.device)
     in_x = (cols >= box[:, 0:1]) & (cols <= box[:, 2:3])  # [n, W]
     in_y = (rows >= box[:, 1:2]) & (rows <= box[:, 3:4])  # [n, H]
     mask = (in_y.unsqueeze(-1) & in_x.unsqueeze(-2)).unsqueeze(1)
-    fill = torch.tensor(CUTOUT_FILL, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    fill = to_device(torch.tensor(CUTOUT_FILL, dtype=x.dtype), x.device).view(1, 3, 1, 1)
     return torch.where(mask, fill, x)
 
 
@@ -153,9 +154,9 @@ def apply_color_plan(crops: torch.Tensor, plan: torch.Tensor) -> torch.Tensor:
             idx = torch.nonzero(ops == op).view(-1)
             params = plan[idx, slot]
             name = OPS[op][0]
-            sel = idx.to(x.device)
+            sel = to_device(idx, x.device)
             if name == "CutoutAbs":
                 x[sel] = _cutout(x[sel], params[:, 2:])
             else:
-                x[sel] = _OPS[name](x[sel], params[:, 1].to(x.device))
+                x[sel] = _OPS[name](x[sel], to_device(params[:, 1], x.device))
     return x
