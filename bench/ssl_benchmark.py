@@ -404,7 +404,9 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
     steps = sorted({r["steps"] for r in records})
     md = [f"# Synthetic SSL benchmark ({args.size}, device {args.device})", "",
           f"`python bench/ssl_benchmark.py{'' if args.size == 'full' else ' --size ' + args.size} "
-          f"--device {args.device}`: preset light, {args.num_train} train images "
+          f"--device {args.device}"
+          f"{'' if args.epochs == SIZES[args.size]['epochs'] else f' --epochs {args.epochs}'}`: "
+          f"preset light, {args.num_train} train images "
           f"(unlabeled = all their {getattr(args, 'num_persons', '?')} persons), "
           f"{args.num_val} val images (scored every epoch), {args.num_test} held-out test images "
           f"of another generator seed ({getattr(args, 'test_persons', '?')} persons, scored once "

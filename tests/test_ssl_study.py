@@ -173,6 +173,8 @@ def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
         mean = float(row.split("|")[3].split("±")[0])
         assert math.isfinite(mean) and 0.0 <= mean <= 1.0
     assert "same-difficulty" in md and "Collapse study" in md
+    # the report's command names the budget when it is not the size's own (full: 20 epochs)
+    assert "`python bench/ssl_benchmark.py --device cpu --epochs 1`" in md
     w, h = _png_size(out["png"])
     assert w > 300 and h > 200
     _png_size(out["png"].replace(".png", "_collapse.png"))
