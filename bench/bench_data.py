@@ -86,19 +86,30 @@ def timed(fns: dict, n: int, repeats: int) -> dict:
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
-def cpu_ms_per_item(fn, n: int, repeats: int) -> float:
-    """Median over ``repeats`` of the process CPU time (ms) per call of ``fn(i)``, i < n.
+def cpu_and_wall_ms(fn, n: int, repeats: int, sync=lambda: None) -> tuple:
+    """Medians over ``repeats`` of the process CPU time and the wall time (ms) per call of
+    ``fn(i)``, i < n, after one warm-up call. CPU time stops before ``sync()`` (e.g. a CUDA
+    synchronize), so it is the host's share; wall time runs to it.
 
-    CPU time rather than wall time: on a shared machine it is far less inflated by other jobs.
+    CPU time is the figure to quote on a shared machine: far less inflated by other jobs.
     """
-    fn(0)  # warm-up
-    times = []
+    fn(0)  # warm-up: caches, decoder handles, kernels, allocator
+    sync()
+    cpus, walls = [], []
     for _ in range(repeats):
-        t0 = time.process_time()
+        sync()
+        w0, c0 = time.perf_counter(), time.process_time()
         for i in range(n):
             fn(i)
-        times.append((time.process_time() - t0) * 1000 / n)
-    return statistics.median(times)
+        cpus.append((time.process_time() - c0) * 1000 / n)
+        sync()
+        walls.append((time.perf_counter() - w0) * 1000 / n)
+    return statistics.median(cpus), statistics.median(walls)
+
+
+def cpu_ms_per_item(fn, n: int, repeats: int) -> float:
+    """Median over ``repeats`` of the process CPU time (ms) per call of ``fn(i)``, i < n."""
+    return cpu_and_wall_ms(fn, n, repeats)[0]
 
 
 def stage_dispatch_ms(records: list, twin, batch: int, repeats: int) -> float:
@@ -129,24 +140,13 @@ def stage_dispatch_ms(records: list, twin, batch: int, repeats: int) -> float:
 def stage_ms(stage, plans: list, device, repeats: int, batch: int) -> tuple:
     """(wall ms, host CPU ms) per pair of the device stage on ``device``, medians over repeats
     of 4 batches. On CUDA the wall time runs to a synchronize, so it is the GPU's time when the
-    GPU is the slower side; the CPU time stops before it, so it is what the stage costs the host
-    (the trainer's main process) per pair."""
+    GPU is the slower side; the CPU time is what the stage costs the host (the trainer's main
+    process) per pair."""
     import torch
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    stage(plans[0], device)  # warm-up: decoder handles, kernels, allocator
-    sync()
-    walls, cpus = [], []
-    for _ in range(repeats):
-        sync()
-        w0, c0 = time.perf_counter(), time.process_time()
-        for b in range(4):
-            stage(plans[b % len(plans)], device)
-        c1 = time.process_time()
-        sync()
-        walls.append((time.perf_counter() - w0) / 4)
-        cpus.append((c1 - c0) / 4)
-    return (statistics.median(walls) * 1000 / batch, statistics.median(cpus) * 1000 / batch)
+    cpu, wall = cpu_and_wall_ms(lambda b: stage(plans[b % len(plans)], device), 4, repeats, sync)
+    return wall / batch, cpu / batch
 
 
 def device_path_report(records: list, source: str, batch: int, repeats: int) -> None:

@@ -228,7 +228,7 @@ def test_cuda_step_never_waits_for_the_device(compiled):
     from semipose.engine.device import move_batch
 
     dev = torch.device("cuda")
-    method = copy.deepcopy(METHODS["posedual_jc"]()).to(dev)
+    method = METHODS["posedual_jc"]().to(dev)
     if compiled:
         method.compile_step("default", "inductor")
     batches = [move_batch(make_batch(seed=s), dev) for s in range(5)]

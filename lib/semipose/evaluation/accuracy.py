@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from semipose.transforms.heatmap import get_max_preds
+from semipose.utils.tensors import device_vector
 
 
 def accuracy(output, target, thr: float = 0.5
@@ -100,10 +101,7 @@ def accuracy_tensor(output: torch.Tensor, target: torch.Tensor, thr: float = 0.5
     """
     pred, tgt = _argmax_coords(output), _argmax_coords(target)
     h, w = output.shape[2:]
-    # filled on the device: a tensor from a host list is a copy that waits for the queued work
-    norm = torch.full((2,), float(h), dtype=torch.float64, device=output.device)
-    norm[1] = float(w)
-    norm = norm / 10
+    norm = device_vector([h, w], torch.float64, output.device) / 10
     diff = pred / norm - tgt / norm  # float32 / float64 -> float64, as in numpy
     sq = diff * diff
     dist = torch.sqrt(sq[..., 0] + sq[..., 1])  # [N, J]

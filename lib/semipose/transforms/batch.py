@@ -15,6 +15,7 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from ..utils.tensors import device_vector
 from .draws import Source, draw
 
 Number = Union[float, torch.Tensor]
@@ -96,9 +97,7 @@ def warp_points(points: torch.Tensor, theta: torch.Tensor, width: int, height: i
     The warp samples the input at A @ p, so an input point q appears at A^-1 @ q (normalised).
     Returns float [N, J, 2] in output pixels (same width/height as the input).
     """
-    # filled on the device: a tensor from a host list is a copy that waits for the queued work
-    size = torch.full((2,), float(width), dtype=torch.float32, device=points.device)
-    size[1] = float(height)
+    size = device_vector([width, height], torch.float32, points.device)
     if align_corners:
         q = points.float() * 2 / (size - 1) - 1
     else:

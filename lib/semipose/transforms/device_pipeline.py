@@ -56,7 +56,7 @@ from semipose.transforms.heatmap import gaussian_patch
 from semipose.transforms.randaugment import RandAugment
 from semipose.transforms.randaugment_device import apply_color_plan, color_plan
 from semipose.transforms.sample import CropAugment, SampleTransform
-from semipose.utils.tensors import to_device
+from semipose.utils.tensors import device_vector, to_device
 
 PLAN_KEY, TWIN_KEY = "encoded", "color_ops"
 # Twin groups of a paired batch and the group whose crops they recolour (types.PairedBatch).
@@ -179,8 +179,7 @@ def gaussian_targets(joints: torch.Tensor, vis: torch.Tensor, image_size: Sequen
     patch = to_device(patch, device)
     n_patch = patch.shape[0] - 1
     w, h = int(heatmap_size[0]), int(heatmap_size[1])
-    stride = to_device(torch.tensor([image_size[0] / w, image_size[1] / h], dtype=torch.float64),
-                       device)
+    stride = device_vector([image_size[0] / w, image_size[1] / h], torch.float64, device)
     tmp = sigma * 3
     mu = torch.trunc(joints.to(torch.float64) / stride + 0.5)  # [N, J, 2]
     ul, br = torch.trunc(mu - tmp), torch.trunc(mu + tmp + 1)
