@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from semipose.data.keypoints import UNION
-from semipose.transforms.affine import (affine_points, box_to_center_scale, flip_joints,
-                                        flip_permutation, get_affine_transform,
+from semipose.transforms.affine import (affine_points, box_to_center_scale, crop_points,
+                                        flip_joints, flip_permutation, get_affine_transform,
                                         get_affine_transforms, sanitize_box, transform_preds)
 
 TOL = dict(rtol=0, atol=1e-5)
@@ -83,8 +83,29 @@ def test_matches_opencv_three_point_solve_and_batch():
         for i in range(n):
             ref = _cv2_affine(c[i], s[i], r[i], (48, 64), sh, inv)
             np.testing.assert_allclose(batch[i], ref, rtol=1e-9, atol=1e-9)
-            np.testing.assert_array_equal(
-                get_affine_transform(c[i], s[i], r[i], (48, 64), shift=sh, inv=inv), batch[i])
+            np.testing.assert_allclose(
+                get_affine_transform(c[i], s[i], r[i], (48, 64), shift=sh, inv=inv), batch[i],
+                rtol=1e-9, atol=1e-9)
+
+
+def test_single_crop_path_builds_the_batched_points_and_solves_them_with_opencv():
+    # The one-box function takes a scalar route for speed; its float32 points must be exactly
+    # the batched ones (dtype rules included) and its solver OpenCV's, bit for bit.
+    rng = np.random.default_rng(3)
+    for i in range(600):
+        dt = (np.float32, np.float64)[i % 2]
+        c = rng.uniform(-50, 700, 2).astype(dt)
+        s = rng.uniform(0.05, 4, 2).astype(dt)
+        r = float(rng.uniform(-180, 180)) if i % 3 else 0
+        sh = tuple(rng.uniform(-0.1, 0.1, 2)) if i % 4 == 0 else (0.0, 0.0)
+        inv = i % 5 == 0
+        size = ((48, 64), (192, 256), (64, 96))[i % 3]
+        src, dst = crop_points(c[None], s[None], r, size, sh, inv)
+        np.testing.assert_array_equal(get_affine_transform(c, s, r, size, sh, inv),
+                                      cv2.getAffineTransform(src[0], dst[0]))
+    # a scalar scale and integer inputs take the same route
+    np.testing.assert_array_equal(get_affine_transform(np.array([50, 50]), 1, 0, [64, 64]),
+                                  get_affine_transform(np.array([50.0, 50.0]), 1.0, 0, [64, 64]))
 
 
 def test_forward_inverse_round_trip_and_closed_form():
