@@ -47,9 +47,12 @@ def test_throughput_window():
     for _ in range(20):
         speed.add(32)
     assert speed.rate(now=102.0) == pytest.approx(320.0)  # 640 samples in 2 s
+    assert speed.step_time == pytest.approx(0.1)  # 20 steps in 2 s
     speed.add(16)  # a new window from 102 s
-    assert speed.rate(now=102.5) == pytest.approx(32.0)
-    assert speed.rate(now=103.0) == 0.0
+    speed.add(48, steps=3)
+    assert speed.rate(now=102.5) == pytest.approx(128.0)
+    assert speed.step_time == pytest.approx(0.125)  # 4 steps in 0.5 s
+    assert speed.rate(now=103.0) == 0.0 and speed.step_time == 0.0
 
 
 def test_supervised_train_resume_and_valid(data_root, tmp_path):
@@ -63,8 +66,19 @@ def test_supervised_train_resume_and_valid(data_root, tmp_path):
     assert os.path.exists(os.path.join(t1.out_dir, "State_epoch0.pth.tar"))  # SAVE_INTER 1
     # a log line every PRINT_FREQ (2) steps, with the samples/s of its window
     with open(glob.glob(os.path.join(t1.out_dir, "*_train.log"))[0]) as f:
-        speeds = [float(x) for x in re.findall(r"Speed ([0-9.]+) samples/s", f.read())]
-    assert len(speeds) == math.ceil(len(t1.train_loader) / 2) and all(v > 0 for v in speeds)
+        lines = re.findall(r"Time ([0-9.]+)s \([0-9.]+s\)\tSpeed ([0-9.]+) samples/s", f.read())
+    assert len(lines) == math.ceil(len(t1.train_loader) / 2)
+    # Window speed > 0, and the window's step time agrees with it: speed x step time = samples
+    # per step, the batch size (less in the window holding the epoch's last, smaller batch),
+    # up to the rounding of the printed digits.
+    batch = cfg1.TRAIN.BATCH_SIZE
+    for k, (step_time, speed) in enumerate((float(a), float(b)) for a, b in lines):
+        assert speed > 0 and step_time > 0
+        slack = speed * 0.0005 + step_time * 0.05 + 1e-6
+        if k < len(lines) - 1:
+            assert abs(speed * step_time - batch) <= slack
+        else:
+            assert speed * step_time <= batch + slack
 
     cfg2 = _cfg(SUPERVISED, data_root, out, "TRAIN.END_EPOCH", "2", "TRAIN.LR_STEP", "[1]",
                 "TRAIN.RESUME", "True")

@@ -129,34 +129,41 @@ def record_step(row: StepRow, meters: Dict[str, AverageMeter],
 
 
 class Throughput:
-    """Samples per second over a window of steps, on the host's wall clock. Take ``rate`` only
-    right after a device sync (the trainer's loss read): before it, the host may have queued
-    steps that have not run yet, and one step's host time says nothing about the device's."""
+    """Samples per second and seconds per step over a window of steps, on the host's wall clock.
+    Take ``rate`` only right after a device sync (the trainer's loss read): before it, the host
+    may have queued steps that have not run yet, and one step's host time says nothing about the
+    device's."""
 
     def __init__(self, now: Optional[float] = None):
         self.start = time.time() if now is None else now
-        self.count = 0
+        self.count = self.steps = 0
+        self.step_time = 0.0  # seconds per step of the last closed window
 
-    def add(self, samples: int) -> None:
+    def add(self, samples: int, steps: int = 1) -> None:
         self.count += samples
+        self.steps += steps
 
     def rate(self, now: Optional[float] = None) -> float:
-        """The window's samples per second; a new window starts."""
+        """The window's samples per second (its seconds per step go to ``step_time``); a new
+        window starts."""
         now = time.time() if now is None else now
-        rate = self.count / max(now - self.start, 1e-9)
-        self.start, self.count = now, 0
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.count / elapsed
+        self.step_time = elapsed / self.steps if self.steps else 0.0
+        self.start, self.count, self.steps = now, 0, 0
         return rate
 
 
 def step_line(epoch: str, total: int, row: StepRow, meters: Dict[str, AverageMeter],
-              times: Dict[str, AverageMeter], speed: float) -> str:
+              times: Dict[str, AverageMeter], speed: float, step_time: float) -> str:
     """The per-step training log line (the reference's fields, then every other loss term);
-    ``epoch`` is "current/last", 1-based; ``speed``: samples per second of all ranks over the
-    steps since the previous line (``Throughput``)."""
+    ``epoch`` is "current/last", 1-based; ``speed`` and ``step_time``: samples per second of
+    all ranks and seconds per step over the steps since the previous line (``Throughput``).
+    ``Time`` shows that window's step time, then the epoch's mean host time per step."""
     bt, dt = times["batch"], times["data"]
     terms = "\t".join(f"{k}: {m.val:.6f}" for k, m in meters.items()
                       if k not in ("loss", "accuracy"))
-    return (f"Epoch: [{epoch}][{row.iteration + 1}/{total}]\tTime {bt.val:.3f}s ({bt.avg:.3f}s)"
+    return (f"Epoch: [{epoch}][{row.iteration + 1}/{total}]\tTime {step_time:.3f}s ({bt.avg:.3f}s)"
             f"\tSpeed {speed:.1f} samples/s\tData {dt.val:.3f}s ({dt.avg:.3f}s)"
             f"\tLoss {meters['loss'].val:.5f} ({meters['loss'].avg:.5f})"
             f"\tAccuracy {meters['accuracy'].val:.3f} ({meters['accuracy'].avg:.3f})\t{terms}")

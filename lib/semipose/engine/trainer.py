@@ -300,10 +300,11 @@ class Trainer:
         if any_bad:
             raise nonfinite_error(f"epoch {epoch + 1}/{self.cfg.TRAIN.END_EPOCH}", total, bad,
                                   rows, self.start_iter, self.out_dir)
-        self.speed.add(sum(r.batch for r in rows) * self.info.world_size)
+        self.speed.add(sum(r.batch for r in rows) * self.info.world_size, len(rows))
         if log_line and rows and self.info.is_main:  # after the read: every queued step has run
+            rate = self.speed.rate()
             self.log.info(step_line(f"{epoch + 1}/{self.cfg.TRAIN.END_EPOCH}", total, rows[-1],
-                                    self.meters, self.times, self.speed.rate()))
+                                    self.meters, self.times, rate, self.speed.step_time))
         return stop
 
     def _monitor(self, epoch: int) -> None:
