@@ -86,6 +86,9 @@ def test_fixture_crops_targets_and_geometry_match_the_cpu_path():
         assert_same_group(a, b, stage.gain.view(3))
         flips.update(bool(f) for f in a["meta"]["flip"])
     assert flips == {False, True}
+    # the first batch put the constants on the device; the later ones reused them
+    assert list(stage._on_device) == [CPU] and stage.constants(CPU) is stage._on_device[CPU]
+    assert torch.equal(stage.constants(CPU)[2], stage.patch)
 
 
 def test_plans_cross_loader_workers():

@@ -215,6 +215,15 @@ class DeviceStage:
         # The CPU path's folded float32 constants, so normalised values match bit for bit.
         self.offset = torch.from_numpy(transform._offset.copy()).view(1, 3, 1, 1)
         self.gain = torch.from_numpy(transform._gain.copy()).view(1, 3, 1, 1)
+        self._on_device: Dict[torch.device, Tuple[torch.Tensor, ...]] = {}
+
+    def constants(self, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(offset, gain, Gaussian patch) on ``device``, copied there once and then reused."""
+        device = torch.device(device)
+        if device not in self._on_device:
+            self._on_device[device] = tuple(to_device(t, device)
+                                            for t in (self.offset, self.gain, self.patch))
+        return self._on_device[device]
 
     def __call__(self, batch: Any, device: torch.device) -> Any:
         if is_plan(batch):
@@ -243,12 +252,12 @@ class DeviceStage:
         crops = warp_crops(images, matrix, self.image_size)
         if not self.color_rgb:  # the decoder gives RGB; the CPU path's crops are BGR
             crops = crops.flip(1)
-        offset, gain = to_device(self.offset, device), to_device(self.gain, device)
+        offset, gain, patch = self.constants(device)
         levels, crops = crops, (crops - offset) * gain
         joints = to_device(torch.cat([groups[k]["joints"] for k in names]), device)
         vis = to_device(torch.cat([groups[k]["joints_vis"] for k in names]), device)
         target, weight = gaussian_targets(joints, vis, self.image_size, self.heatmap_size,
-                                          self.sigma, self.patch)
+                                          self.sigma, patch)
         out, start = {}, 0
         for name, n in zip(names, sizes):
             part = slice(start, start + n)
