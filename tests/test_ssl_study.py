@@ -219,6 +219,15 @@ def test_tiny_benchmark_end_to_end(tmp_path, monkeypatch):
     assert len(os.listdir(tmp_path / "work2" / "records")) == 3
 
 
+def test_loader_workers_default_by_device():
+    """No loader processes on a CPU (they would take the step's cores), some on a GPU; an
+    explicit --workers wins."""
+    bench = _load_bench()
+    assert bench.parse_args([]).workers == 0
+    assert bench.parse_args(["--device", "cuda"]).workers == 4
+    assert bench.parse_args(["--device", "cpu", "--workers", "3"]).workers == 3
+
+
 def test_gain_tables_pair_runs_by_seed():
     """Paired gains: each row minus the base arm of the same seed and label count."""
     bench = _load_bench()
