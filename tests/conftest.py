@@ -68,13 +68,25 @@ def data_root(tmp_path_factory) -> str:
     return make_synthetic(tmp_path_factory)
 
 
-def synthetic_cfg(cfg_path: str, root: str, out: str, overrides: list):
-    """``load_cfg(cfg_path)`` on the synthetic set at ``root`` with ``overrides`` (e.g. TINY),
-    outputs and TensorBoard under ``out``."""
-    from semipose.config import load_cfg
-
+def synthetic_opts(root: str, out: str, overrides: list, *extra: str) -> list:
+    """``overrides`` (e.g. TINY) + the keys that point a run at the synthetic set at ``root``,
+    with outputs and TensorBoard under ``out``, then ``extra`` KEY VALUE pairs."""
     det = os.path.join(root, "coco", "person_detection_results",
                        "synthetic_val2017_detections.json")
-    return load_cfg(cfg_path, list(overrides) + [
-        "DATASET.ROOT", root, "OUTPUT_DIR", out, "LOG_DIR", os.path.join(out, "tb"),
-        "TEST.COCO_BBOX_FILE", det])
+    return list(overrides) + ["DATASET.ROOT", root, "OUTPUT_DIR", out, "LOG_DIR",
+                              os.path.join(out, "tb"), "TEST.COCO_BBOX_FILE", det, *extra]
+
+
+def synthetic_cfg(cfg_path: str, root: str, out: str, overrides: list):
+    """``load_cfg(cfg_path)`` with :func:`synthetic_opts`."""
+    from semipose.config import load_cfg
+
+    return load_cfg(cfg_path, synthetic_opts(root, out, overrides))
+
+
+def script_env() -> dict:
+    """Environment of a script run in a subprocess: this checkout's library first, one thread,
+    unbuffered output."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "lib"), env.get("PYTHONPATH", "")])
+    return env

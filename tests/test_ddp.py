@@ -23,7 +23,7 @@ from semipose.engine.runs import latest_run
 from semipose.engine.validate import evaluate_checkpoint
 from semipose.utils.dist import DistInfo
 
-from conftest import tiny
+from conftest import script_env, synthetic_opts, tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSEDUAL = os.path.join(ROOT, "experiments", "synthetic", "posedual.yaml")
@@ -31,22 +31,13 @@ TINY = tiny("TEST.BATCH_SIZE", "4")
 
 
 def _opts(root: str, out: str, *extra: str) -> list:
-    det = os.path.join(root, "coco", "person_detection_results",
-                       "synthetic_val2017_detections.json")
-    return TINY + ["DATASET.ROOT", root, "OUTPUT_DIR", out, "LOG_DIR", os.path.join(out, "tb"),
-                   "TEST.COCO_BBOX_FILE", det, *extra]
-
-
-def _env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "lib"), env.get("PYTHONPATH", "")])
-    return env
+    return synthetic_opts(root, out, TINY, *extra)
 
 
 def _launch(launcher: list, script: str, args: list, timeout: int = 120):
     cmd = [sys.executable, "-m", *launcher, "--nproc_per_node=2", "--master_port",
            str(_free_port()), os.path.join(ROOT, "pose_estimation", script), *args]
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
+    proc = subprocess.run(cmd, cwd=ROOT, env=script_env(), capture_output=True, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -211,7 +202,7 @@ def test_a_frozen_rank_ends_the_job_after_dist_timeout(tmp_path):
            str(_free_port()), str(script), "--cfg", POSEDUAL, "DIST_TIMEOUT_S", "4",
            "DEVICE", "cpu"]
     t0 = time.time()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=script_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=150)
@@ -276,7 +267,7 @@ def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(data_root, tmp_path
            *_opts(data_root, out, "TRAIN.END_EPOCH", "1", "PRINT_FREQ", "3", "TRAIN.BATCH_SIZE",
                   "2", "MONITOR.ENABLED", "False", "TRAIN.ADAM_IMPL", impl)]
     os.makedirs(out)
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=150)
+    proc = subprocess.run(cmd, cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=150)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ranks = []
     for r in (0, 1):

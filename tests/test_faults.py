@@ -21,7 +21,7 @@ from semipose.engine.runs import latest_run
 from semipose.engine.trainer import NonFiniteLossError, Trainer
 from semipose.utils.dist import DistInfo
 
-from conftest import tiny
+from conftest import synthetic_opts, tiny
 from entry_points import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,8 +46,7 @@ def _det(root: str) -> str:
 
 
 def _args(root: str, out: str, *extra: str, cfg: str = SUPERVISED) -> list:
-    return ["--cfg", cfg, "--no-progress", *TINY, "DATASET.ROOT", root, "OUTPUT_DIR", out,
-            "LOG_DIR", os.path.join(out, "tb"), "TEST.COCO_BBOX_FILE", _det(root), *extra]
+    return ["--cfg", cfg, "--no-progress", *synthetic_opts(root, out, TINY, *extra)]
 
 
 def _error_line(capsys) -> str:

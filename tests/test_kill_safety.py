@@ -19,7 +19,7 @@ from semipose.engine.runs import latest_run
 from semipose.engine.trainer import Trainer
 from semipose.utils.dist import DistInfo
 
-from conftest import tiny
+from conftest import script_env, synthetic_opts, tiny
 from entry_points import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,16 +29,7 @@ TINY = tiny("CUDNN.DETERMINISTIC", "True")
 
 
 def _opts(root: str, out: str, *extra: str) -> list:
-    det = os.path.join(root, "coco", "person_detection_results",
-                       "synthetic_val2017_detections.json")
-    return TINY + ["DATASET.ROOT", root, "OUTPUT_DIR", out, "LOG_DIR", os.path.join(out, "tb"),
-                   "TEST.COCO_BBOX_FILE", det, *extra]
-
-
-def _env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "lib"), env.get("PYTHONPATH", "")])
-    return env
+    return synthetic_opts(root, out, TINY, *extra)
 
 
 # ------------------------------------------------------------------------------------ SIGKILL
@@ -63,7 +54,7 @@ def test_sigkill_during_writes_keeps_a_loadable_checkpoint(tmp_path):
     last_seen = 0
     for round_ in range(4):
         proc = subprocess.Popen([sys.executable, str(script), path, str(last_seen * 10)],
-                                stdout=subprocess.PIPE, text=True, env=_env())
+                                stdout=subprocess.PIPE, text=True, env=script_env())
         proc.stdout.readline()  # at least one complete save of this process
         time.sleep(rng.uniform(0.0, 0.4))
         proc.send_signal(signal.SIGKILL)
@@ -94,7 +85,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_finishes(data_root, tmp_path, 
                  "TEST.INTERVAL", "100", "DATASET.TRAIN_LEN", "0", "TRAIN.BATCH_SIZE", "2")
     cmd = [sys.executable, os.path.join(ROOT, "pose_estimation", "train.py"), "--cfg", SUPERVISED,
            "--no-progress", *opts]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=script_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines, steps = [], 0
     try:

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import make_synthetic, tiny
+from conftest import make_synthetic, synthetic_opts, tiny
 from entry_points import load_script
 from semipose.config import load_cfg, output_dir
 from semipose.config.describe import key_docs
@@ -31,10 +31,7 @@ def data_root(tmp_path_factory) -> str:
 
 
 def _args(root: str, out: str, *extra: str):
-    det = os.path.join(root, "coco", "person_detection_results",
-                       "synthetic_val2017_detections.json")
-    return ["--cfg", SUPERVISED, "--no-progress", *TINY, "DATASET.ROOT", root, "OUTPUT_DIR", out,
-            "LOG_DIR", os.path.join(out, "tb"), "TEST.COCO_BBOX_FILE", det, *extra]
+    return ["--cfg", SUPERVISED, "--no-progress", *synthetic_opts(root, out, TINY, *extra)]
 
 
 def test_runs_never_overwrite_and_resume_continues_latest(data_root, tmp_path, capfd):

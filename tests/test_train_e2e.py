@@ -18,7 +18,7 @@ from semipose.engine.validate import evaluate_checkpoint
 from semipose.models.weights import to_reference_state_dict
 from semipose.utils.dist import DistInfo
 
-from conftest import tiny
+from conftest import synthetic_opts, tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
@@ -29,11 +29,7 @@ TINY = tiny("PRINT_FREQ", "2", "CUDNN.DETERMINISTIC", "True")
 
 
 def _cfg(path: str, root: str, out: str, *extra: str):
-    det = os.path.join(root, "coco", "person_detection_results",
-                       "synthetic_val2017_detections.json")
-    return load_cfg(path, TINY + ["DATASET.ROOT", root, "OUTPUT_DIR", out, "LOG_DIR",
-                                  os.path.join(out, "tb"), "TEST.COCO_BBOX_FILE", det,
-                                  *extra])
+    return load_cfg(path, synthetic_opts(root, out, TINY, *extra))
 
 
 def _fit(cfg, path: str):
