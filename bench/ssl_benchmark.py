@@ -99,6 +99,10 @@ SIZES = {  # name -> benchmark size
     # Supervised < PoseCons < PoseDual on every seed (bench/results/ssl_synthetic_cpu_long.md)
     "long": dict(labels=[100, 300], seeds=[0, 1, 2], epochs=40, num_train=2200, num_val=150,
                  num_test=600),
+    # 4,940 steps: the most the 10-minute quick start fits on 2 idle CPU cores (PoseDual: about
+    # 21 s an epoch without loader processes, so 26 epochs take about 9 min with start-up)
+    "start": dict(labels=[100], seeds=[0, 1, 2], epochs=26, num_train=2200, num_val=150,
+                  num_test=600, methods=["supervised", "posecons", "posedual"]),
     # ~15 CPU minutes: the three core methods at one seed and 3/4 of the full budget
     "quick": dict(labels=[100], seeds=[0], epochs=15, num_train=2200, num_val=150, num_test=600,
                   methods=["supervised", "posecons", "posedual"]),
@@ -495,7 +499,8 @@ def prepare_data(args: argparse.Namespace) -> int:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=list(SIZES), default="full",
-                   help="full (default), long (2x the steps) or quick (~15 CPU minutes)")
+                   help="full (default), long (2x the steps), start (the 10-minute quick "
+                        "start's budget) or quick (~15 CPU minutes)")
     p.add_argument("--quick", action="store_true", help="same as --size quick")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i>")
     p.add_argument("--labels", type=int, nargs="+", help="labeled person counts")
