@@ -228,6 +228,16 @@ def test_loader_workers_default_by_device():
     assert bench.parse_args(["--device", "cpu", "--workers", "3"]).workers == 3
 
 
+def test_start_size_is_the_quick_start_budget():
+    """--size start: the three core methods, 3 seeds, 26 epochs with the LR drops at 2/3 and 5/6."""
+    bench = _load_bench()
+    a = bench.parse_args(["--size", "start"])
+    assert (a.epochs, a.labels, a.seeds) == (26, [100], [0, 1, 2])
+    assert a.methods == ["supervised", "posecons", "posedual"]
+    assert bench.lr_milestones(a.epochs) == [17, 22]
+    assert bench.report_stem(a).endswith("ssl_synthetic_cpu_start")
+
+
 def test_gain_tables_pair_runs_by_seed():
     """Paired gains: each row minus the base arm of the same seed and label count."""
     bench = _load_bench()
