@@ -99,8 +99,8 @@ SIZES = {  # name -> benchmark size
     # Supervised < PoseCons < PoseDual on every seed (bench/results/ssl_synthetic_cpu_long.md)
     "long": dict(labels=[100, 300], seeds=[0, 1, 2], epochs=40, num_train=2200, num_val=150,
                  num_test=600),
-    # 4,940 steps: the most the 10-minute quick start fits on 2 idle CPU cores (PoseDual: about
-    # 21 s an epoch without loader processes, so 26 epochs take about 9 min with start-up)
+    # 4,940 steps: the quick start's budget (experiments/synthetic/posedual.yaml is this size's
+    # PoseDual cell), the most that fits in 10 minutes on 2 idle CPU cores: 8.9 min measured
     "start": dict(labels=[100], seeds=[0, 1, 2], epochs=26, num_train=2200, num_val=150,
                   num_test=600, methods=["supervised", "posecons", "posedual"]),
     # ~15 CPU minutes: the three core methods at one seed and 3/4 of the full budget

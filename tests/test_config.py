@@ -315,4 +315,8 @@ def test_synthetic_configs_use_base_files():
         assert yaml.safe_load(f)["_BASE_"] == "ssl_benchmark.yaml"
     same = ("MODEL", "DATASET", "SYNTHETIC", "TEST")
     assert all(quick[k] == bench[k] for k in same)
-    assert (quick.TRAIN.END_EPOCH, quick.TRAIN.LR, quick.MASK_JOINT_NUM) == (20, 0.001, 0)
+    assert (quick.TRAIN.END_EPOCH, quick.TRAIN.LR, quick.MASK_JOINT_NUM) == (26, 0.001, 0)
+    assert tuple(quick.TRAIN.LR_STEP) == (17, 22)
+    # everything else in TRAIN is the benchmark's (batch, optimizer, resume aside)
+    differ = {k for k in bench.TRAIN if quick.TRAIN[k] != bench.TRAIN[k]}
+    assert differ == {"END_EPOCH", "LR_STEP", "RESUME"}

@@ -236,6 +236,10 @@ def test_start_size_is_the_quick_start_budget():
     assert a.methods == ["supervised", "posecons", "posedual"]
     assert bench.lr_milestones(a.epochs) == [17, 22]
     assert bench.report_stem(a).endswith("ssl_synthetic_cpu_start")
+    # the quick start is this size's PoseDual cell: same epochs and LR drops
+    quick = load_cfg(os.path.join(ROOT, "experiments", "synthetic", "posedual.yaml"))
+    assert quick.TRAIN.END_EPOCH == a.epochs
+    assert list(quick.TRAIN.LR_STEP) == bench.lr_milestones(a.epochs)
 
 
 def test_gain_tables_pair_runs_by_seed():
