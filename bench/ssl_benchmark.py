@@ -96,7 +96,7 @@ SIZES = {  # name -> benchmark size
     "full": dict(labels=[100, 300], seeds=[0, 1, 2], epochs=20, num_train=2200, num_val=150,
                  num_test=600),
     # 7,600 steps: the consistency arms keep gaining after the supervised arm has flattened;
-    # Supervised < PoseCons < PoseDual on every seed (bench/results/ssl_synthetic_cpu_long.md)
+    # Supervised < PoseCons < PoseDual ensemble on each of 5 seeds (ssl_synthetic_cpu_long.md)
     "long": dict(labels=[100, 300], seeds=[0, 1, 2], epochs=40, num_train=2200, num_val=150,
                  num_test=600),
     # 4,940 steps: the quick start's budget (experiments/synthetic/posedual.yaml is this size's

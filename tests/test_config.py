@@ -317,6 +317,6 @@ def test_synthetic_configs_use_base_files():
     assert all(quick[k] == bench[k] for k in same)
     assert (quick.TRAIN.END_EPOCH, quick.TRAIN.LR, quick.MASK_JOINT_NUM) == (26, 0.001, 0)
     assert tuple(quick.TRAIN.LR_STEP) == (17, 22)
-    # everything else in TRAIN is the benchmark's (batch, optimizer, resume aside)
+    # everything else in TRAIN is the benchmark's: only the budget and RESUME differ
     differ = {k for k in bench.TRAIN if quick.TRAIN[k] != bench.TRAIN[k]}
     assert differ == {"END_EPOCH", "LR_STEP", "RESUME"}
