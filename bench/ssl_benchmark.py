@@ -101,7 +101,7 @@ SIZES = {  # name -> benchmark size
                  num_test=600),
     # 4,940 steps: the quick start's budget (experiments/synthetic/posedual.yaml is this size's
     # PoseDual cell), the most that fits in 10 minutes on 2 idle CPU cores: 8.9 min measured
-    "start": dict(labels=[100], seeds=[0, 1, 2], epochs=26, num_train=2200, num_val=150,
+    "start": dict(labels=[100], seeds=[0, 1, 2, 3, 4], epochs=26, num_train=2200, num_val=150,
                   num_test=600, methods=["supervised", "posecons", "posedual"]),
     # ~15 CPU minutes: the three core methods at one seed and 3/4 of the full budget
     "quick": dict(labels=[100], seeds=[0], epochs=15, num_train=2200, num_val=150, num_test=600,

@@ -229,10 +229,10 @@ def test_loader_workers_default_by_device():
 
 
 def test_start_size_is_the_quick_start_budget():
-    """--size start: the three core methods, 3 seeds, 26 epochs with the LR drops at 2/3 and 5/6."""
+    """--size start: the three core methods, 5 seeds, 26 epochs with the LR drops at 2/3 and 5/6."""
     bench = _load_bench()
     a = bench.parse_args(["--size", "start"])
-    assert (a.epochs, a.labels, a.seeds) == (26, [100], [0, 1, 2])
+    assert (a.epochs, a.labels, a.seeds) == (26, [100], [0, 1, 2, 3, 4])
     assert a.methods == ["supervised", "posecons", "posedual"]
     assert bench.lr_milestones(a.epochs) == [17, 22]
     assert bench.report_stem(a).endswith("ssl_synthetic_cpu_start")
