@@ -9,6 +9,8 @@ setup(
     description="Semi-supervised 2D human pose estimation: PoseCons and PoseDual",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
+    # The joint-set descriptions (COCO, MPII, AIC, union) are read at import time.
+    package_data={"semipose.data": ["metas/*.yaml"]},
     python_requires=">=3.9",
     install_requires=requirements,
     # ONNX export and its onnxruntime check (pose_estimation/export.py)

@@ -90,7 +90,7 @@ def load_model_cfg(args: argparse.Namespace) -> Tuple[CN, Tuple[int, int]]:
         elif args.method == "supervised" and cfg.MODEL.NAME in _METHOD_MODEL.values():
             cfg.MODEL.NAME = "pose_hrnet" if cfg.MODEL.BACKBONE == "hrnet" else "pose_resnet"
     if args.mask_joints is not None:
-        cfg.MASK_JOINT_NUM = args.mask_joints
+        cfg.SSL.HARD.JOINT_CUTOUT = args.mask_joints
     return cfg, tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE)
 
 
@@ -111,7 +111,7 @@ def synthetic_batch(cfg: CN, n: int, hm_shape, gen: torch.Generator) -> Dict[str
             s["target"] = torch.rand(n, joints, hh, hw, generator=gen)
         return s
     batch = {"labeled": sample(True), "unlabeled": sample(False)}
-    if cfg.CONS_RAND_AUG:
+    if cfg.SSL.HARD.RAND_AUG:
         batch["unlabeled_aug"] = sample(False)
     return batch
 
@@ -158,7 +158,7 @@ def make_step(args: argparse.Namespace, cfg: CN, device: torch.device, amp: str,
                 loss = 0.5 * ((lab["target_weight"][..., None] * (out.float() - lab["target"]))
                               ** 2).mean()
             else:
-                loss = module(batch)["loss"]
+                loss = module(batch).loss  # the StepOutput's total loss
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

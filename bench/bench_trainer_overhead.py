@@ -68,29 +68,29 @@ class Replay:
 def epoch_before(trainer: Trainer, epoch: int) -> None:
     """The step loop before this change (a host read per loss term, numpy accuracy on host
     copies, the non-finite check and the stop check every step); progress bar left out."""
-    cfg = trainer.cfg
-    trainer.model.train()
-    meters = trainer.meters = {}
+    cfg, run, state = trainer.cfg, trainer.run, trainer.state
+    run.model.train()
+    meters = state.meters = {}
     acc_m = meters.setdefault("accuracy", AverageMeter())
     bt, dt = AverageMeter(), AverageMeter()
-    total = len(trainer.train_loader)
+    total = len(run.train_loader)
     end = time.time()
-    for i, batch in enumerate(trainer.train_loader):
+    for i, batch in enumerate(run.train_loader):
         dt.update(time.time() - end)
-        batch = move_batch(batch, trainer.device, cfg.TRAIN.CHANNELS_LAST)
-        trainer.method.set_progress(epoch + i / total)
-        with torch.autocast(trainer.device.type, enabled=False):
-            losses = dict(trainer.model(batch))
-        sup_heatmaps = losses.pop("sup_heatmaps")
-        values = {k: float(v.detach()) for k, v in losses.items()}
+        batch = move_batch(batch, run.device, cfg.TRAIN.CHANNELS_LAST)
+        run.method.set_progress(epoch + i / total)
+        with torch.autocast(run.device.type, enabled=False):
+            out = run.model(batch)
+        sup_heatmaps = out.sup_heatmaps
+        values = {k: float(v) for k, v in out.logged().items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise RuntimeError(f"non-finite loss: {bad}")
-        trainer.optimizer.zero_grad(set_to_none=True)
-        trainer.scaler.scale(losses["loss"]).backward()
-        trainer.scaler.step(trainer.optimizer)
-        trainer.scaler.update()
-        trainer.method.after_step()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(out.loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.method.after_step()
         labeled = batch["labeled"] if "labeled" in batch else batch
         n = labeled["image"].shape[0]
         for k, v in values.items():
@@ -99,30 +99,32 @@ def epoch_before(trainer: Trainer, epoch: int) -> None:
         _, avg_acc, cnt, _ = accuracy(sup, labeled["target"].float().cpu().numpy())
         acc_m.update(avg_acc, cnt)
         bt.update(time.time() - end)
-        trainer.global_step += 1
+        state.global_step += 1
         for k, v in values.items():
-            trainer.scalars.add(f"train/{k}", v, trainer.global_step)
-        trainer.scalars.add("train/accuracy", avg_acc, trainer.global_step)
+            trainer.scalars.add(f"train/{k}", v, state.global_step)
+        trainer.scalars.add("train/accuracy", avg_acc, state.global_step)
         if (i + 1) % cfg.PRINT_FREQ == 0 or i + 1 == total:
             trainer.log.info("Epoch: [%d][%d/%d]\tLoss %.5f (%.5f)\tAccuracy %.3f (%.3f)",
                              epoch + 1, i + 1, total, meters["loss"].val, meters["loss"].avg,
                              acc_m.val, acc_m.avg)
-        trainer._run_eta(epoch, i + 1, total)
+        trainer.clock.eta(cfg.TRAIN.END_EPOCH - epoch - 1, total, i + 1)
         end = time.time()
-        if i + 1 < total and trainer._stop_requested():
+        if i + 1 < total and trainer._agree(True, False)[0]:  # the stop check of every rank
             return
 
 
 def bookkeeping_times(trainer: Trainer, batch: dict, repeats: int) -> dict:
     """Seconds per step of the bookkeeping alone, before and now, on one batch's outputs."""
-    batch = move_batch(batch, trainer.device)
-    losses = dict(trainer.model(batch))
-    sup = losses.pop("sup_heatmaps").detach()
+    run = trainer.run
+    batch = move_batch(batch, run.device)
+    out = run.model(batch)
+    losses = {"loss": out.loss, **out.terms}  # the step's logged values, as the loop sees them
+    sup = out.sup_heatmaps.detach()
     target = batch["labeled"]["target"]
     n = target.shape[0]
     keys = list(losses)
 
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if run.device.type == "cuda" else (lambda: None)
 
     def before() -> None:
         values = {k: float(v.detach()) for k, v in losses.items()}
@@ -131,9 +133,9 @@ def bookkeeping_times(trainer: Trainer, batch: dict, repeats: int) -> dict:
 
     def now() -> None:
         terms = torch.stack([v.detach() for v in losses.values()])
-        trainer.guard.arm(losses["loss"].detach(), terms)
+        run.guard.arm(losses["loss"].detach(), terms)
         _, acc, counted, _ = accuracy_tensor(sup.float(), target.float())
-        trainer.pending.add(0, 0, n, keys, terms, acc, counted, trainer.guard.flag)
+        trainer.pending.add(0, 0, n, keys, terms, acc, counted, run.guard.flag)
         if len(trainer.pending.rows) == 20:  # one read every PRINT_FREQ 20 steps
             trainer.pending.read()
 
@@ -176,9 +178,10 @@ def main(argv=None) -> None:
                    "LOG_DIR", os.path.join(tmp, "tb"), "TEST.COCO_BBOX_FILE", det,
                    "MONITOR.ENABLED", "False", "DEVICE", a.device, "PRINT_FREQ", "20"]
     trainer = Trainer(load_cfg(POSEDUAL, opts), POSEDUAL, DistInfo(), progress=False)
+    trainer.setup()  # run folder, data, nets and optimizer (fit() is not used here)
     trainer.log.setLevel("WARNING")  # no log lines in the timings' output
-    batches = list(trainer.train_loader)
-    trainer.train_loader = Replay(batches, a.steps)
+    batches = list(trainer.run.train_loader)
+    trainer.run.train_loader = Replay(batches, a.steps)
     base_cfg, every_step = trainer.cfg, load_cfg(POSEDUAL, opts[:-2] + ["PRINT_FREQ", "1"])
 
     def before(epoch: int) -> None:
@@ -187,14 +190,14 @@ def main(argv=None) -> None:
 
     def now(cfg):
         def run(epoch: int) -> None:
-            trainer.cfg, trainer.start_iter = cfg, 0
+            trainer.cfg, trainer.state.iteration = cfg, 0
             trainer.train_one_epoch(epoch)
         return run
 
     loops = {"before (host read every step)": before, "now, PRINT_FREQ 20": now(base_cfg),
              "now, PRINT_FREQ 1": now(every_step)}
     times = {k: [] for k in loops}
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if trainer.run.device.type == "cuda" else (lambda: None)
     for name, run in loops.items():  # warm-up: one epoch each, untimed
         run(0)
     for e in range(a.epochs):
@@ -218,7 +221,7 @@ def main(argv=None) -> None:
         f"{platform.python_version()}, torch {torch.__version__}; load average "
         f"{os.getloadavg()[0]:.1f} at the end (the machine was shared with another job).", "",
         "Tiny PoseDual run of the tests (64x64 crops, batch 4, ResNet-18 quarter width, 24 "
-        f"joints, fp32, Adam '{adam_impl(base_cfg.TRAIN.ADAM_IMPL, trainer.device)}'); {a.steps} replayed steps per epoch, {a.epochs} timed epochs per loop, interleaved.", "",
+        f"joints, fp32, Adam '{adam_impl(base_cfg.TRAIN.ADAM_IMPL, trainer.run.device)}'); {a.steps} replayed steps per epoch, {a.epochs} timed epochs per loop, interleaved.", "",
         "| loop | median per step (ms) | ratio to before | per-epoch means (ms) |",
         "|---|---|---|---|"]
     lines += [f"| {k} | {med[k] * 1e3:.2f} | {med[k] / base:.3f} | "
@@ -227,7 +230,7 @@ def main(argv=None) -> None:
               "meters/rows; 200 repeats on one batch's outputs): "
               f"before {book['before'] * 1e6:.0f} us, now {book['now'] * 1e6:.0f} us "
               f"(ratio {book['now'] / book['before']:.2f})."]
-    if trainer.device.type == "cpu":
+    if trainer.run.device.type == "cpu":
         lines += ["", "On a CPU every op has finished when it returns, so a host read waits for "
                   "nothing: the loops differ only by the cost of their bookkeeping, small next to "
                   "the step. The gain of reading every PRINT_FREQ steps is on GPUs, where each "

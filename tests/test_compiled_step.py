@@ -16,6 +16,7 @@ from torch._dynamo.utils import counters
 from semipose.config import ConfigError, load_cfg
 from semipose.methods import MultiPath, PoseCons, PoseDual, PoseDualMeanTeacher, Supervised
 from semipose.methods import compiled as compiled_mod
+from semipose.methods.parts import Consistency, HardView
 from semipose.transforms.batch import hard_affine_theta, joint_cutout, random_partner
 from semipose.transforms.draws import DrawSpec, Recorder, Tape, draw_all
 
@@ -74,7 +75,7 @@ def test_tape_refuses_draws_it_does_not_have():
 # ------------------------------------------------------------------ compiled == eager
 def _steps(method, batches, compiled: bool, mode: str = "default", backend=None):
     """Run the batches through ``method`` (a copy), with backward; returns the copy and per step
-    (losses, grads, the ``last`` tensors)."""
+    (the logged scalars and supervised heatmaps, grads, the debug tensors)."""
     m = copy.deepcopy(method)
     if compiled:
         m.compile_step(mode, backend)
@@ -84,26 +85,31 @@ def _steps(method, batches, compiled: bool, mode: str = "default", backend=None)
             torch.compiler.cudagraph_mark_step_begin()
         m.set_progress(0.25 * i)  # a changing ramp-up weight must not recompile
         out = m(batch)
-        out["loss"].backward()
+        out.loss.backward()
         grads = [p.grad.clone() for p in m.parameters() if p.grad is not None]
-        rows.append(({k: v.detach().clone() for k, v in out.items()}, grads,
-                     {k: v.clone() for k, v in m.last.items()}))
+        values = {**out.logged(), "sup_heatmaps": out.sup_heatmaps}
+        rows.append(({k: v.detach().clone() for k, v in values.items()}, grads,
+                     {k: v.clone() for k, v in out.debug.items()}))
         m.zero_grad(set_to_none=True)
     return m, rows
 
 
 METHODS = {
-    "posedual_jc": lambda: PoseDual({"net1": TinyNet(seed=0), "net2": TinyNet(seed=1)}, seed=3,
-                                    mask_joint_num=3, cons_rampup=2.0),
+    "posedual_jc": lambda: PoseDual({"net1": TinyNet(seed=0), "net2": TinyNet(seed=1)},
+                                    hard=HardView(ops=("cutout",), joint_num=3, seed=3),
+                                    cons=Consistency(rampup_epochs=2.0)),
     "posecons_corrected_hard_teacher": lambda: PoseCons(
-        TinyNet(seed=0), seed=4, cons_rampup=2.0, teacher_view="hard", conf_thre=0.01),
+        TinyNet(seed=0), hard=HardView(teacher_view="hard", seed=4),
+        cons=Consistency(rampup_epochs=2.0, conf_thre=0.01)),
     "posecons_jc_corrected_randaug": lambda: PoseCons(
-        TinyNet(seed=0), seed=4, mask_joint_num=2, cutout_mode="corrected", cons_rand_aug=True),
+        TinyNet(seed=0), hard=HardView(ops=("cutout",), joint_num=2, cutout_mode="corrected",
+                                       rand_aug=True, seed=4)),
     "multi_path": lambda: MultiPath(TinyNet(seed=2), paths=["cutout", "occlusion+mixup", "cutmix"],
-                                    path_joint_num=3, seed=2),
+                                    path_joint_num=3, hard=HardView(seed=2)),
     "posedual_mean_teacher": lambda: PoseDualMeanTeacher(
         {"net1": TinyNet(seed=0), "net2": TinyNet(seed=1), "teacher1": TinyNet(seed=0),
-         "teacher2": TinyNet(seed=1)}, ema_decay=0.9, mask_joint_num=2, seed=0),
+         "teacher2": TinyNet(seed=1)}, ema_decay=0.9,
+        hard=HardView(ops=("cutout",), joint_num=2, seed=0)),
     "supervised": lambda: Supervised(TinyNet(seed=0)),
 }
 
@@ -141,8 +147,8 @@ def test_compiled_step_gives_the_eager_numbers(name):
     # one graph per batch shape, none broken, and the float weight is not a guard
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert counters["stats"]["unique_graphs"] == 2  # batch 4 and batch 2
-    if hasattr(m1, "cons_weight"):  # a float again after the step, the eager value
-        assert isinstance(m1.cons_weight, float) and m1.cons_weight == m0.cons_weight
+    if hasattr(m1, "cons"):  # a float again after the step, the eager value
+        assert isinstance(m1.cons.scale, float) and m1.cons.scale == m0.cons.scale
 
 
 def test_compiled_step_inside_ddp(tmp_path):
@@ -164,8 +170,8 @@ def test_compiled_step_inside_ddp(tmp_path):
         for i, (batch, (out0, g0, _)) in enumerate(zip(batches, eager)):
             m.set_progress(0.25 * i)  # as _steps does
             out = ddp(batch)
-            out["loss"].backward()
-            assert torch.equal(out["loss"].detach(), out0["loss"])
+            out.loss.backward()
+            assert torch.equal(out.loss.detach(), out0["loss"])
             grads = [p.grad for p in m.parameters() if p.grad is not None]
             assert len(grads) == len(g0) and all(torch.equal(a, b) for a, b in zip(g0, grads))
             m.zero_grad(set_to_none=True)
@@ -233,13 +239,13 @@ def test_cuda_step_never_waits_for_the_device(compiled):
         method.compile_step("default", "inductor")
     batches = [move_batch(make_batch(seed=s), dev) for s in range(5)]
     for b in batches[:2]:  # set-up outside the check: the recorded step, the compile, cuDNN
-        method(b)["loss"].backward()
+        method(b).loss.backward()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for b in batches[2:]:
             method.set_progress(1.0)
-            method(b)["loss"].backward()
+            method(b).loss.backward()
     finally:
         torch.cuda.set_sync_debug_mode(0)
     torch.cuda.synchronize()
@@ -278,10 +284,10 @@ def test_compiled_step_refuses_value_dependent_draws():
         def training_step(self, batch):
             out = super().training_step(batch)
             if float(batch["labeled"]["image"].mean()) > 0:  # value-dependent: one more draw
-                self.draw_theta(2, batch["labeled"]["image"].device)
+                self.hard.draw_theta(2, batch["labeled"]["image"].device)
             return out
 
-    method = Moody(TinyNet(seed=0), seed=1)
+    method = Moody(TinyNet(seed=0), hard=HardView(seed=1))
     method.compile_step("default")
     up, down = make_batch(seed=0), make_batch(seed=0)
     up["labeled"]["image"] = up["labeled"]["image"].abs()

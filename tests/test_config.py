@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from semipose.config import (ConfigError, ConfigTypeError, UnknownKeyError, apply_dirs, dump_cfg,
-                             get_defaults, load_cfg, model_name, output_dir)
+                             experiment_dir, get_defaults, load_cfg, model_name)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXP = os.path.join(ROOT, "experiments")
@@ -46,7 +46,7 @@ def test_every_experiment_loads(path):
     assert cfg.is_frozen()
     name, full = model_name(cfg)
     assert name.startswith(cfg.MODEL.NAME + "_")
-    assert output_dir(cfg, path).endswith(os.path.splitext(os.path.basename(path))[0])
+    assert experiment_dir(cfg, path).endswith(os.path.splitext(os.path.basename(path))[0])
 
 
 @pytest.mark.parametrize("rel", REFERENCE_YAMLS)
@@ -67,7 +67,7 @@ def test_coco1k_posedual_values():
     assert cfg.TRAIN.END_EPOCH == 30 and tuple(cfg.TRAIN.LR_STEP) == (20, 25)
     assert tuple(cfg.MODEL.IMAGE_SIZE) == (192, 256)
     assert tuple(cfg.MODEL.EXTRA.HEATMAP_SIZE) == (48, 64)
-    assert cfg.MASK_JOINT_NUM == 0 and cfg.DATASET.TRAIN_LEN == 1000 and cfg.GPUS == "2"
+    assert cfg.SSL.HARD.JOINT_CUTOUT == 0 and cfg.DATASET.TRAIN_LEN == 1000 and cfg.GPUS == "2"
     assert cfg.MODEL.EXTRA.SIGMA == 2.0 and cfg.MODEL.EXTRA.NUM_LAYERS == 18
     assert cfg.MODEL.PRETRAINED == "models/pytorch/imagenet/resnet18_5c_gluon_posedual.pth"
     assert cfg.TEST.MODEL_FILE == "models/pytorch/pose_dual/COCO_subset/COCO1K_PoseDual.pth.tar"
@@ -76,9 +76,11 @@ def test_coco1k_posedual_values():
 
 def test_other_reference_values():
     cut = load_cfg(os.path.join(EXP, REFERENCE_YAMLS[2]))
-    assert cut.MASK_JOINT_NUM == 5 and cut.TRAIN.END_EPOCH == 70 and tuple(cut.TRAIN.LR_STEP) == (50, 60)
+    assert (cut.SSL.HARD.JOINT_CUTOUT == 5 and cut.TRAIN.END_EPOCH == 70
+            and tuple(cut.TRAIN.LR_STEP) == (50, 60))
     rand = load_cfg(os.path.join(EXP, REFERENCE_YAMLS[3]))
-    assert rand.CONS_RAND_AUG is True and rand.RAND_MAGNITUDE == 20 and rand.MASK_JOINT_NUM == 0
+    assert (rand.SSL.HARD.RAND_AUG is True and rand.SSL.HARD.RAND_MAGNITUDE == 20
+            and rand.SSL.HARD.JOINT_CUTOUT == 0)
     k10 = load_cfg(os.path.join(EXP, REFERENCE_YAMLS[5]))
     assert k10.DATASET.TRAIN_LEN == 10000 and tuple(k10.TRAIN.LR_STEP) == (70, 90)
     assert k10.TEST.SAVE_RESULT is False
@@ -184,7 +186,7 @@ def test_speed_switches(tmp_path):
     assert load_cfg(COCO1K, ["TRAIN.ADAM_IMPL", "fused"]).TRAIN.ADAM_IMPL == "fused"
     with pytest.raises(ConfigError, match=r"TRAIN.ADAM_IMPL is 'apex'.*for_loop"):
         load_cfg(COCO1K, ["TRAIN.ADAM_IMPL", "apex"])
-    assert load_cfg(COCO1K).CUTOUT_SCALE == 1.0
+    assert load_cfg(COCO1K).SSL.HARD.CUTOUT_SCALE == 1.0
     with pytest.raises(ConfigError, match="CUTOUT_SCALE"):
         load_cfg(COCO1K, ["CUTOUT_SCALE", "0"])
 
@@ -228,12 +230,12 @@ def test_model_name_examples():
         model_name(cfg)
 
 
-def test_output_dir():
+def test_experiment_dir():
     cfg = load_cfg(COCO1K)
-    assert output_dir(cfg, COCO1K) == os.path.join("output", "mix_coco_coco", "pose_dual_18",
+    assert experiment_dir(cfg, COCO1K) == os.path.join("output", "mix_coco_coco", "pose_dual_18",
                                                    "256x192_COCO1K_PoseDual")
     cfg2 = load_cfg(COCO1K, ["DATASET.HYBRID_JOINTS_TYPE", "thorax"])
-    assert output_dir(cfg2, "x/y.yml") == os.path.join("output", "mix_coco_coco_thorax", "pose_dual_18", "y")
+    assert experiment_dir(cfg2, "x/y.yml") == os.path.join("output", "mix_coco_coco_thorax", "pose_dual_18", "y")
 
 
 def test_apply_dirs():
@@ -282,7 +284,7 @@ def test_base_inheritance_merges_sections_and_resolves_relative_paths(tmp_path):
     assert (cfg.MODEL.EXTRA.NUM_LAYERS, cfg.MODEL.EXTRA.BASE_WIDTH) == (50, 16)  # EXTRA merged
     assert cfg.TRAIN.LR == 0.02 and cfg.TRAIN.END_EPOCH == 9  # nearer file, then command line
     assert "_BASE_" not in cfg
-    assert output_dir(cfg, child).endswith("child")
+    assert experiment_dir(cfg, child).endswith("child")
     # a list of bases merges in order, the later one winning
     write(tmp_path, "TRAIN:\n  LR: 0.5\n", "other.yaml")
     both = write(tmp_path, "_BASE_: [root.yaml, other.yaml]\n", "both.yaml")
@@ -315,7 +317,7 @@ def test_synthetic_configs_use_base_files():
         assert yaml.safe_load(f)["_BASE_"] == "ssl_benchmark.yaml"
     same = ("MODEL", "DATASET", "SYNTHETIC", "TEST")
     assert all(quick[k] == bench[k] for k in same)
-    assert (quick.TRAIN.END_EPOCH, quick.TRAIN.LR, quick.MASK_JOINT_NUM) == (26, 0.001, 0)
+    assert (quick.TRAIN.END_EPOCH, quick.TRAIN.LR, quick.SSL.HARD.JOINT_CUTOUT) == (26, 0.001, 0)
     assert tuple(quick.TRAIN.LR_STEP) == (17, 22)
     # everything else in TRAIN is the benchmark's: only the budget and RESUME differ
     differ = {k for k in bench.TRAIN if quick.TRAIN[k] != bench.TRAIN[k]}

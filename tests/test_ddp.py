@@ -74,9 +74,9 @@ def test_two_process_posedual_equals_single_process_eval(data_root, tmp_path):
                   *_opts(data_root, out, "TRAIN.END_EPOCH", "1", "TRAIN.LR_STEP", "[5]")]
     proc = _launch(["torch.distributed.run"], "train.py", train_args)
     cfg = load_cfg(POSEDUAL, _opts(data_root, out))
-    from semipose.config import output_dir
+    from semipose.config import experiment_dir
     from semipose.engine.validate import valid_folder
-    run = latest_run(output_dir(cfg, POSEDUAL))
+    run = latest_run(experiment_dir(cfg, POSEDUAL))
     log = proc.stdout + proc.stderr
     assert "world size 2" in log
     ckpt = torch.load(os.path.join(run, "checkpoint.pth.tar"), weights_only=False)
@@ -112,7 +112,7 @@ def test_two_process_posedual_equals_single_process_eval(data_root, tmp_path):
         for k, v in metrics.items():
             assert ddp_metrics[f"{net}/{scalar_tag(k)}"] == pytest.approx(v, abs=1e-9), (net, k)
     # valid.py writes into a folder of its own, named after the checkpoint, not into the run
-    vdir = valid_folder(cfg, output_dir(cfg, POSEDUAL), final)
+    vdir = valid_folder(cfg, experiment_dir(cfg, POSEDUAL), final)
     assert os.path.dirname(vdir) != run and os.path.basename(vdir).endswith("final_state")
     single_preds = np.load(os.path.join(vdir, "all_preds.npy"))
     np.testing.assert_allclose(ddp_preds, single_preds, rtol=1e-5, atol=1e-3)
@@ -220,23 +220,25 @@ def test_a_frozen_rank_ends_the_job_after_dist_timeout(tmp_path):
 
 
 _NAN_ON_RANK_1 = """
-import json, sys
+import dataclasses, json, sys
 import torch
 from semipose.engine.cli import base_parser, parse_cli, run_job
 from semipose.engine.trainer import NonFiniteLossError, Trainer
 
 def job(cfg, info):
     trainer = Trainer(cfg, sys.argv[2], info, progress=False)
+    trainer.setup()
     original, calls, saved = trainer.method.training_step, {"n": 0}, {}
 
     def step(batch):  # rank 1 alone logs a NaN term at step 2 (its gradients stay finite)
         calls["n"] += 1
-        losses = original(batch)
+        out = original(batch)
         if calls["n"] == 2:
             saved["w"] = [p.detach().clone() for p in trainer.method.parameters()]
             if info.rank == 1:
-                losses = dict(losses, loss_pose=torch.tensor(float("nan")))
-        return losses
+                out = dataclasses.replace(
+                    out, terms=dict(out.terms, loss_pose=torch.tensor(float("nan"))))
+        return out
     trainer.method.training_step = step
     try:
         trainer.fit()

@@ -287,7 +287,8 @@ def test_short_training_run_with_the_device_path(data_root, tmp_path, path, extr
             "TRAIN.END_EPOCH", "1", "TRAIN.LR_STEP", "[5]", "CUDNN.DETERMINISTIC", "True",
             "MODEL.EXTRA.BASE_WIDTH", "16", "DATASET.DEVICE_PIPELINE", str(on), *extra))
         trainer = Trainer(cfg, path, DistInfo(), progress=False)
-        assert (trainer.stage is not None) == on
+        trainer.setup()  # builds the data, and with it the device stage (fit would too)
+        assert (trainer.run.stage is not None) == on
         results = trainer.fit()
         assert results and all(0.0 <= ap <= 1.0 for _, ap in results.values())
         with open(os.path.join(trainer.out_dir, "history.json")) as f:

@@ -3,7 +3,6 @@ decorator trains, validates, checkpoints and resumes with no other file touched;
 from __future__ import annotations
 
 import os
-from typing import Dict
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from semipose.engine.trainer import Trainer
 from semipose.methods import MeanTeacher, build_method, num_nets, register_method
 from semipose.methods.base import Batch, Method, labeled_part
 from semipose.models.build import build_net
+from semipose.types import StepOutput
 from semipose.utils.dist import DistInfo
 from conftest import make_synthetic, synthetic_cfg, tiny
 
@@ -38,11 +38,11 @@ class ToyMethod(Method):
     def from_cfg(cls, cfg, nets, **_):
         return cls(nets)
 
-    def training_step(self, batch: Batch) -> Dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> StepOutput:
         lab = labeled_part(batch)
         out = self.nets["net1"](lab["image"])
         loss = self.loss(out, lab["target"], lab.get("target_weight"))
-        return {"loss": loss, "loss_pose": loss.detach(), "sup_heatmaps": out.detach()}
+        return StepOutput(loss=loss, terms={"loss_pose": loss.detach()}, sup_heatmaps=out.detach())
 
     def after_step(self) -> None:
         self.steps += 1
@@ -68,7 +68,7 @@ def test_a_method_in_one_file_trains_validates_and_resumes(data_root, tmp_path):
     cfg = _cfg(SUPERVISED, data_root, out, "MODEL.NAME", "toy_method", "TRAIN.END_EPOCH", "1")
     first = Trainer(cfg, SUPERVISED, DistInfo(), progress=False)
     results = first.fit()
-    steps = len(first.train_loader)
+    steps = len(first.run.train_loader)
     assert first.method.steps == steps >= 2  # the after-step hook ran once per optimizer step
     assert list(results) == ["net1", "average"]  # the method's rows, nothing hard-coded
     assert results["average"][0] == pytest.approx(results["net1"][0])
@@ -78,6 +78,7 @@ def test_a_method_in_one_file_trains_validates_and_resumes(data_root, tmp_path):
     resumed = Trainer(_cfg(SUPERVISED, data_root, out, "MODEL.NAME", "toy_method",
                            "TRAIN.END_EPOCH", "2", "TRAIN.RESUME", "True"),
                       SUPERVISED, DistInfo(), progress=False)
+    resumed.setup()  # run folder, nets and method, then the resume (fit would too)
     assert resumed.out_dir == first.out_dir and resumed.method.steps == steps  # extra state back
     resumed.fit()
     assert resumed.method.steps == 2 * steps
@@ -110,16 +111,17 @@ def test_mean_teacher_step_trains_the_student_only_and_updates_the_ema_exactly()
     student, teacher = method.nets["net1"], method.nets["teacher"]
     for a, b in zip(student.state_dict().values(), teacher.state_dict().values()):
         assert torch.equal(a, b)  # the teacher starts as the student
-    losses = method.training_step(_batch())
+    step = method.training_step(_batch())
+    losses = step.logged()
     assert all(torch.isfinite(v).all() for v in losses.values()) and float(losses["loss_cons"]) > 0
-    losses["loss"].backward()
+    step.loss.backward()
     assert all(p.grad is not None for p in student.parameters())
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
     opt = torch.optim.SGD(student.parameters(), lr=0.5)
     # the decay warms up as min(0.9, 1 - 1/(k + 1)): 0 (a copy), 1/2, 2/3, ..., 0.9 from k = 9
     for k, d in enumerate([0.0] + [i / (i + 1) for i in range(1, 9)] + [0.9, 0.9]):
         if k:
-            method.training_step(_batch())["loss"].backward()
+            method.training_step(_batch()).loss.backward()
         before = [p.detach().clone() for p in teacher.parameters()]
         stats = [b.clone() for b in teacher.buffers()]
         opt.step()
@@ -149,5 +151,6 @@ def test_mean_teacher_short_run_scores_both_and_resumes_the_teacher(data_root, t
     resumed = Trainer(_cfg(MEAN_TEACHER, data_root, out, "TRAIN.END_EPOCH", "2", "MT_EMA_DECAY",
                            "0.5", "TRAIN.RESUME", "True"), MEAN_TEACHER, DistInfo(),
                       progress=False)
+    resumed.setup()
     for k, v in resumed.method.nets["teacher"].state_dict().items():
         assert torch.equal(v, teacher[k]), k  # restored from the checkpoint, not re-copied

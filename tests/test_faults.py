@@ -3,6 +3,7 @@ key (exit status 2), also from DataLoader workers; a non-finite loss stops the r
 and the loss term (status 3) and keeps the last good checkpoint."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -13,10 +14,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from semipose.config import load_cfg, output_dir
+from semipose.config import experiment_dir, load_cfg
 from semipose.data.imageio import ImageReadError, read_image
 from semipose.engine.checkpoint import CheckpointError, load_resume_state
 from semipose.engine.data_setup import skipped_images
+from semipose.engine.hooks import CollapseWatch
 from semipose.engine.runs import latest_run
 from semipose.engine.trainer import NonFiniteLossError, Trainer
 from semipose.utils.dist import DistInfo
@@ -142,7 +144,7 @@ def test_skip_bad_images_counts_them(root, tmp_path, capsys, damage):
     args = _args(root, out, "DATASET.SKIP_BAD_IMAGES", "True", "DATASET.TRAIN_LEN", "0",
                  "TRAIN.END_EPOCH", "1")
     assert train_cli.main(args) == 0
-    run = latest_run(output_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED))
+    run = latest_run(experiment_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED))
     log = "".join(open(os.path.join(run, f)).read() for f in os.listdir(run) if f.endswith(".log"))
     # one warning naming the file, and the count (one per person record read from it, plus
     # replacement draws that hit it again) at the end of the epoch
@@ -217,23 +219,24 @@ def test_nonfinite_loss_keeps_last_good_checkpoint(root, tmp_path):
     out = str(tmp_path / "out")
     opts = _args(root, out, "TRAIN.END_EPOCH", "2", "TEST.INTERVAL", "5")[3:]
     trainer = Trainer(load_cfg(SUPERVISED, opts), SUPERVISED, DistInfo(), progress=False)
-    steps = len(trainer.train_loader)
+    trainer.setup()
+    steps = len(trainer.run.train_loader)
     original, calls = trainer.method.training_step, {"n": 0}
 
     def poisoned(batch):  # the first step of epoch 1 returns a NaN pose loss
         calls["n"] += 1
-        losses = original(batch)
+        out = original(batch)
         if calls["n"] == steps + 1:
-            losses = dict(losses, loss=losses["loss"] * float("nan"),
-                          loss_pose=torch.tensor(float("nan")))
-        return losses
+            out = dataclasses.replace(out, loss=out.loss * float("nan"),
+                                      terms=dict(out.terms, loss_pose=torch.tensor(float("nan"))))
+        return out
     trainer.method.training_step = poisoned
     good = None
 
-    def remember_weights(_epoch):
+    def remember_weights(_trainer, _epoch):
         nonlocal good
         good = {k: v.clone() for k, v in trainer.method.nets.state_dict().items()}
-    trainer._monitor = remember_weights  # runs at the end of each epoch
+    trainer.hook(CollapseWatch).end_of_epoch = remember_weights  # runs at the end of each epoch
     with pytest.raises(NonFiniteLossError) as err:
         trainer.fit()
     msg = str(err.value)
@@ -248,7 +251,8 @@ def test_nonfinite_loss_keeps_last_good_checkpoint(root, tmp_path):
         assert torch.equal(state["state_dict"][k], v), k
     resumed = Trainer(load_cfg(SUPERVISED, opts + ["TRAIN.RESUME", "True"]), SUPERVISED,
                       DistInfo(), progress=False)
-    assert (resumed.begin_epoch, resumed.global_step) == (1, steps)
+    resumed.setup()
+    assert (resumed.state.epoch, resumed.state.global_step) == (1, steps)
 
 
 def test_diverging_run_exits_with_status_3(root, tmp_path, capsys):
@@ -274,23 +278,24 @@ def test_nonfinite_loss_between_reads_takes_no_step(root, tmp_path, impl, poison
     opts = _args(root, out, "TRAIN.END_EPOCH", "1", "TEST.INTERVAL", "5", "PRINT_FREQ", "4",
                  "TRAIN.BATCH_SIZE", "2", "TRAIN.ADAM_IMPL", impl)[3:]
     trainer = Trainer(load_cfg(SUPERVISED, opts), SUPERVISED, DistInfo(), progress=False)
-    steps = len(trainer.train_loader)
+    trainer.setup()
+    steps = len(trainer.run.train_loader)
     assert steps >= 4
-    assert trainer.guard.on_device == (impl == "fused")
+    assert trainer.run.guard.on_device == (impl == "fused")
     original, calls, saved = trainer.method.training_step, {"n": 0}, {}
 
     def poisoned(batch):
         calls["n"] += 1
-        losses = original(batch)
+        out = original(batch)
         if calls["n"] == 2:
             saved["weights"] = {k: v.detach().clone()
                                 for k, v in trainer.method.nets.named_parameters()}
-            saved["adam"] = _optimizer_state(trainer.optimizer)
+            saved["adam"] = _optimizer_state(trainer.run.optimizer)
             nan = torch.tensor(float("nan"))
-            losses = dict(losses, loss_pose=nan)
+            out = dataclasses.replace(out, terms=dict(out.terms, loss_pose=nan))
             if poison == "loss":
-                losses["loss"] = losses["loss"] * nan
-        return losses
+                out = dataclasses.replace(out, loss=out.loss * nan)
+        return out
     trainer.method.training_step = poisoned
     with pytest.raises(NonFiniteLossError) as err:
         trainer.fit()
@@ -300,7 +305,7 @@ def test_nonfinite_loss_between_reads_takes_no_step(root, tmp_path, impl, poison
     assert calls["n"] == (4 if impl == "fused" else 2)
     for k, v in trainer.method.nets.named_parameters():
         assert torch.equal(v, saved["weights"][k]), k
-    adam = _optimizer_state(trainer.optimizer)
+    adam = _optimizer_state(trainer.run.optimizer)
     assert adam.keys() == saved["adam"].keys() and len(adam) > 0
     for i, st in saved["adam"].items():
         assert int(st["step"]) == 1
@@ -324,7 +329,7 @@ def test_failed_validation_keeps_the_trained_epoch(root, tmp_path, capsys):
     out = str(tmp_path / "out")
     args = _args(root, out, "DATASET.SKIP_BAD_IMAGES", "True", "TRAIN.END_EPOCH", "1")
     line = _train_fails(capsys, args, "validation after epoch 1 failed", "TRAIN.RESUME True")
-    run = latest_run(output_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED))
+    run = latest_run(experiment_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED))
     assert os.path.join(run, "checkpoint.pth.tar") in line
     state = load_resume_state(run)
     assert (state["epoch"], state["iteration"]) == (1, 0)
@@ -333,6 +338,7 @@ def test_failed_validation_keeps_the_trained_epoch(root, tmp_path, capsys):
 def _stopped_mid_epoch(cfg, step: int = 2) -> Trainer:
     """A trainer that got SIGINT during step ``step`` of epoch 1 (checkpoint mid-epoch)."""
     trainer = Trainer(cfg, SUPERVISED, DistInfo(), progress=False)
+    trainer.setup()
     original, calls = trainer.method.training_step, {"n": 0}
 
     def step_fn(batch):
@@ -359,11 +365,11 @@ def test_resume_refuses_a_changed_layout(root, tmp_path, change, needle):
     assert state["iteration"] == 2 and state["epoch"] == 0
     with pytest.raises(CheckpointError, match=re.escape(needle)) as err:
         Trainer(load_cfg(SUPERVISED, base + ["TRAIN.RESUME", "True"] + change), SUPERVISED,
-                DistInfo(), progress=False)
+                DistInfo(), progress=False).setup()
     assert os.path.join(first.out_dir, "checkpoint.pth.tar") in str(err.value)
     # unchanged, it resumes
     Trainer(load_cfg(SUPERVISED, base + ["TRAIN.RESUME", "True"]), SUPERVISED, DistInfo(),
-            progress=False)
+            progress=False).setup()
 
 
 def test_disk_full_names_the_file_and_keeps_the_previous_one(tmp_path, monkeypatch):
@@ -388,6 +394,7 @@ def test_nonfinite_weights_never_become_model_best(root, tmp_path, capsys):
     out = str(tmp_path / "out")
     trainer = Trainer(load_cfg(SUPERVISED, _args(root, out)[3:]), SUPERVISED, DistInfo(),
                       progress=False)
+    trainer.setup()
     save_state(trainer, 1, 0, is_best=True)
     best = os.path.join(trainer.out_dir, "model_best.pth.tar")
     good = torch.load(best, weights_only=True)
@@ -418,13 +425,14 @@ def test_a_live_run_folder_is_locked(root, tmp_path):
         tmp_file = os.path.join(first.out_dir, ".tmp_in_flight_checkpoint")
         open(tmp_file, "w").close()
         with pytest.raises(ValueError, match=f"in use by process {other.pid}"):
-            Trainer(load_cfg(SUPERVISED, opts), SUPERVISED, DistInfo(), progress=False)
+            Trainer(load_cfg(SUPERVISED, opts), SUPERVISED, DistInfo(), progress=False).setup()
         assert os.path.exists(tmp_file)  # the live run's temporary file is left alone
     finally:
         other.kill()
         other.wait()
     # the same lock from a process that is gone is taken over
     resumed = Trainer(load_cfg(SUPERVISED, opts), SUPERVISED, DistInfo(), progress=False)
+    resumed.setup()
     assert resumed.out_dir == first.out_dir
     with open(lock) as f:
         assert f.read().split() == [socket.gethostname(), str(os.getpid())]
@@ -535,7 +543,7 @@ def test_valid_reads_the_resumable_checkpoint_without_unsafe_pickles(root, tmp_p
     out = str(tmp_path / "out")
     args = _args(root, out, "TRAIN.END_EPOCH", "1")
     assert train_cli.main(args) == 0
-    run = latest_run(output_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED))
+    run = latest_run(experiment_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED))
     ckpt = os.path.join(run, "checkpoint.pth.tar")
     assert valid_cli.main(_args(root, out, "TEST.MODEL_FILE", ckpt)) == 0
     with open(os.path.join(run, "results.md")) as f:

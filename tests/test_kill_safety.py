@@ -14,8 +14,9 @@ import time
 import pytest
 import torch
 
-from semipose.config import load_cfg, output_dir
+from semipose.config import experiment_dir, load_cfg
 from semipose.engine.runs import latest_run
+from semipose.engine.hooks import StopSignals
 from semipose.engine.trainer import Trainer
 from semipose.utils.dist import DistInfo
 
@@ -104,7 +105,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_finishes(data_root, tmp_path, 
     assert rc == 0, log[-3000:]
     assert "Traceback" not in log and f"received signal {int(sig)}" in log
     assert "stopped at epoch" in log
-    run = latest_run(output_dir(load_cfg(SUPERVISED, opts), SUPERVISED))
+    run = latest_run(experiment_dir(load_cfg(SUPERVISED, opts), SUPERVISED))
     ckpt = torch.load(os.path.join(run, "checkpoint.pth.tar"), weights_only=False)
     assert steps >= 4 and 0 < ckpt["iteration"] < steps and ckpt["epoch"] < 50
     assert ckpt["global_step"] == ckpt["epoch"] * steps + ckpt["iteration"]
@@ -138,10 +139,11 @@ def test_mid_epoch_signal_resume_equals_uninterrupted(data_root, tmp_path):
     extra = ["TRAIN.END_EPOCH", "1", "TRAIN.LR_STEP", "[5]", "MASK_JOINT_NUM", "2",
              "TEST.INTERVAL", "5", "MONITOR.ENABLED", "False"]
     ta = _fit(load_cfg(POSEDUAL, _opts(data_root, str(tmp_path / "a"), *extra)))
-    steps_per_epoch = len(ta.train_loader)
+    steps_per_epoch = len(ta.run.train_loader)
     assert steps_per_epoch >= 3
 
     def interrupt_at_step(trainer, epoch=0, step=2):
+        trainer.setup()  # builds the method (fit's first call, then a no-op)
         original = trainer.method.training_step
         calls = {"n": 0}
 
@@ -155,15 +157,19 @@ def test_mid_epoch_signal_resume_equals_uninterrupted(data_root, tmp_path):
     cfg_b = load_cfg(POSEDUAL, _opts(data_root, str(tmp_path / "b"), *extra))
     before = signal.getsignal(signal.SIGINT)
     tb1 = _fit(cfg_b, interrupt_at_step)
-    assert tb1._stop_signal == signal.SIGINT
+    assert tb1.hook(StopSignals).signum == signal.SIGINT
     assert signal.getsignal(signal.SIGINT) is before  # the trainer's handler is removed
     ckpt = torch.load(os.path.join(tb1.out_dir, "checkpoint.pth.tar"), weights_only=False)
     assert (ckpt["epoch"], ckpt["iteration"], ckpt["global_step"]) == (0, 2, 2)
     assert len(tb1.scalars.history["train/loss"]) == 2
 
-    tb = _fit(load_cfg(POSEDUAL, _opts(data_root, str(tmp_path / "b"), *extra,
-                                       "TRAIN.RESUME", "True")))
-    assert (tb.begin_epoch, tb.global_step) == (0, steps_per_epoch)
+    tb = Trainer(load_cfg(POSEDUAL, _opts(data_root, str(tmp_path / "b"), *extra,
+                                          "TRAIN.RESUME", "True")), POSEDUAL, DistInfo(),
+                 progress=False)
+    tb.setup()  # resumes
+    begin_epoch = tb.state.epoch
+    tb.fit()
+    assert (begin_epoch, tb.state.global_step) == (0, steps_per_epoch)
     ha, hb = ta.scalars.history, tb.scalars.history
     assert [s for s, _ in ha["train/loss"]] == [s for s, _ in hb["train/loss"]]
     assert [v for _, v in ha["train/loss"]] == [v for _, v in hb["train/loss"]]

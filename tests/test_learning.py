@@ -5,6 +5,7 @@ import os
 
 from semipose.config import load_cfg
 from semipose.data.synthetic import generate
+from semipose.engine.hooks import Validation
 from semipose.engine.trainer import Trainer
 from semipose.utils.dist import DistInfo
 
@@ -23,7 +24,8 @@ def test_short_training_improves_val_ap_over_untrained(tmp_path, record_property
         "DATASET.TRAIN_LEN", "-1", "WORKERS", "0", "TRAIN.END_EPOCH", "10", "TRAIN.LR_STEP", "[8]",
         "TEST.INTERVAL", "10", "CUDNN.DETERMINISTIC", "True"])
     trainer = Trainer(cfg, SUPERVISED, DistInfo(), progress=False)
-    trainer.validate(-1)
+    trainer.setup()  # run folder, data and nets: what validate needs before fit()
+    trainer.hook(Validation).validate(trainer, -1)
     untrained = trainer.last_results["net1"][1]
     results = trainer.fit()
     trained = results["net1"][1]

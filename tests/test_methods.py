@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from yacs.config import CfgNode as CN
 
-from semipose.config import ConfigError, load_cfg
+from semipose.config import ConfigError, get_defaults, load_cfg
 from semipose.losses import JointsMSELoss
 from semipose.methods import (CollapseMonitor, PoseCons, PoseDual, Supervised, build_method,
                               num_nets)
+from semipose.methods.parts import HardView
 from semipose.transforms.batch import warp
 
 J = 5
@@ -78,19 +78,19 @@ def test_supervised_step():
     method = Supervised({"net1": net})
     batch = make_batch()
     out = method.training_step(batch)
-    assert set(out) == {"loss", "loss_pose", "sup_heatmaps"}
+    assert set(out.logged()) == {"loss", "loss_pose"}
     # the step hands the trainer net 1's labeled prediction (for the accuracy), detached
-    torch.testing.assert_close(out["sup_heatmaps"], net(batch["labeled"]["image"]).detach())
-    assert not out["sup_heatmaps"].requires_grad
+    torch.testing.assert_close(out.sup_heatmaps, net(batch["labeled"]["image"]).detach())
+    assert not out.sup_heatmaps.requires_grad
     ref = copy.deepcopy(net)
     lab = batch["labeled"]
     expected = JointsMSELoss()(ref(lab["image"]), lab["target"], lab["target_weight"])
-    torch.testing.assert_close(out["loss"], expected)
-    out["loss"].backward()
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
     assert_grads(net)
-    assert not method.last["sup_heatmaps"].requires_grad
+    assert not out.sup_heatmaps.requires_grad
     # plain (unpaired) batches work too, and forward == training_step
-    assert torch.isfinite(method(batch["labeled"])["loss"])
+    assert torch.isfinite(method(batch["labeled"]).loss)
     assert set(method.eval_models()) == {"net1"}
 
 
@@ -98,15 +98,17 @@ def test_supervised_step():
 @pytest.mark.parametrize("mode", ["reference", "corrected"])
 def test_posecons_step(mode):
     net = TinyNet()
-    method = PoseCons(net, mask_joint_num=3, cutout_mode=mode, seed=1)
+    method = PoseCons(net, hard=HardView(ops=("cutout",), joint_num=3, cutout_mode=mode, seed=1))
     batch = make_batch()
-    out = method.training_step(batch)
-    assert set(out) == {"loss", "loss_pose", "loss_cons", "sup_heatmaps"}
-    assert all(torch.isfinite(v).all() for v in out.values())
-    torch.testing.assert_close(out["loss"].detach(), out["loss_pose"] + out["loss_cons"])
-    out["loss"].backward()
+    step = method.training_step(batch)
+    out = step.logged()
+    assert set(out) == {"loss", "loss_pose", "loss_cons"}
+    assert step.sup_heatmaps.shape == (4, J, 8, 6) and not step.sup_heatmaps.requires_grad
+    assert all(torch.isfinite(v).all() for v in [*out.values(), step.sup_heatmaps])
+    torch.testing.assert_close(out["loss"], out["loss_pose"] + out["loss_cons"])
+    step.loss.backward()
     assert_grads(net)
-    last = method.last
+    last = step.debug
     for key in ("teacher_heatmaps", "teacher_warped", "hard_images", "student_heatmaps", "theta"):
         assert not last[key].requires_grad, key
     assert last["theta"].shape == (4, 2, 3)
@@ -120,15 +122,15 @@ def test_posecons_step(mode):
 def test_posecons_identity_view_and_rand_aug():
     net = TinyNet()
     batch = make_batch(aug=True)
-    plain = PoseCons(net, unsup_transform=False, mask_joint_num=0)
+    plain = PoseCons(net, hard=HardView(affine=False, joint_num=0))
     out = plain.training_step(batch)
     # same images, BatchNorm in train mode: student == teacher, no consistency error
-    assert out["loss_cons"].item() == pytest.approx(0.0, abs=1e-10)
-    torch.testing.assert_close(plain.last["theta"], torch.eye(2, 3).expand(4, 2, 3))
-    aug = PoseCons(net, unsup_transform=False, cons_rand_aug=True)
-    aug.training_step(batch)
-    torch.testing.assert_close(aug.last["hard_images"], batch["unlabeled_aug"]["image"])
-    assert aug.training_step(batch)["loss_cons"] > 0
+    assert out.terms["loss_cons"].item() == pytest.approx(0.0, abs=1e-10)
+    torch.testing.assert_close(out.debug["theta"], torch.eye(2, 3).expand(4, 2, 3))
+    aug = PoseCons(net, hard=HardView(affine=False, rand_aug=True))
+    out = aug.training_step(batch)
+    torch.testing.assert_close(out.debug["hard_images"], batch["unlabeled_aug"]["image"])
+    assert aug.training_step(batch).terms["loss_cons"] > 0
     del batch["unlabeled_aug"]
     with pytest.raises(KeyError, match="CONS_RAND_AUG"):
         aug.training_step(batch)
@@ -137,50 +139,53 @@ def test_posecons_identity_view_and_rand_aug():
 def test_same_seed_same_hard_view():
     net = TinyNet()
     batch = make_batch()
-    a = PoseCons(copy.deepcopy(net), mask_joint_num=2, seed=5)
-    b = PoseCons(copy.deepcopy(net), mask_joint_num=2, seed=5)
+    a = PoseCons(copy.deepcopy(net), hard=HardView(ops=("cutout",), joint_num=2, seed=5))
+    b = PoseCons(copy.deepcopy(net), hard=HardView(ops=("cutout",), joint_num=2, seed=5))
     la, lb = a.training_step(batch), b.training_step(batch)
-    torch.testing.assert_close(la["loss"], lb["loss"])
-    torch.testing.assert_close(a.last["hard_images"], b.last["hard_images"])
-    c = PoseCons(copy.deepcopy(net), mask_joint_num=2, seed=6)
-    c.training_step(batch)
-    assert not torch.equal(a.last["theta"], c.last["theta"])
+    torch.testing.assert_close(la.loss, lb.loss)
+    torch.testing.assert_close(la.debug["hard_images"], lb.debug["hard_images"])
+    c = PoseCons(copy.deepcopy(net), hard=HardView(ops=("cutout",), joint_num=2, seed=6))
+    lc = c.training_step(batch)
+    assert not torch.equal(la.debug["theta"], lc.debug["theta"])
 
 
 def test_corrected_cutout_skips_samples_without_supervised_joints():
     batch = make_batch(n=2, h=64, w=48)
     batch["unlabeled"]["target_weight"][1] = 0
-    method = PoseCons(TinyNet(), mask_joint_num=4, unsup_transform=False, cutout_mode="corrected")
-    method.training_step(batch)
-    hard, easy = method.last["hard_images"], batch["unlabeled"]["image"]
+    method = PoseCons(TinyNet(), hard=HardView(ops=("cutout",), joint_num=4, affine=False,
+                                               cutout_mode="corrected"))
+    hard, easy = method.training_step(batch).debug["hard_images"], batch["unlabeled"]["image"]
     assert torch.equal(hard[1], easy[1])
     assert (hard[0] == 0).sum() > 0 and torch.equal(hard[0][hard[0] != 0], easy[0][hard[0] != 0])
     # a fixed joint mask given to the constructor overrides the per-sample weights
-    fixed = PoseCons(TinyNet(), mask_joint_num=4, unsup_transform=False, cutout_mode="corrected",
-                     joint_mask=torch.zeros(J, dtype=torch.bool))
-    fixed.training_step(batch)
-    assert torch.equal(fixed.last["hard_images"], easy)
+    fixed = PoseCons(TinyNet(), hard=HardView(ops=("cutout",), joint_num=4, affine=False,
+                                              cutout_mode="corrected",
+                                              joint_mask=torch.zeros(J, dtype=torch.bool)))
+    assert torch.equal(fixed.training_step(batch).debug["hard_images"], easy)
 
 
 # -------------------------------------------------------------------------------- PoseDual
 def test_posedual_step():
     f1, f2 = TinyNet(seed=0), TinyNet(seed=1)
-    method = PoseDual({"net1": f1, "net2": f2}, mask_joint_num=2, seed=0)
+    method = PoseDual({"net1": f1, "net2": f2},
+                      hard=HardView(ops=("cutout",), joint_num=2, seed=0))
     batch = make_batch()
-    out = method.training_step(batch)
-    assert {"loss", "loss_pose", "loss_cons", "sup_heatmaps"} <= set(out)
-    assert all(torch.isfinite(v).all() for v in out.values())
+    step = method.training_step(batch)
+    out = step.logged()
+    assert {"loss", "loss_pose", "loss_cons"} <= set(out)
+    assert step.sup_heatmaps.shape == (4, J, 8, 6)
+    assert all(torch.isfinite(v).all() for v in [*out.values(), step.sup_heatmaps])
     torch.testing.assert_close(out["loss_pose"], 0.5 * out["loss_pose_1"] + 0.5 * out["loss_pose_2"])
     torch.testing.assert_close(out["loss_cons"], out["loss_cons_1"] + out["loss_cons_2"])
-    out["loss"].backward()
+    step.loss.backward()
     assert_grads(f1)
     assert_grads(f2)
     for key in ("teacher_heatmaps", "teacher_heatmaps_2", "teacher_warped", "teacher_warped_2",
                 "hard_images", "hard_images_2"):
-        assert not method.last[key].requires_grad, key
+        assert not step.debug[key].requires_grad, key
     # cross targets: s1 is regressed to T2 and s2 to T1
     w = batch["unlabeled"]["target_weight"]
-    last = method.last
+    last = step.debug
     torch.testing.assert_close(out["loss_cons_1"],
                                JointsMSELoss()(last["student_heatmaps"], last["teacher_warped_2"], w))
     torch.testing.assert_close(out["loss_cons_2"],
@@ -194,15 +199,15 @@ def test_posedual_cross_supervision(real):
     nets = {"net1": FixedNet(const), "net2": FixedNet(const)}
     nets[real] = TinyNet()
     reference = copy.deepcopy(nets[real])
-    method = PoseDual(nets, unsup_transform=False, mask_joint_num=0)
+    method = PoseDual(nets, hard=HardView(affine=False, joint_num=0))
     batch = make_batch()
     batch["labeled"]["target_weight"].zero_()  # isolate the consistency term
     out = method.training_step(batch)
     x_u, w_u = batch["unlabeled"]["image"], batch["unlabeled"]["target_weight"]
     pred = reference(x_u)
     mse = JointsMSELoss()(pred, const.expand_as(pred), w_u)
-    torch.testing.assert_close(out["loss_cons"], 2 * mse.detach())
-    out["loss"].backward()
+    torch.testing.assert_close(out.terms["loss_cons"], 2 * mse.detach())
+    out.loss.backward()
     mse.backward()  # only the student copy regressed to C carries gradient
     for p, q in zip(method.nets[real].parameters(), reference.parameters()):
         torch.testing.assert_close(p.grad, q.grad)
@@ -214,18 +219,19 @@ def test_posedual_cutout_centres_on_other_net_with_derived_stride():
     hm1, hm2 = torch.zeros(J, 64, 48), torch.zeros(J, 64, 48)
     hm1[:, 10, 8] = 1  # net1's joints at pixel (16, 20)
     hm2[:, 56, 40] = 1  # net2's joints at pixel (80, 112)
-    method = PoseDual({"net1": FixedNet(hm1), "net2": FixedNet(hm2)}, mask_joint_num=3,
-                      unsup_transform=False, cutout_mode="corrected", seed=2)
+    method = PoseDual({"net1": FixedNet(hm1), "net2": FixedNet(hm2)},
+                      hard=HardView(ops=("cutout",), joint_num=3, affine=False,
+                                    cutout_mode="corrected", seed=2))
     batch = make_batch(n=3, h=128, w=96)
     batch["unlabeled"]["image"] = torch.ones(3, 3, 128, 96)
     batch["labeled"]["target"] = torch.zeros(3, J, 64, 48)
-    method.training_step(batch)
+    debug = method.training_step(batch).debug
 
     def centroid(img):
         yx = (img[:, 0] == 0).nonzero()[:, 1:].float()
         return yx.mean(0).flip(0)  # (x, y)
 
-    c1, c2 = centroid(method.last["hard_images"]), centroid(method.last["hard_images_2"])
+    c1, c2 = centroid(debug["hard_images"]), centroid(debug["hard_images_2"])
     assert (c1 - torch.tensor([80.0, 112.0])).norm() < 25  # student 1 cut where net2 sees joints
     assert (c2 - torch.tensor([16.0, 20.0])).norm() < 25
 
@@ -235,8 +241,9 @@ def test_posedual_sup_weight_scales_supervised_terms_only():
     batch = make_batch()
     outs = {}
     for w in (0.5, 1.0):
-        method = PoseDual({"net1": TinyNet(seed=0), "net2": TinyNet(seed=1)}, seed=0, sup_weight=w)
-        outs[w] = method.training_step(batch)
+        method = PoseDual({"net1": TinyNet(seed=0), "net2": TinyNet(seed=1)}, sup_weight=w,
+                          hard=HardView(seed=0))
+        outs[w] = method.training_step(batch).logged()
     ref, one = outs[0.5], outs[1.0]
     for key in ("loss_pose_1", "loss_pose_2", "loss_cons"):  # same draws, same terms
         torch.testing.assert_close(ref[key], one[key])
@@ -273,28 +280,31 @@ def test_posedual_eval_models():
 
 # ------------------------------------------------------------------------------- from_cfg
 def _cfg(name):
-    cfg = CN()
-    cfg.MODEL = CN({"NAME": name})
-    cfg.DATASET = CN({"SCALE_FACTOR": 0.3, "ROT_FACTOR": 40})
-    cfg.LOSS = CN({"USE_TARGET_WEIGHT": True})
-    cfg.UNSUP_TRANSFORM, cfg.CONS_RAND_AUG, cfg.MASK_JOINT_NUM = True, False, 5
-    cfg.CUTOUT_MODE, cfg.HARD_AFFINE_ALIGN_CORNERS, cfg.SEED = "corrected", True, 7
-    cfg.MONITOR = CN({"LOW_MAX_THRE": 0.15, "WARN_RISE": 0.3})
+    cfg = get_defaults().clone()
+    cfg.defrost()
+    cfg.MODEL.NAME = name
+    cfg.DATASET.SCALE_FACTOR, cfg.DATASET.ROT_FACTOR = 0.3, 40
+    cfg.LOSS.USE_TARGET_WEIGHT = True
+    hard = cfg.SSL.HARD
+    hard.AFFINE, hard.RAND_AUG, hard.JOINT_CUTOUT = True, False, 5
+    hard.CUTOUT_MODE, hard.ALIGN_CORNERS, cfg.SEED = "corrected", True, 7
+    cfg.MONITOR.LOW_MAX_THRE, cfg.MONITOR.WARN_RISE = 0.15, 0.3
     return cfg
 
 
 def test_build_method_from_cfg():
     dual = build_method(_cfg("pose_dual"), [TinyNet(), TinyNet(seed=1)], seed=9)
     assert isinstance(dual, PoseDual) and num_nets(_cfg("pose_dual")) == 2
-    assert (dual.scale_factor, dual.rot_factor, dual.mask_joint_num) == (0.3, 40.0, 5)
-    assert dual.cutout_mode == "corrected" and dual.align_corners and dual.seed == 9
-    assert dual.cutout_scale == 1.0  # a config without the key: the reference's pixel sizes
+    assert (dual.hard.scale_factor, dual.hard.rot_factor, dual.hard.joint_num) == (0.3, 40.0, 5)
+    assert dual.hard.cutout_mode == "corrected" and dual.hard.align_corners
+    assert dual.hard.stream.seed == 9
+    assert dual.hard.cutout_scale == 1.0  # the key at its default: the reference's pixel sizes
     cfg = _cfg("pose_cons")
-    cfg.CUTOUT_SCALE = 0.354
+    cfg.SSL.HARD.CUTOUT_SCALE = 0.354
     cons = build_method(cfg, TinyNet())
-    assert isinstance(cons, PoseCons) and cons.cutout_scale == 0.354
-    with pytest.raises(ValueError, match="CUTOUT_SCALE must be > 0"):
-        PoseCons(TinyNet(), cutout_scale=0.0)
+    assert isinstance(cons, PoseCons) and cons.hard.cutout_scale == 0.354
+    with pytest.raises(ValueError, match=r"CUTOUT_SCALE \(CUTOUT_SCALE\) must be > 0"):
+        PoseCons(TinyNet(), hard=HardView(cutout_scale=0.0))
     assert isinstance(build_method(_cfg("pose_hrnet"), TinyNet()), Supervised)
     assert num_nets(_cfg("pose_resnet")) == 1
     with pytest.raises(ValueError, match="MODEL.NAME"):
@@ -314,8 +324,9 @@ def test_build_method_from_project_defaults():
     cfg.defrost()
     cfg.MODEL.NAME = "pose_dual"
     method = build_method(cfg, [TinyNet(), TinyNet(seed=1)])
-    assert method.cutout_mode == cfg.CUTOUT_MODE and method.seed == cfg.SEED
-    assert torch.isfinite(method.training_step(make_batch())["loss"])
+    assert method.hard.cutout_mode == cfg.SSL.HARD.CUTOUT_MODE
+    assert method.hard.stream.seed == cfg.SEED
+    assert torch.isfinite(method.training_step(make_batch()).loss)
 
 
 # -------------------------------------------------------------------------------- monitor

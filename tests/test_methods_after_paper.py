@@ -14,6 +14,7 @@ from semipose.engine.trainer import Trainer
 from semipose.losses import JointsMSELoss
 from semipose.methods import MultiPath, PoseCons, PoseDual, PoseDualMeanTeacher
 from semipose.methods.multi_path import parse_paths
+from semipose.methods.parts import Consistency, HardView
 from semipose.transforms.batch import (cutmix, joint_cut_occlusion, joint_cutout_mask, mixup,
                                        random_partner, warp)
 from semipose.utils.dist import DistInfo
@@ -27,32 +28,34 @@ TINY = tiny("MODEL.EXTRA.BASE_WIDTH", "16", "TRAIN.LR_STEP", "[5]", "MONITOR.ENA
 
 
 def scalars(out):
-    return {k: v for k, v in out.items() if k != "sup_heatmaps"}
+    """The logged scalars of a step (every entry of the StepOutput but its tensors)."""
+    return out.logged()
 
 
 # ------------------------------------------------------------------------ PoseDual + EMA
 def test_posedual_mt_trains_students_only_with_cross_ema_targets():
     nets = {"net1": TinyNet(seed=0), "net2": TinyNet(seed=1), "teacher1": TinyNet(seed=2),
             "teacher2": TinyNet(seed=3)}
-    method = PoseDualMeanTeacher(nets, ema_decay=0.9, mask_joint_num=2, seed=0)
+    method = PoseDualMeanTeacher(nets, ema_decay=0.9,
+                                 hard=HardView(ops=("cutout",), joint_num=2, seed=0))
     for t, s in (("teacher1", "net1"), ("teacher2", "net2")):  # teachers start as copies
         for a, b in zip(method.nets[t].state_dict().values(), method.nets[s].state_dict().values()):
             assert torch.equal(a, b)
     batch = make_batch()
     out = method.training_step(batch)
     assert all(torch.isfinite(v) for v in scalars(out).values())
-    out["loss"].backward()
+    out.loss.backward()
     for name in ("net1", "net2"):
         assert all(p.grad is not None for p in method.nets[name].parameters()), name
     for name in ("teacher1", "teacher2"):
         assert all(p.grad is None and not p.requires_grad
                    for p in method.nets[name].parameters()), name
     # the targets come from the teachers (in train mode, as the students' teacher pass)
-    x_u, last = batch["unlabeled"]["image"], method.last
+    x_u, last = batch["unlabeled"]["image"], out.debug
     t1 = copy.deepcopy(method.nets["teacher1"])(x_u)
     torch.testing.assert_close(last["teacher_heatmaps"], t1.detach())
     w = batch["unlabeled"]["target_weight"]
-    torch.testing.assert_close(out["loss_cons_1"], JointsMSELoss()(
+    torch.testing.assert_close(out.terms["loss_cons_1"], JointsMSELoss()(
         last["student_heatmaps"], last["teacher_warped_2"], w))
     # EMA after an optimizer step: k = 0 copies, k = 1 uses d = min(0.9, 1/2)
     params = [p for n in ("net1", "net2") for p in method.nets[n].parameters()]
@@ -63,7 +66,7 @@ def test_posedual_mt_trains_students_only_with_cross_ema_targets():
         for a, b in zip(method.nets[t].parameters(), method.nets[s].parameters()):
             assert torch.equal(a, b)
     opt.zero_grad()
-    method.training_step(batch)["loss"].backward()
+    method.training_step(batch).loss.backward()
     before = [p.detach().clone() for p in method.nets["teacher2"].parameters()]
     opt.step()
     method.after_step()
@@ -136,18 +139,20 @@ def test_joint_cut_occlusion_fills_the_cutout_boxes_from_the_partner():
 # ------------------------------------------------------------------------ multi-path
 def test_multi_path_step_one_loss_per_path_against_its_own_target():
     net = TinyNet()
-    method = MultiPath(net, paths=["cutout", "occlusion+mixup", "none"], path_joint_num=3, seed=2)
+    method = MultiPath(net, paths=["cutout", "occlusion+mixup", "none"], path_joint_num=3,
+                       hard=HardView(seed=2))
     batch = make_batch()
-    out = method.training_step(batch)
+    step = method.training_step(batch)
+    out = scalars(step)
     assert {"loss_cons_1", "loss_cons_2", "loss_cons_3"} <= set(out)
-    assert all(torch.isfinite(v) for v in scalars(out).values())
+    assert all(torch.isfinite(v) for v in out.values())
     torch.testing.assert_close(out["loss_cons"],
                                out["loss_cons_1"] + out["loss_cons_2"] + out["loss_cons_3"])
-    torch.testing.assert_close(out["loss"].detach(), out["loss_pose"] + out["loss_cons"])
-    out["loss"].backward()
+    torch.testing.assert_close(out["loss"], out["loss_pose"] + out["loss_cons"])
+    step.loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
     # path 1 (cutout): the target is the teacher under the path's hard affine only
-    last = method.last
+    last = step.debug
     torch.testing.assert_close(last["teacher_warped"], warp(last["teacher_heatmaps"],
                                                             last["theta"]))
     assert (last["hard_images"] == 0).any()  # the cutout boxes
@@ -155,10 +160,11 @@ def test_multi_path_step_one_loss_per_path_against_its_own_target():
 
 def test_multi_path_same_seed_same_views_and_paths_are_checked():
     batch = make_batch()
-    a = MultiPath(TinyNet(), paths=["cutmix", "mixup+occlusion"], seed=3)
-    b = MultiPath(TinyNet(), paths=["cutmix", "mixup+occlusion"], seed=3)
-    torch.testing.assert_close(a.training_step(batch)["loss"], b.training_step(batch)["loss"])
-    torch.testing.assert_close(a.last["hard_images"], b.last["hard_images"])
+    a = MultiPath(TinyNet(), paths=["cutmix", "mixup+occlusion"], hard=HardView(seed=3))
+    b = MultiPath(TinyNet(), paths=["cutmix", "mixup+occlusion"], hard=HardView(seed=3))
+    out_a, out_b = a.training_step(batch), b.training_step(batch)
+    torch.testing.assert_close(out_a.loss, out_b.loss)
+    torch.testing.assert_close(out_a.debug["hard_images"], out_b.debug["hard_images"])
     assert parse_paths(["occlusion + cutout", "none"]) == (("occlusion", "cutout"), ("none",))
     with pytest.raises(ValueError, match="'blur'"):
         parse_paths(["cutout+blur"])
@@ -191,18 +197,19 @@ def test_confidence_mask_zeroes_joints_with_weak_targets():
             return const.expand(x.shape[0], *const.shape) + 0 * self.w
 
     batch = make_batch()
-    plain = PoseCons(Fixed(), unsup_transform=False)
-    masked = PoseCons(Fixed(), unsup_transform=False, conf_thre=0.2)
-    w = masked.cons_target_weight(const.expand(4, *const.shape), batch["unlabeled"]["target_weight"])
+    plain = PoseCons(Fixed(), hard=HardView(affine=False))
+    masked = PoseCons(Fixed(), hard=HardView(affine=False), cons=Consistency(conf_thre=0.2))
+    w = masked.cons.joint_weight(const.expand(4, *const.shape), batch["unlabeled"]["target_weight"])
     assert w[:, :, 0].tolist() == [[1.0, 1.0, 0.0, 0.0, 0.0]] * 4
-    assert "cons_kept" not in plain.training_step(batch)
-    out = masked.training_step(batch)
+    assert "cons_kept" not in plain.training_step(batch).logged()
+    out = masked.training_step(batch).logged()
     assert float(out["cons_kept"]) == pytest.approx(2 / 5)
     # PoseDual masks each student's term by its own (the other net's) target
-    dual = PoseDual({"net1": Fixed(), "net2": Fixed()}, unsup_transform=False, conf_thre=0.5)
-    assert float(dual.training_step(batch)["cons_kept"]) == pytest.approx(1 / 5)
+    dual = PoseDual({"net1": Fixed(), "net2": Fixed()}, hard=HardView(affine=False),
+                    cons=Consistency(conf_thre=0.5))
+    assert float(dual.training_step(batch).terms["cons_kept"]) == pytest.approx(1 / 5)
     with pytest.raises(ValueError, match="CONS_CONF_THRE"):
-        PoseCons(Fixed(), conf_thre=1.5)
+        PoseCons(Fixed(), cons=Consistency(conf_thre=1.5))
 
 
 # ------------------------------------------------------------------ through the trainer
@@ -232,6 +239,7 @@ def test_new_methods_train_validate_and_resume(name, rows, data_root, tmp_path):
     extra[1] = "2"
     resumed = Trainer(_cfg(name, data_root, out, *extra, "TRAIN.RESUME", "True"), name,
                       DistInfo(), progress=False)
+    resumed.setup()  # builds the nets and resumes (fit would too)
     for k, v in resumed.method.state_dict().items():
         assert torch.equal(v, saved[k]), k  # every net (teachers too) restored
     assert resumed.method.extra_state() == first.method.extra_state()

@@ -139,7 +139,9 @@ def test_build_mix_coco_coco():
     assert isinstance(ds, PairedDataset)
     assert len(ds.labeled) == 4 and len(ds.unlabeled) == 12 and len(ds) == 12
     assert ds.rand_aug is None and "unlabeled_aug" not in ds[0]
-    aug = build_train_dataset(make_cfg(CONS_RAND_AUG=True, RAND_MAGNITUDE=20))
+    cfg = make_cfg()
+    cfg.SSL.HARD.RAND_AUG, cfg.SSL.HARD.RAND_MAGNITUDE = True, 20
+    aug = build_train_dataset(cfg)
     item = aug[0]
     assert aug.rand_aug.m == 20 and aug.rand_aug.n == 2
     assert item["unlabeled_aug"]["meta"]["rotation"] == item["unlabeled"]["meta"]["rotation"]

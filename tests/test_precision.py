@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from semipose.config import load_cfg
+from semipose.engine.hooks import StopSignals
 from semipose.engine.trainer import Trainer
 from semipose.utils.dist import DistInfo
 
@@ -27,21 +28,28 @@ def data_root(tmp_path_factory) -> str:
 
 
 def _train_steps(path: str, root: str, out: str, *extra: str, steps: int = 2) -> Trainer:
-    """A trainer on the tiny set, ``steps`` training steps of epoch 0 (no validation)."""
+    """A trainer on the tiny set, ``steps`` training steps of epoch 0 (no validation); its
+    ``last_step`` is the last step's StepOutput."""
     cfg = load_cfg(path, TINY + ["DATASET.ROOT", root, "OUTPUT_DIR", out,
                               "LOG_DIR", os.path.join(out, "tb"), *extra])
     trainer = Trainer(cfg, path, DistInfo(), progress=False)
+    trainer.setup()  # run folder, data, nets and method (what fit does first)
     before = {k: v.detach().clone() for k, v in trainer.method.nets.state_dict().items()}
     calls = {"n": 0}
     original = trainer.method.forward
+    signals = trainer.hook(StopSignals)
 
     def limited(batch):  # stop cleanly after ``steps`` steps, as a signal would
         calls["n"] += 1  # (around forward: a compiled step then does not trace this counter)
         if calls["n"] == steps:
-            trainer._stop_signal = 0
-        return original(batch)
+            signals.signum = 0
+        trainer.last_step = original(batch)
+        return trainer.last_step
     trainer.method.forward = limited
-    trainer.train_one_epoch(0)
+    try:
+        trainer.train_one_epoch(0)
+    finally:
+        signals.close(trainer)  # the signal handlers setup installed (fit's end removes them)
     trainer.before = before
     return trainer
 
@@ -66,16 +74,16 @@ def test_bf16_posedual(data_root, tmp_path):
                      "[32, 32]", "MODEL.EXTRA.HEATMAP_SIZE", "[8, 8]", "TRAIN.BATCH_SIZE", "2")
     _check_trained(t)
     # the nets ran in bf16 (the loss reduces in fp32); no loss scaling
-    assert t.method.last["sup_heatmaps"].dtype == torch.bfloat16
-    assert t.method.last["student_heatmaps_2"].dtype == torch.bfloat16
-    assert not t.scaler.is_enabled()
+    assert t.last_step.sup_heatmaps.dtype == torch.bfloat16
+    assert t.last_step.debug["student_heatmaps_2"].dtype == torch.bfloat16
+    assert not t.run.scaler.is_enabled()
 
 
 def test_fp16_with_grad_scaler(data_root, tmp_path):
     t = _train_steps(SUPERVISED, data_root, str(tmp_path), "TRAIN.AMP", "fp16")
     _check_trained(t)
-    assert t.method.last["sup_heatmaps"].dtype == torch.float16
-    assert t.scaler.is_enabled() and t.scaler.get_scale() > 1.0  # the loss was scaled
+    assert t.last_step.sup_heatmaps.dtype == torch.float16
+    assert t.run.scaler.is_enabled() and t.run.scaler.get_scale() > 1.0  # the loss was scaled
 
 
 def test_channels_last(data_root, tmp_path):
@@ -83,7 +91,7 @@ def test_channels_last(data_root, tmp_path):
     _check_trained(t)
     conv = t.method.nets["net1"].conv1.weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
-    assert t.method.last["sup_heatmaps"].is_contiguous(memory_format=torch.channels_last)
+    assert t.last_step.sup_heatmaps.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_compile(data_root, tmp_path, monkeypatch):

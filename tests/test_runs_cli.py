@@ -12,7 +12,7 @@ import yaml
 
 from conftest import make_synthetic, synthetic_opts, tiny
 from entry_points import load_script
-from semipose.config import load_cfg, output_dir
+from semipose.config import experiment_dir, load_cfg
 from semipose.config.describe import key_docs
 from semipose.engine.cli import base_parser, parse_cli
 from semipose.engine.runs import LATEST, latest_run
@@ -37,7 +37,7 @@ def _args(root: str, out: str, *extra: str):
 def test_runs_never_overwrite_and_resume_continues_latest(data_root, tmp_path, capfd):
     out = str(tmp_path / "out")
     args = _args(data_root, out)
-    experiment = output_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED)
+    experiment = experiment_dir(load_cfg(SUPERVISED, args[3:]), SUPERVISED)
     assert train_cli.main(args) == 0
     first = latest_run(experiment)
     first_ckpt = torch.load(os.path.join(first, "checkpoint.pth.tar"), weights_only=False)

@@ -13,6 +13,7 @@ from semipose.config import ConfigError, load_cfg
 from semipose.data.synthetic import generate
 from semipose.data.synthetic_scene import PRESETS, sample_scene
 from semipose.methods import PoseCons, PoseDual
+from semipose.methods.parts import Consistency, HardView
 from semipose.models.resnet import PoseResNet
 from semipose.transforms.batch import (compose_theta, hard_affine_theta, invert_theta,
                                        max_preds_tensor, warp)
@@ -48,49 +49,50 @@ def test_compose_and_invert_theta():
 
 
 def test_hard_teacher_target_is_realigned_to_student_frame():
-    """teacher_view 'hard': a teacher that sees warp(x, theta_t) gives, after teacher_target,
-    the heatmap of the student's frame warp(x, theta) (checked with an equivariant 'net')."""
-    method = PoseCons(TinyNet(), teacher_view="hard", seed=3)
+    """teacher_view 'hard': a teacher that sees warp(x, theta_t) gives, after the warp by
+    target_theta, the heatmap of the student's frame warp(x, theta) (checked with an
+    equivariant 'net')."""
+    method = PoseCons(TinyNet(), hard=HardView(teacher_view="hard", seed=3))
     g = torch.Generator().manual_seed(1)
     pts = torch.stack([torch.rand(6, generator=g) * 10 + 19, torch.rand(6, generator=g) * 14 + 25], -1)
     hm = gaussians(pts, 64, 48)[:, None]  # the "image" is its own heatmap
-    x_t, theta_t = method.teacher_input(hm)
+    x_t, theta_t = method.hard.teacher_input(hm)
     assert theta_t is not None and not torch.allclose(x_t, hm)
-    theta = method.draw_theta(6, torch.device("cpu"))
-    target = method.teacher_target(x_t, theta, theta_t)
+    theta = method.hard.draw_theta(6, torch.device("cpu"))
+    target = method.hard.warp(x_t, method.hard.target_theta(theta, theta_t))
     p_target, _ = max_preds_tensor(target)
     p_student, _ = max_preds_tensor(warp(hm, theta))
     assert (p_target - p_student).abs().max() <= 1.0
     # the easy view is the reference behaviour: no teacher theta, plain warp of the teacher
-    easy = PoseCons(TinyNet(), seed=3)
-    x_e, th = easy.teacher_input(hm)
+    easy = PoseCons(TinyNet(), hard=HardView(seed=3))
+    x_e, th = easy.hard.teacher_input(hm)
     assert th is None and x_e is hm
-    torch.testing.assert_close(easy.teacher_target(hm, theta, None), warp(hm, theta))
+    torch.testing.assert_close(easy.hard.warp(hm, easy.hard.target_theta(theta, None)),
+                               warp(hm, theta))
 
 
 def test_hard_teacher_steps_and_rejects_cutout():
     for cls, nets in ((PoseCons, TinyNet()), (PoseDual, [TinyNet(seed=0), TinyNet(seed=1)])):
-        m = cls(nets, teacher_view="hard", seed=2)
+        m = cls(nets, hard=HardView(teacher_view="hard", seed=2))
         out = m.training_step(make_batch())
-        assert all(torch.isfinite(v).all() for v in out.values())
-        assert out["loss_cons"] > 0
+        assert all(torch.isfinite(v).all() for v in [*out.logged().values(), out.sup_heatmaps])
+        assert out.terms["loss_cons"] > 0
     with pytest.raises(ValueError, match="MASK_JOINT_NUM 0"):
-        PoseCons(TinyNet(), teacher_view="hard", mask_joint_num=3)
+        PoseCons(TinyNet(), hard=HardView(ops=("cutout",), teacher_view="hard", joint_num=3))
     with pytest.raises(ValueError, match="CONS_TEACHER_VIEW"):
-        PoseCons(TinyNet(), teacher_view="medium")
+        PoseCons(TinyNet(), hard=HardView(teacher_view="medium"))
     cfg_path = os.path.join(ROOT, "experiments", "synthetic", "ssl_benchmark.yaml")
     with pytest.raises(ConfigError, match="CONS_TEACHER_VIEW 'hard'"):
         load_cfg(cfg_path, ["CONS_TEACHER_VIEW", "hard", "MASK_JOINT_NUM", "5"])
-    assert load_cfg(cfg_path, ["CONS_TEACHER_VIEW", "hard"]).CONS_TEACHER_VIEW == "hard"
+    assert load_cfg(cfg_path, ["CONS_TEACHER_VIEW", "hard"]).SSL.HARD.TEACHER_VIEW == "hard"
 
 
 def test_hard_teacher_of_fixed_net_matches_relative_warp():
     """A net that ignores its input: the target is its heatmap warped by theta_t^-1 theta."""
     hm = gaussians(torch.tensor([[10.0, 12.0], [4.0, 20.0], [8.0, 8.0], [12.0, 3.0], [6.0, 14.0]]),
                    24, 16)  # [J=5, h, w]
-    m = PoseCons(FixedNet(hm), teacher_view="hard", seed=4)
-    m.training_step(make_batch(n=2, h=96, w=64))
-    last = m.last
+    m = PoseCons(FixedNet(hm), hard=HardView(teacher_view="hard", seed=4))
+    last = m.training_step(make_batch(n=2, h=96, w=64)).debug
     assert last["teacher_warped"].shape == (2, 5, 24, 16)
     # recompute: the hard-view generator drew theta_t, then the student's theta
     g = torch.Generator().manual_seed(4)
@@ -265,16 +267,17 @@ def test_gain_tables_pair_runs_by_seed():
 
 
 def test_consistency_rampup_weight():
-    m = PoseCons(TinyNet(), seed=1, cons_rampup=2.0)
+    m = PoseCons(TinyNet(), hard=HardView(seed=1), cons=Consistency(rampup_epochs=2.0))
     expected = {0.0: math.exp(-5), 1.0: math.exp(-5 * 0.25), 2.0: 1.0, 7.5: 1.0}
     for epochs, w in expected.items():
         m.set_progress(epochs)
-        assert m.cons_weight == pytest.approx(w)
-        out = m.training_step(make_batch())
-        torch.testing.assert_close(out["loss"].detach(), out["loss_pose"] + w * out["loss_cons"])
-    ref = PoseDual([TinyNet(seed=0), TinyNet(seed=1)], seed=1)  # default: the reference, weight 1
+        assert m.cons.scale == pytest.approx(w)
+        out = m.training_step(make_batch()).logged()
+        torch.testing.assert_close(out["loss"], out["loss_pose"] + w * out["loss_cons"])
+    # default: the reference, weight 1
+    ref = PoseDual([TinyNet(seed=0), TinyNet(seed=1)], hard=HardView(seed=1))
     ref.set_progress(0.0)
-    out = ref.training_step(make_batch())
-    torch.testing.assert_close(out["loss"].detach(), out["loss_pose"] + out["loss_cons"])
+    out = ref.training_step(make_batch()).logged()
+    torch.testing.assert_close(out["loss"], out["loss_pose"] + out["loss_cons"])
     with pytest.raises(ValueError, match="CONS_RAMPUP_EPOCHS"):
-        PoseCons(TinyNet(), cons_rampup=-1)
+        PoseCons(TinyNet(), cons=Consistency(rampup_epochs=-1))

@@ -34,6 +34,8 @@ def _cfg(path: str, root: str, out: str, *extra: str):
 
 def _fit(cfg, path: str):
     trainer = Trainer(cfg, path, DistInfo(), progress=False)
+    trainer.setup()  # builds the run and resumes (what fit does first)
+    trainer.begin_epoch = trainer.state.epoch  # the epoch training starts from
     results = trainer.fit()
     return trainer, results
 
@@ -63,7 +65,7 @@ def test_supervised_train_resume_and_valid(data_root, tmp_path):
     # a log line every PRINT_FREQ (2) steps, with the samples/s of its window
     with open(glob.glob(os.path.join(t1.out_dir, "*_train.log"))[0]) as f:
         lines = re.findall(r"Time ([0-9.]+)s \([0-9.]+s\)\tSpeed ([0-9.]+) samples/s", f.read())
-    assert len(lines) == math.ceil(len(t1.train_loader) / 2)
+    assert len(lines) == math.ceil(len(t1.run.train_loader) / 2)
     # Window speed > 0, and the window's step time agrees with it: speed x step time = samples
     # per step, the batch size (less in the window holding the epoch's last, smaller batch),
     # up to the rounding of the printed digits.
@@ -83,7 +85,7 @@ def test_supervised_train_resume_and_valid(data_root, tmp_path):
     ckpt = torch.load(os.path.join(t2.out_dir, "checkpoint.pth.tar"), weights_only=False)
     assert ckpt["epoch"] == 2
     # LR of the second epoch follows the step schedule (1e-3 * 0.1 after milestone 1).
-    assert t2.optimizer.param_groups[0]["lr"] == pytest.approx(cfg2.TRAIN.LR * 0.1)
+    assert t2.run.optimizer.param_groups[0]["lr"] == pytest.approx(cfg2.TRAIN.LR * 0.1)
     for name in ("final_state.pth.tar", "model_best.pth.tar", "results.md",
                  "training_curves.png", "predictions.png", "history.json"):
         assert os.path.exists(os.path.join(t2.out_dir, name)), name
@@ -124,8 +126,8 @@ def test_semi_methods_short_run(data_root, tmp_path, path):
     assert len(losses) == 2 and losses[1] < losses[0]
     assert any(k.startswith("monitor/net1/collapse_frac") for k in hist)
     assert "train/loss_cons" in hist and "train/loss_pose" in hist
-    _check_debug_pictures(os.path.join(trainer.out_dir, "debug"), cfg, len(trainer.train_loader),
-                          len(trainer.val_loader))
+    _check_debug_pictures(os.path.join(trainer.out_dir, "debug"), cfg,
+                          len(trainer.run.train_loader), len(trainer.run.val_loader))
 
 
 def _check_debug_pictures(folder: str, cfg, train_batches: int, val_batches: int) -> None:

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
-from .data.keypoints import JOINT_SETS, JointSet, model_joint_set, to_native
+from .data.keypoints import JointSet, model_space_of_cfg, to_native
+from .errors import ConfigError, DataError, MissingFileError, WeightsError
 from .evaluation.predict import forward_heatmaps
 from .transforms.affine import box_to_center_scale, get_affine_transform, sanitize_box
-from .transforms.heatmap import get_final_preds
+from .transforms.codec import Codec
 from .transforms.sample import SampleTransform
 from .utils.io import read_json
 
@@ -43,8 +44,8 @@ def load_method(cfg: CfgNode, model_file: str, device: torch.device | str,
     from .models.weights import load_checkpoint
 
     if not os.path.isfile(model_file):
-        raise FileNotFoundError(f"model file {model_file!r} not found: pass --model-file PATH "
-                                f"(a checkpoint of a run, or a released reference checkpoint)")
+        raise MissingFileError(f"model file {model_file!r} not found: pass --model-file PATH "
+                               f"(a checkpoint of a run, or a released reference checkpoint)")
     method = build_method(cfg, build_nets(cfg, init=False, log=logger))
     layout = load_checkpoint(model_file, method.nets, allow_single=allow_single)
     method.to(device)
@@ -57,33 +58,33 @@ class PoseEstimator:
 
     Args:
         method: a training method with loaded weights (see :func:`load_method`).
-        cfg: its config (image/heatmap size, joint space, TEST.* decoding defaults).
+        cfg: its config (joint space, batch size; the codec when ``codec`` is None).
         device: where the net runs.
         net: a name of ``method.eval_models()`` ('net1', 'net2', 'ensemble', ...).
-        flip_test, post_process, post_type, shift_heatmap: as TEST.FLIP_TEST / POST_PROCESS /
-            POST_TYPE / SHIFT_HEATMAP (None = the config's value).
+        flip_test, post_process, post_type, shift_heatmap: replace the codec's TEST.FLIP_TEST /
+            POST_PROCESS / POST_TYPE / SHIFT_HEATMAP (None = keep the codec's value).
         batch_size: person crops per forward pass (None = TEST.BATCH_SIZE).
+        codec: crop size and decode settings (None = ``Codec.from_cfg(cfg)``).
     """
 
     def __init__(self, method: torch.nn.Module, cfg: CfgNode, device: torch.device | str,
                  net: str = "net1", flip_test: Optional[bool] = None,
                  post_process: Optional[bool] = None, post_type: Optional[str] = None,
-                 shift_heatmap: Optional[bool] = None, batch_size: Optional[int] = None):
+                 shift_heatmap: Optional[bool] = None, batch_size: Optional[int] = None,
+                 codec: Optional[Codec] = None):
         models = method.eval_models()
         if net not in models:
-            raise ValueError(f"--net {net!r}: this {cfg.MODEL.NAME} model offers {list(models)}")
+            raise ConfigError(f"--net {net!r}: this {cfg.MODEL.NAME} model offers {list(models)}")
         self.model, self.net, self.device = models[net], net, torch.device(device)
-        self.native: JointSet = JOINT_SETS[cfg.DATASET.TEST_DATASET]
-        self.model_set = model_joint_set(int(cfg.MODEL.NUM_JOINTS), self.native)
+        # The dataset's joints (what the keypoints are reported in) and the nets' joint space.
+        self.native, self.model_set = model_space_of_cfg(cfg)
+        self.codec = (Codec.from_cfg(cfg) if codec is None else codec).with_overrides(
+            flip_test=flip_test, post_process=post_process, post_type=post_type,
+            shift_heatmap=shift_heatmap)
         self.transform = SampleTransform.from_cfg(cfg, False, self.model_set.flip_pairs,
-                                                  self.model_set)
+                                                  self.model_set, codec=self.codec)
         self.image_size = self.transform.image_size  # (w, h)
-        pick = lambda v, d: d if v is None else v  # noqa: E731
-        self.flip_test = bool(pick(flip_test, cfg.TEST.FLIP_TEST))
-        self.post_process = bool(pick(post_process, cfg.TEST.POST_PROCESS))
-        self.post_type = str(pick(post_type, cfg.TEST.POST_TYPE))
-        self.shift_mode = "shift" if pick(shift_heatmap, cfg.TEST.SHIFT_HEATMAP) else "grid"
-        self.batch_size = int(pick(batch_size, cfg.TEST.BATCH_SIZE))
+        self.batch_size = int(cfg.TEST.BATCH_SIZE if batch_size is None else batch_size)
         self.in_vis_thre = float(cfg.TEST.IN_VIS_THRE)
 
     @property
@@ -114,8 +115,7 @@ class PoseEstimator:
         out = []
         for start in range(0, images.shape[0], self.batch_size):
             x = images[start:start + self.batch_size].to(self.device)
-            hm = forward_heatmaps(self.model, x, self.flip_test, self.model_set.flip_pairs,
-                                  self.shift_mode)
+            hm = forward_heatmaps(self.model, x, self.codec, self.model_set.flip_pairs)
             out.append(hm.cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model_set.num_joints, 1, 1))
 
@@ -133,9 +133,7 @@ class PoseEstimator:
         images = torch.cat([p[0] for p in parts])
         center = np.concatenate([p[1] for p in parts])
         scale = np.concatenate([p[2] for p in parts])
-        coords, maxvals = get_final_preds(self.heatmaps(images), center, scale,
-                                          post_process=self.post_process,
-                                          post_type=self.post_type)
+        coords, maxvals = self.codec.decode(self.heatmaps(images), center, scale)
         kpts = to_native(np.concatenate([coords, maxvals], axis=2).astype(np.float32),
                          self.model_set, self.native)
         return np.split(kpts, np.cumsum(counts)[:-1])
@@ -155,16 +153,16 @@ def whole_image_box(image: np.ndarray) -> BoxList:
 
 def _read_json(path: str, what: str) -> Any:
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} {path!r} not found")
+        raise MissingFileError(f"{what} {path!r} not found")
     return read_json(path, what)
 
 
 def _check_box(box: Any, where: str) -> List[float]:
     if not isinstance(box, (list, tuple)) or len(box) != 4:
-        raise ValueError(f"{where}: 'bbox' must be [x, y, w, h], got {box!r}")
+        raise DataError(f"{where}: 'bbox' must be [x, y, w, h], got {box!r}")
     vals = [float(v) for v in box]
     if not all(np.isfinite(vals)) or vals[2] <= 0 or vals[3] <= 0:
-        raise ValueError(f"{where}: 'bbox' {box!r} needs finite values and width, height > 0")
+        raise DataError(f"{where}: 'bbox' {box!r} needs finite values and width, height > 0")
     return vals
 
 
@@ -173,13 +171,13 @@ def read_detections(path: str, threshold: float = 0.0) -> Dict[Any, BoxList]:
     image_id -> [(box, score)]; persons (category_id 1) with score >= ``threshold``."""
     dets = _read_json(path, "box file (--boxes)")
     if not isinstance(dets, list):
-        raise ValueError(f"box file {path} must hold a list of detections "
-                         f"{{image_id, category_id, bbox, score}}, not a {type(dets).__name__}")
+        raise DataError(f"box file {path} must hold a list of detections "
+                        f"{{image_id, category_id, bbox, score}}, not a {type(dets).__name__}")
     out: Dict[Any, BoxList] = defaultdict(list)
     for k, d in enumerate(dets):
         where = f"{path} entry {k}"
         if not isinstance(d, dict) or "image_id" not in d or "bbox" not in d:
-            raise ValueError(f"{where}: a detection needs 'image_id' and 'bbox'")
+            raise DataError(f"{where}: a detection needs 'image_id' and 'bbox'")
         if d.get("category_id", 1) != 1:
             continue
         score = float(d.get("score", 1.0))
@@ -194,8 +192,8 @@ def read_annotation_boxes(path: str) -> Tuple[Dict[Any, BoxList], Dict[str, Any]
     image), so the crops equal valid.py's ground-truth-box crops."""
     ann = _read_json(path, "annotation file (--annotations)")
     if not isinstance(ann, dict) or "images" not in ann or "annotations" not in ann:
-        raise ValueError(f"annotation file {path} must be a COCO json with 'images' and "
-                         f"'annotations'")
+        raise DataError(f"annotation file {path} must be a COCO json with 'images' and "
+                        f"'annotations'")
     images = {im["id"]: im for im in ann["images"]}
     names = {os.path.basename(im["file_name"]): i for i, im in images.items()}
     out: Dict[Any, BoxList] = defaultdict(list)
@@ -232,19 +230,19 @@ class TorchvisionDetector:
         import torchvision.models.detection as det
         builder = getattr(det, name, None)
         if builder is None or not callable(builder) or name.startswith("_"):
-            raise ValueError(f"--detector {name!r} is not a torchvision detection model; try "
-                             f"fasterrcnn_resnet50_fpn or fasterrcnn_mobilenet_v3_large_320_fpn")
+            raise ConfigError(f"--detector {name!r} is not a torchvision detection model; try "
+                              f"fasterrcnn_resnet50_fpn or fasterrcnn_mobilenet_v3_large_320_fpn")
         if not os.path.isfile(weights):
-            raise FileNotFoundError(f"detector weights {weights!r} not found: download the "
-                                    f"torchvision weights of {name} once and pass the file with "
-                                    f"--detector-weights (nothing is downloaded at run time)")
+            raise MissingFileError(f"detector weights {weights!r} not found: download the "
+                                   f"torchvision weights of {name} once and pass the file with "
+                                   f"--detector-weights (nothing is downloaded at run time)")
         self.model = builder(weights=None, weights_backbone=None)
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
             self.model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict)
                                        else state)
         except Exception as err:  # a wrong file is a user error: name it
-            raise ValueError(f"detector weights {weights} do not fit {name}: {err}") from err
+            raise WeightsError(f"detector weights {weights} do not fit {name}: {err}") from err
         self.model.to(device).eval()
         self.device, self.threshold = torch.device(device), float(threshold)
 
@@ -263,11 +261,11 @@ class TorchvisionDetector:
 def list_images(folder: str) -> List[str]:
     """Image files of a folder (not recursive), sorted by name."""
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"image folder {folder!r} not found (--folder)")
+        raise MissingFileError(f"image folder {folder!r} not found (--folder)")
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
                    if f.lower().endswith(IMAGE_EXTENSIONS))
     if not files:
-        raise ValueError(f"image folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        raise DataError(f"image folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     return files
 
 
@@ -290,7 +288,7 @@ def frames(path: str) -> Iterable[Tuple[int, np.ndarray, float]]:
     """(index, BGR frame, fps) of a video file."""
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
-        raise ValueError(f"cannot open video {path} (a codec OpenCV can read is needed)")
+        raise DataError(f"cannot open video {path} (a codec OpenCV can read is needed)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     try:
         k = 0

@@ -1,10 +1,12 @@
 """The contracts between the parts, written as types: what a sample and a paired batch hold, what
-a record source gives the datasets, and what a pose net offers the weight loaders.
+a training step returns to the trainer, what a record source gives the datasets, and what a pose
+net offers the weight loaders.
 
-Only typing here (no behaviour), so every layer may import it.
+Only types here (no behaviour beyond a container), so every layer may import it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Protocol, Sequence, Tuple, TypedDict
 
 import torch
@@ -45,6 +47,29 @@ class PairedBatch(_LabeledUnlabeled, total=False):
     base class instead of NotRequired keeps Python 3.9 and 3.10 supported)."""
 
     unlabeled_aug: Sample  # CONS_RAND_AUG: the photometric twin of "unlabeled"
+
+
+@dataclass
+class StepOutput:
+    """What ``Method.training_step`` returns to the trainer.
+
+    loss: the total loss, with its graph (the trainer calls backward on it).
+    terms: named scalars logged beside it (detached): "loss_pose", "loss_cons", ... in the order
+        of the log line.
+    sup_heatmaps: net 1 on the labeled images [N, J, h, w] (detached), for the training accuracy.
+    debug: detached tensors of the step for the debug pictures (DEBUG.*): "teacher_heatmaps",
+        "teacher_warped", "hard_images", "student_heatmaps", "theta"; second-net entries end
+        in "_2". Methods without a hard view give none.
+    """
+
+    loss: torch.Tensor
+    terms: Dict[str, torch.Tensor]
+    sup_heatmaps: torch.Tensor
+    debug: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def logged(self) -> Dict[str, torch.Tensor]:
+        """{"loss": the total (detached), then every term}: the step's logged scalars."""
+        return {"loss": self.loss.detach(), **self.terms}
 
 
 class RecordSource(Protocol):

@@ -5,9 +5,9 @@
 from .defaults import get_defaults
 from .loader import dump_cfg, load_cfg, to_plain
 from .merge import ConfigError, ConfigTypeError, UnknownKeyError
-from .paths import apply_dirs, model_name, output_dir
+from .paths import apply_dirs, experiment_dir, model_name
 
 __all__ = [
-    "ConfigError", "ConfigTypeError", "UnknownKeyError", "apply_dirs", "dump_cfg", "get_defaults",
-    "load_cfg", "model_name", "output_dir", "to_plain",
+    "ConfigError", "ConfigTypeError", "UnknownKeyError", "apply_dirs", "dump_cfg", "experiment_dir",
+    "get_defaults", "load_cfg", "model_name", "to_plain",
 ]

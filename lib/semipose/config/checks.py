@@ -21,18 +21,16 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "TRAIN.COMPILE": ("", "default", "reduce-overhead", "max-autotune"),
     "TRAIN.COMPILE_SCOPE": ("nets", "step"),
     "TEST.POST_TYPE": ("shift", "dark"),
-    "CUTOUT_MODE": ("reference", "corrected"),
-    "CONS_TEACHER_VIEW": ("easy", "hard"),
     "SYNTHETIC.PRESET": ("standard", "light"),
 }
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
 HRNET_BLOCKS = ("BASIC", "BOTTLENECK")
 
 # keys that must be > 0, and keys that must be >= 0
+# (The SSL section is checked by the parts that read it: see _check_method.)
 POSITIVE = ("MODEL.NUM_JOINTS", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "TEST.INTERVAL", "TRAIN.LR",
-            "PRINT_FREQ", "MODEL.EXTRA.SIGMA", "DUAL_SUP_WEIGHT", "CUTOUT_SCALE")
-NON_NEGATIVE = ("MT_EMA_DECAY", "CONS_CONF_THRE", "MULTI.MASK_JOINT_NUM", "WORKERS",
-                "MASK_JOINT_NUM", "CONS_RAMPUP_EPOCHS", "SAVE_INTER", "TRAIN.BEGIN_EPOCH", "LOCAL_RANK",
+            "PRINT_FREQ", "MODEL.EXTRA.SIGMA")
+NON_NEGATIVE = ("WORKERS", "SAVE_INTER", "TRAIN.BEGIN_EPOCH", "LOCAL_RANK",
                 "SYNTHETIC.NUM_TRAIN", "SYNTHETIC.NUM_VAL", "SYNTHETIC.NUM_UNLABELED",
                 "MONITOR.NUM_SAMPLES", "DATASET.SCALE_FACTOR", "DATASET.ROT_FACTOR")
 
@@ -90,14 +88,14 @@ def validate(cfg: CN, source: str) -> None:
     rows = method.eval_rows()  # what this method's validation reports
     _check(cfg.TEST.BEST_METRIC in rows, f"TEST.BEST_METRIC is {cfg.TEST.BEST_METRIC!r}, which "
            f"MODEL.NAME {cfg.MODEL.NAME!r} does not report; choose one of {list(rows)}", source)
-    check_cfg = getattr(method, "check_cfg", None)  # a method's own keys (e.g. MULTI.PATHS)
-    if check_cfg is not None:
-        problem = check_cfg(cfg)
-        _check(problem is None, str(problem), source)
+    _check_method(method, cfg, source)
     for key in POSITIVE:
         _check(get_key(cfg, key) > 0, f"{key} is {get_key(cfg, key)!r}; it must be > 0", source)
     for key in NON_NEGATIVE:
         _check(get_key(cfg, key) >= 0, f"{key} is {get_key(cfg, key)!r}; it must be >= 0", source)
+    from ..data.keypoints import joint_space_problem
+    problem = joint_space_problem(cfg.DATASET.JOINT_SPACE, cfg.MODEL.NUM_JOINTS)
+    _check(problem is None, str(problem), source)
     for key in ("MODEL.IMAGE_SIZE", "MODEL.EXTRA.HEATMAP_SIZE"):
         _check(min(get_key(cfg, key)) > 0, f"{key} is {list(get_key(cfg, key))}; sizes must be > 0", source)
     _check(re.fullmatch(r"|cpu|cuda(:\d+)?|mps", cfg.DEVICE) is not None,
@@ -105,10 +103,6 @@ def validate(cfg: CN, source: str) -> None:
     _check(cfg.TRAIN.END_EPOCH > cfg.TRAIN.BEGIN_EPOCH,
            f"TRAIN.END_EPOCH ({cfg.TRAIN.END_EPOCH}) must exceed TRAIN.BEGIN_EPOCH "
            f"({cfg.TRAIN.BEGIN_EPOCH})", source)
-    _check(cfg.CONS_TEACHER_VIEW == "easy" or (cfg.MASK_JOINT_NUM == 0 and cfg.UNSUP_TRANSFORM),
-           "CONS_TEACHER_VIEW 'hard' gives the teacher its own hard affine: it needs "
-           f"UNSUP_TRANSFORM True and MASK_JOINT_NUM 0 (got {cfg.UNSUP_TRANSFORM}, "
-           f"{cfg.MASK_JOINT_NUM})", source)
     steps = list(cfg.TRAIN.LR_STEP)
     _check(steps == sorted(steps), f"TRAIN.LR_STEP {steps} must be increasing", source)
 
@@ -121,6 +115,17 @@ def validate(cfg: CN, source: str) -> None:
            f"of the matching architecture", source)
     (_check_hrnet_extra if has_stages else _check_resnet_extra)(cfg.MODEL.EXTRA, source)
     _check_sizes(cfg, has_stages, source)
+
+
+def _check_method(method: type, cfg: CN, source: str) -> None:
+    """The method's options (the SSL section and its own keys), checked by building the method
+    around placeholder nets: the checks are the ones its parts run when a run builds it, written
+    once, in methods/parts.py and the method's file."""
+    from torch import nn
+    try:
+        method.from_cfg(cfg, [nn.Identity() for _ in method.net_names])
+    except ConfigError as exc:  # a bad value; a bug in a constructor keeps its traceback
+        raise ConfigError(f"{exc} (config {source})") from exc
 
 
 def _check_sizes(cfg: CN, hrnet: bool, source: str) -> None:

@@ -60,11 +60,8 @@ def hrnet_extra() -> CN:
 
 _C = CN()
 # ---- top level (reference) ----
+# (Keys the reference declares but never reads are accepted and ignored: config/aliases.py LEGACY.)
 _C.LOCAL_RANK = 0  # DDP rank (set by --local_rank); rank != 0 skips logging, evaluation and saving
-_C.UNSUP_TRANSFORM = True  # PoseCons/PoseDual: random affine on the hard view and the teacher heatmaps
-_C.CONS_RAND_AUG = False  # mixed datasets add a RandAugment copy of the unlabeled crop (hard-view base)
-_C.RAND_MAGNITUDE = 10  # RandAugment magnitude M (N is fixed at 2)
-_C.MASK_JOINT_NUM = 0  # Joint Cutout draws per unlabeled sample; 0 = off
 _C.RAW_INPUT = False  # build the unlabeled dataset without augmentation
 _C.SAVE_INTER = 0  # >0: also save a bare state dict every SAVE_INTER epochs
 _C.OUTPUT_DIR = ""  # root of run folders: OUTPUT_DIR/<TRAIN_DATASET>/<name>/<cfg name>/<run>
@@ -78,18 +75,29 @@ _C.PRINT_FREQ = 20  # log every N iterations (and the last one)
 _C.SEED = 1314  # seed of every random generator of a run
 _C.DEVICE = ""  # '' = cuda if available else cpu; or 'cpu', 'cuda', 'cuda:<i>'
 _C.DIST_TIMEOUT_S = 900.0  # DDP: seconds a collective may wait for a stuck (stopped) rank before the job ends
-_C.CUTOUT_MODE = "reference"  # 'reference': clamp swap and 24-channel draws; 'corrected': true bounds, supervised joints
-_C.CUTOUT_SCALE = 1.0  # multiplies Joint Cutout's pixel sizes (box half sizes 10-19 px, jitter 10 px), made for 256x192 crops; e.g. 0.354 keeps their share of a 96x64 crop
-_C.CONS_TEACHER_VIEW = "easy"  # teacher input: 'easy' (reference: the plain crop) or 'hard' (own hard affine draw; the same-difficulty setting of the collapse study)
-_C.MT_EMA_DECAY = 0.999  # mean_teacher / pose_dual_mt: teacher <- d * teacher + (1 - d) * student after each step, d = min(MT_EMA_DECAY, 1 - 1/(step + 1))
-_C.CONS_CONF_THRE = 0.0  # confidence mask: consistency weight 0 for joints whose target peaks below this; 0 = off (the reference)
-_C.DUAL_SUP_WEIGHT = 0.5  # pose_dual / pose_dual_mt: weight of each net's supervised loss; 0.5 = reference (supervised:consistency 1:2 per net), 1.0 = PoseCons' 1:1
-# pose_multi (multi-path consistency): one hard view per MULTI.PATHS entry
-_C.MULTI = CN()
-_C.MULTI.PATHS = ("occlusion+cutout", "cutout+cutmix")  # pose_multi: one hard view per entry, '+'-joined ops applied in order before the hard affine: cutout, occlusion (joint cut-occlusion), cutmix, mixup, none
-_C.MULTI.MASK_JOINT_NUM = 5  # boxes per cutout / occlusion op
-_C.CONS_RAMPUP_EPOCHS = 0.0  # consistency weight ramps up as exp(-5(1-t)^2) over this many epochs; 0 = reference (weight 1 throughout)
-_C.HARD_AFFINE_ALIGN_CORNERS = False  # align_corners of affine_grid/grid_sample in the hard-view affine
+
+# ---- semi-supervised methods: every option of their parts (methods/parts.py) ----
+# The reference's top-level keys are accepted as aliases (config/aliases.py), e.g. MASK_JOINT_NUM
+# sets SSL.HARD.JOINT_CUTOUT, so its experiment files load unchanged.
+_C.SSL = CN()
+_C.SSL.HARD = CN()  # the hard view of an unlabeled crop
+_C.SSL.HARD.JOINT_CUTOUT = 0  # Joint Cutout boxes per unlabeled sample; 0 = off (alias MASK_JOINT_NUM)
+_C.SSL.HARD.CUTOUT_MODE = "reference"  # 'reference': clamp swap and 24-channel draws; 'corrected': true bounds, supervised joints (alias CUTOUT_MODE)
+_C.SSL.HARD.CUTOUT_SCALE = 1.0  # multiplies Joint Cutout's pixel sizes (box half sizes 10-19 px, jitter 10 px), made for 256x192 crops; e.g. 0.354 keeps their share of a 96x64 crop (alias CUTOUT_SCALE)
+_C.SSL.HARD.RAND_AUG = False  # mixed datasets add a RandAugment twin of the unlabeled crop, the hard view's base (alias CONS_RAND_AUG)
+_C.SSL.HARD.RAND_MAGNITUDE = 10  # RandAugment magnitude M of that twin, N fixed at 2 (alias RAND_MAGNITUDE)
+_C.SSL.HARD.AFFINE = True  # random affine on the hard view and the teacher heatmaps, ranges DATASET.SCALE_FACTOR / ROT_FACTOR (alias UNSUP_TRANSFORM)
+_C.SSL.HARD.ALIGN_CORNERS = False  # align_corners of affine_grid/grid_sample in that affine (alias HARD_AFFINE_ALIGN_CORNERS)
+_C.SSL.HARD.TEACHER_VIEW = "easy"  # teacher input: 'easy' (reference: the plain crop) or 'hard' (own hard affine draw; the same-difficulty setting of the collapse study) (alias CONS_TEACHER_VIEW)
+_C.SSL.CONS = CN()  # the consistency term
+_C.SSL.CONS.WEIGHT = 1.0  # factor of the consistency loss; 1.0 = the reference
+_C.SSL.CONS.RAMPUP_EPOCHS = 0.0  # the factor ramps up as exp(-5(1-t)^2) over this many epochs; 0 = reference (full from the start) (alias CONS_RAMPUP_EPOCHS)
+_C.SSL.CONS.CONF_THRE = 0.0  # confidence mask: weight 0 for joints whose target peaks below this; 0 = off, the reference (alias CONS_CONF_THRE)
+_C.SSL.DUAL_SUP_WEIGHT = 0.5  # pose_dual / pose_dual_mt: weight of each net's supervised loss; 0.5 = reference (supervised:consistency 1:2 per net), 1.0 = PoseCons' 1:1 (alias DUAL_SUP_WEIGHT)
+_C.SSL.EMA_DECAY = 0.999  # mean_teacher / pose_dual_mt: teacher <- d * teacher + (1 - d) * student after each step, d = min(EMA_DECAY, 1 - 1/(step + 1)) (alias MT_EMA_DECAY)
+_C.SSL.MULTI = CN()  # pose_multi (multi-path consistency)
+_C.SSL.MULTI.PATHS = ("occlusion+cutout", "cutout+cutmix")  # one hard view per entry, '+'-joined ops applied in order before the hard affine: cutout, occlusion (joint cut-occlusion), cutmix, mixup, none (alias MULTI.PATHS)
+_C.SSL.MULTI.MASK_JOINT_NUM = 5  # boxes per cutout / occlusion op (alias MULTI.MASK_JOINT_NUM)
 
 _C.CUDNN = CN()
 _C.CUDNN.BENCHMARK = False  # torch.backends.cudnn.benchmark
@@ -102,8 +110,6 @@ _C.MODEL.BACKBONE = "resnet"  # pose_cons/pose_dual backbone: resnet or hrnet
 _C.MODEL.PRM = False  # pose_resnet/pose_hrnet: PRM attention block before the final conv
 _C.MODEL.INIT_WEIGHTS = True  # initialise from MODEL.PRETRAINED when training ('' = random init)
 _C.MODEL.PRETRAINED = ""  # ImageNet (or dual) initialisation file
-_C.MODEL.TCH_PRETRAINED = ""  # declared by the reference, unused (only path-prefixed)
-_C.MODEL.SEG_PRETRAINED = ""  # declared by the reference, unused (only path-prefixed)
 _C.MODEL.NUM_JOINTS = 16  # heatmap channels (24 = union space in every semi-supervised config)
 _C.MODEL.IMAGE_SIZE = (256, 256)  # network input [w, h]; an int v in YAML means [v, v]
 _C.MODEL.GROUPS = 1  # pose_resnet: Bottleneck groups (ResNeXt style)
@@ -116,9 +122,9 @@ _C.LOSS.USE_TARGET_WEIGHT = True  # JointsMSELoss multiplies prediction and targ
 
 _C.DATASET = CN()
 _C.DATASET.ROOT = ""  # data root ('data/' in the experiment files)
-_C.DATASET.PSEUDO_ANNO = ""  # declared by the reference, unused (only path-prefixed)
 _C.DATASET.TRAIN_DATASET = "mpii"  # coco, mpii, ai_challenger, mix_coco_coco, mix_mpii_ai
 _C.DATASET.TEST_DATASET = "mpii"  # coco, mpii, ai_challenger
+_C.DATASET.JOINT_SPACE = ""  # joints the nets predict: union, coco, mpii, aic or a dataset description .yaml; '' = the union for MODEL.NUM_JOINTS 24, else the dataset's own joints
 _C.DATASET.TRAIN_SET = "train"  # training image set (COCO: 'train' -> train2017)
 _C.DATASET.TEST_SET = "valid"  # evaluation image set (COCO: 'val'/'validation' -> val2017)
 _C.DATASET.TRAIN_UNSUP_SET = ""  # mix_coco_coco unlabeled image set; '' = TRAIN_SET
@@ -126,9 +132,6 @@ _C.DATASET.DATA_FORMAT = "jpg"  # 'jpg' files or 'zip' archives (<folder>.zip@/<
 _C.DATASET.HYBRID_JOINTS_TYPE = ""  # only appended to the dataset part of the run folder name
 _C.DATASET.SELECT_DATA = False  # drop training boxes whose joints stray from the box centre
 _C.DATASET.TRAIN_LEN = -1  # >0: keep the first N labeled training person instances
-_C.DATASET.AI_ROOT = ""  # declared by the reference, unused
-_C.DATASET.BOX_THRE = (0, 0)  # declared by the reference, unused
-_C.DATASET.SCORE_THRE = (0,)  # declared by the reference, unused
 _C.DATASET.COLOR_RGB = False  # convert decoded BGR images to RGB (False everywhere: nets see BGR)
 _C.DATASET.PROB_HALF_BODY = 0.0  # probability of a half-body crop (0 = never)
 _C.DATASET.NUM_JOINTS_HALF_BODY = 8  # minimum visible joints for a half-body crop
@@ -147,19 +150,16 @@ _C.TRAIN.ADAM_IMPL = "auto"  # Adam kernels: 'for_loop' (the reference's per-ten
 _C.TRAIN.MOMENTUM = 0.9  # SGD momentum
 _C.TRAIN.WD = 0.0001  # SGD weight decay
 _C.TRAIN.NESTEROV = False  # SGD Nesterov momentum
-_C.TRAIN.GAMMA1 = 0.99  # declared by the reference, unused
-_C.TRAIN.GAMMA2 = 0.0  # declared by the reference, unused
 _C.TRAIN.BEGIN_EPOCH = 0  # first epoch
 _C.TRAIN.END_EPOCH = 140  # epochs run: BEGIN_EPOCH .. END_EPOCH-1
 _C.TRAIN.RESUME = True  # continue the latest run (or RUN_NAME) from its checkpoint.pth.tar if present; else a new run
-_C.TRAIN.CHECKPOINT = ""  # declared by the reference, unused
 _C.TRAIN.BATCH_SIZE = 32  # per-GPU batch (of labeled/unlabeled pairs for mixed datasets)
-_C.TRAIN.SHUFFLE = True  # declared by the reference, unused (training always shuffles)
 _C.TRAIN.AMP = ""  # mixed precision: '' (off), 'bf16' or 'fp16'
 _C.TRAIN.CHANNELS_LAST = False  # channels-last memory format for nets and batches
 _C.TRAIN.COMPILE = ""  # torch.compile mode: '' off, 'default', 'reduce-overhead' (CUDA graphs), 'max-autotune'; True/False read as 'default'/''
 _C.TRAIN.COMPILE_SCOPE = "nets"  # what TRAIN.COMPILE compiles: 'nets' (each net; the method step stays eager) or 'step' (the whole training step as one graph, hard view and losses included; its random draws are replayed, so a seed gives the same draws)
 _C.TRAIN.SYNC_BN = False  # SyncBatchNorm under DDP
+_C.TRAIN.HOOKS = ()  # extra hooks of the loop by registered name (engine/hooks.py @register_hook), after the default ones
 _C.TRAIN.STOP_ON_NONFINITE = True  # stop with an error when a loss becomes NaN/inf
 
 _C.TEST = CN()
@@ -173,10 +173,8 @@ _C.TEST.USE_GT_BBOX = False  # COCO evaluation on GT boxes (else TEST.COCO_BBOX_
 _C.TEST.OKS_THRE = 0.5  # OKS-NMS threshold
 _C.TEST.IN_VIS_THRE = 0.0  # joints above this confidence enter the rescoring mean
 _C.TEST.COCO_BBOX_FILE = ""  # detection JSON for COCO val-with-detections and for unlabeled2017
-_C.TEST.BBOX_THRE = 1.0  # declared by the reference, unused
 _C.TEST.MODEL_FILE = ""  # weights to evaluate; '' = <run folder>/final_state.pth.tar
 _C.TEST.IMAGE_THRE = 0.0  # detection boxes scoring below this are dropped
-_C.TEST.NMS_THRE = 1.0  # declared by the reference, unused
 _C.TEST.SAVE_RESULT = True  # write the keypoint result JSON
 _C.TEST.BEST_METRIC = "net1"  # checkpoint selection metric: a validation row of the method (net1, net2, ensemble, teacher...)
 

@@ -8,14 +8,16 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from .defaults import get_defaults, hrnet_extra
+from .aliases import canonical_yaml
 from .merge import ConfigError, is_hrnet_model, merge_dict, merge_opts
 from .checks import validate
+from ..errors import MissingFileError
 from ..utils.io import atomic_write
 
 
 def _read_yaml(path: str) -> dict:
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file not found: {path!r} (cwd {os.getcwd()!r})")
+        raise MissingFileError(f"config file not found: {path!r} (cwd {os.getcwd()!r})")
     with open(path, "r", encoding="utf-8") as f:
         try:
             data = yaml.safe_load(f)
@@ -26,7 +28,7 @@ def _read_yaml(path: str) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys at top level, "
                           f"not a {type(data).__name__}")
-    return data
+    return canonical_yaml(data, path)  # the reference's key names -> the SSL section
 
 
 BASE_KEY = "_BASE_"
@@ -64,8 +66,8 @@ def read_with_bases(path: str, chain: Sequence[str] = ()) -> dict:
     for b in bases:
         base_path = b if os.path.isabs(b) else os.path.join(os.path.dirname(path), b)
         if not os.path.isfile(base_path):
-            raise FileNotFoundError(f"{path}: {BASE_KEY} file {b!r} not found (looked for "
-                                    f"{base_path!r}; paths are relative to the file's folder)")
+            raise MissingFileError(f"{path}: {BASE_KEY} file {b!r} not found (looked for "
+                                   f"{base_path!r}; paths are relative to the file's folder)")
         merged = deep_merge(merged, read_with_bases(base_path, list(chain) + [real]))
     # This file's own keys checked over its bases, so an error names the file that has the key.
     probe = get_defaults()

@@ -11,24 +11,14 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from yacs.config import CfgNode as CN
 
+# The config errors live with the other user errors; importing them from here keeps working.
+from ..errors import ConfigError, ConfigTypeError, UnknownKeyError
 from .defaults import hrnet_extra, resnet_extra
 
 # Keys holding a [w, h] size: an int v means [v, v] (as in the reference loader).
 SIZE_KEYS = ("MODEL.IMAGE_SIZE", "MODEL.EXTRA.HEATMAP_SIZE")
 # String keys that were booleans: True/False (YAML or command line) keep their old meaning.
 FORMER_BOOL_KEYS = {"TRAIN.COMPILE": {True: "default", False: ""}}
-
-
-class ConfigError(ValueError):
-    """A configuration problem the user can fix in the named file or command line."""
-
-
-class UnknownKeyError(ConfigError):
-    """A key that does not exist in the defaults."""
-
-
-class ConfigTypeError(ConfigError, TypeError):
-    """A value whose type does not fit the key's default."""
 
 
 def all_keys(node: CN, prefix: str = "") -> List[str]:
@@ -186,7 +176,12 @@ def merge_opts(cfg: CN, opts: Iterable[str], source: str = "command line") -> No
     opts = list(opts)
     if len(opts) % 2:
         raise ConfigError(f"{source} overrides must be KEY VALUE pairs; got an odd number: {opts}")
+    from .aliases import LEGACY, canonical_key, note_legacy
     for full, text in zip(opts[0::2], opts[1::2]):
+        if full in LEGACY:
+            note_legacy(full, source)
+            continue
+        full = canonical_key(full)  # the reference's names of the SSL keys
         node, parts = cfg, full.split(".")
         for i, part in enumerate(parts):
             if not isinstance(node, CN) or part not in node:

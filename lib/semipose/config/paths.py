@@ -1,4 +1,9 @@
-"""Names and folders derived from a config: model names, run folders, data-dir prefixing."""
+"""Names and folders derived from a config: model names, experiment folders, data-dir prefixing.
+
+Three folders, three names: the output root (OUTPUT_DIR), the experiment folder of a config file
+(``experiment_dir``: OUTPUT_DIR/<dataset>/<model>/<cfg name>) and the run folder of one training
+run inside it (engine/runs.py: ``choose_run_folder``, ``latest_run``).
+"""
 from __future__ import annotations
 
 import os
@@ -6,9 +11,11 @@ from typing import Tuple
 
 from yacs.config import CfgNode as CN
 
+from ..errors import ConfigError
+
 # Path-valued keys that DATA_DIR prefixes (OUTPUT_DIR too, but not LOG_DIR), as in the reference.
 DATA_DIR_KEYS = ("DATASET.ROOT", "TEST.COCO_BBOX_FILE", "TEST.MODEL_FILE", "MODEL.PRETRAINED",
-                 "MODEL.TCH_PRETRAINED", "MODEL.SEG_PRETRAINED", "DATASET.PSEUDO_ANNO", "OUTPUT_DIR")
+                 "OUTPUT_DIR")
 
 
 def apply_dirs(cfg: CN, model_dir: str = "", log_dir: str = "", data_dir: str = "") -> CN:
@@ -16,7 +23,7 @@ def apply_dirs(cfg: CN, model_dir: str = "", log_dir: str = "", data_dir: str = 
 
     Non-empty arguments replace OUTPUT_DIR / LOG_DIR / DATA_DIR; then, if DATA_DIR is set, it is
     joined in front of each DATA_DIR_KEYS path. Unlike the reference, empty paths stay empty
-    (empty means 'not set', e.g. TEST.MODEL_FILE '') and DATASET.AI_ROOT is left alone. Apply once.
+    (empty means 'not set', e.g. TEST.MODEL_FILE ''). Apply once.
     """
     out = cfg.clone()
     out.defrost()
@@ -47,7 +54,7 @@ def model_name(cfg: CN) -> Tuple[str, str]:
     from ..methods.registry import METHODS
     name = cfg.MODEL.NAME
     if name not in METHODS:
-        raise ValueError(f"model_name: MODEL.NAME {name!r} is not a registered method")
+        raise ConfigError(f"model_name: MODEL.NAME {name!r} is not a registered method")
     extra = cfg.MODEL.EXTRA
     if "NUM_LAYERS" in extra:
         name = f"{name}_{extra.NUM_LAYERS}"
@@ -58,8 +65,9 @@ def model_name(cfg: CN) -> Tuple[str, str]:
     return name, f"{height}x{width}_{name}_{suffix}"
 
 
-def output_dir(cfg: CN, cfg_path: str) -> str:
-    """Run folder OUTPUT_DIR/<TRAIN_DATASET[_HYBRID_JOINTS_TYPE]>/<name>/<cfg file stem> (not created)."""
+def experiment_dir(cfg: CN, cfg_path: str) -> str:
+    """Experiment folder OUTPUT_DIR/<TRAIN_DATASET[_HYBRID_JOINTS_TYPE]>/<name>/<cfg file stem>
+    (not created); it holds one run folder per training run (engine/runs.py)."""
     dataset = cfg.DATASET.TRAIN_DATASET
     if cfg.DATASET.HYBRID_JOINTS_TYPE:
         dataset = f"{dataset}_{cfg.DATASET.HYBRID_JOINTS_TYPE}"

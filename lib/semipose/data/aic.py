@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 from yacs.config import CfgNode
 
-from semipose.data.keypoints import AIC, JointSet, map_joints, model_joint_set
+from semipose.data.keypoints import AIC, JointSet, cfg_joint_space, map_joints, model_joint_set
+from semipose.errors import DataError, MissingFileError
 from semipose.transforms.affine import box_to_center_scale
 from semipose.utils.io import read_json
 
@@ -41,14 +42,14 @@ def aic_image_path(root: str, image_set: str, image_id: str, data_format: str = 
 def read_aic_annotations(path: str) -> List[Dict[str, Any]]:
     """Raw json entries (one per image) of an AIC annotation file."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"AI Challenger annotation file not found: {path}. Put the AI Challenger keypoint "
             f"release under <DATASET.ROOT>/ai_challenger/<set>/ (keypoint_<set>_annotation.json and "
             f"images/) or fix DATASET.ROOT / DATASET.TRAIN_SET / DATASET.TEST_SET."
         )
     entries = read_json(path, "AI Challenger annotation file")
     if not isinstance(entries, list):
-        raise ValueError(f"{path}: expected a json list of images, got {type(entries).__name__}")
+        raise DataError(f"{path}: expected a json list of images, got {type(entries).__name__}")
     return entries
 
 
@@ -64,8 +65,8 @@ def aic_humans(entries: Sequence[Dict[str, Any]], path: str = "<annotation>"):
         boxes_of = e.get("human_annotations", {})
         for key, values in e["keypoint_annotations"].items():
             if key not in boxes_of:
-                raise ValueError(f"{path}: image {e['image_id']} has keypoints for '{key}' "
-                                 f"but no human_annotations box")
+                raise DataError(f"{path}: image {e['image_id']} has keypoints for '{key}' "
+                                f"but no human_annotations box")
             image_ids.append(str(e["image_id"]))
             humans.append(key)
             kpts.append(values)
@@ -74,13 +75,13 @@ def aic_humans(entries: Sequence[Dict[str, Any]], path: str = "<annotation>"):
     try:
         kpts_arr = np.array(kpts, np.float64).reshape(p, AIC.num_joints, 3)
     except ValueError as err:
-        raise ValueError(f"{path}: every human needs {AIC.num_joints * 3} keypoint numbers ({err})")
+        raise DataError(f"{path}: every human needs {AIC.num_joints * 3} keypoint numbers ({err})")
     boxes_arr = np.array(boxes, np.float64).reshape(p, 4)
     return image_ids, humans, kpts_arr, boxes_arr
 
 
 def load_aic_records(root: str, image_set: str, num_joints: int, image_size: Sequence[int],
-                     data_format: str = "jpg") -> List[Dict[str, Any]]:
+                     data_format: str = "jpg", joint_space: str = "") -> List[Dict[str, Any]]:
     """Person records (contract format) for an AI Challenger split.
 
     Args:
@@ -89,13 +90,14 @@ def load_aic_records(root: str, image_set: str, num_joints: int, image_size: Seq
         num_joints: MODEL.NUM_JOINTS; 24 maps into the union space, 14 keeps native AIC order.
         image_size: network input (w, h); its aspect ratio shapes the box -> center/scale.
         data_format: 'zip' reads images from ``images.zip``; anything else from the folder.
+        joint_space: DATASET.JOINT_SPACE ('' = chosen by ``num_joints``).
 
     Returns:
         list of dicts: image, image_id (str), center f32[2], scale f32[2] (x1.25 padded),
         joints f32[J, 2], joints_vis f32[J] (v < 3), score 1.0, raw_box f32[4] (x, y, w, h),
         plus human (the str key of the person in the json, e.g. 'human1').
     """
-    model_set = model_joint_set(num_joints, AIC)
+    model_set = model_joint_set(num_joints, AIC, joint_space)
     path = aic_annotation_path(root, image_set)
     image_ids, humans, kpts, boxes = aic_humans(read_aic_annotations(path), path)
     joints, vis = map_joints(kpts[..., :2], (kpts[..., 2] < UNLABELED).astype(np.float64),
@@ -129,22 +131,24 @@ class AicDataset:
     """
 
     def __init__(self, root: str, image_set: str, num_joints: int, image_size: Sequence[int],
-                 data_format: str = "jpg") -> None:
+                 data_format: str = "jpg", joint_space: str = "") -> None:
         self.root = root
         self.image_set = image_set
         self.native_joint_set: JointSet = AIC
-        self.joint_set: JointSet = model_joint_set(num_joints, AIC)
+        self.joint_set: JointSet = model_joint_set(num_joints, AIC, joint_space)
         self.flip_pairs: Sequence = self.joint_set.flip_pairs
         self.annotation_file = aic_annotation_path(root, image_set)
         self.gt_npy_file = aic_gt_npy_path(root, image_set)
-        self.records = load_aic_records(root, image_set, num_joints, image_size, data_format)
+        self.records = load_aic_records(root, image_set, num_joints, image_size, data_format,
+                                        joint_space)
 
     def __len__(self) -> int:
         return len(self.records)
 
     @classmethod
     def from_cfg(cls, cfg: CfgNode, image_set: str, is_train: bool = True) -> "AicDataset":
-        """Build from DATASET.ROOT, MODEL.NUM_JOINTS, MODEL.IMAGE_SIZE and DATASET.DATA_FORMAT;
-        ``is_train`` is accepted for symmetry (the records do not depend on it)."""
+        """Build from DATASET.ROOT, MODEL.NUM_JOINTS, DATASET.JOINT_SPACE, MODEL.IMAGE_SIZE and
+        DATASET.DATA_FORMAT; ``is_train`` is accepted for symmetry (the records do not depend on
+        it)."""
         return cls(cfg.DATASET.ROOT, image_set, int(cfg.MODEL.NUM_JOINTS), cfg.MODEL.IMAGE_SIZE,
-                   cfg.DATASET.DATA_FORMAT)
+                   cfg.DATASET.DATA_FORMAT, cfg_joint_space(cfg))

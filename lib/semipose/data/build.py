@@ -21,6 +21,8 @@ from semipose.data.coco import CocoDataset
 from semipose.data.dataset import PoseDataset
 from semipose.data.keypoints import JointSet, slots_in
 from semipose.data.paired import PairedDataset
+from semipose.errors import ConfigLookupError
+from semipose.transforms.codec import Codec
 from semipose.transforms.device_pipeline import PlanTransform
 from semipose.transforms.randaugment import RandAugment
 from semipose.transforms.sample import SampleTransform
@@ -41,7 +43,7 @@ def register_val_dataset(name: str, builder: DatasetBuilder) -> None:
 
 def _lookup(table: Dict[str, DatasetBuilder], name: str, key: str) -> DatasetBuilder:
     if name not in table:
-        raise KeyError(f"{key} '{name}' is unknown; available: {sorted(table)}")
+        raise ConfigLookupError(f"{key} '{name}' is unknown; available: {sorted(table)}")
     return table[name]
 
 
@@ -62,15 +64,17 @@ def build_val_dataset(cfg: CfgNode) -> PoseDataset:
 
 # ---------------------------------------------------------------------------------- helpers
 def wrap_records(cfg: CfgNode, source: RecordSource, is_train: bool,
-                 allow_half_body: bool = True) -> PoseDataset:
+                 allow_half_body: bool = True, codec: Optional[Codec] = None) -> PoseDataset:
     """PoseDataset over ``source.records`` with the config's sample pipeline.
 
     ``source`` needs ``records``, ``flip_pairs`` and ``joint_set`` (model space). Training sets
     under DATASET.DEVICE_PIPELINE yield plans that the trainer finishes on its device.
+    ``codec`` makes the targets (default: ``Codec.from_cfg(cfg)``).
     """
     kind = PlanTransform if is_train and cfg.DATASET.DEVICE_PIPELINE else SampleTransform
     transform = kind.from_cfg(cfg, is_train, source.flip_pairs, joint_set=source.joint_set,
-                              allow_half_body=allow_half_body)
+                              allow_half_body=allow_half_body,
+                              codec=Codec.from_cfg(cfg) if codec is None else codec)
     return PoseDataset(source.records, transform, is_train, seed=int(cfg.SEED),
                        skip_bad_images=bool(cfg.DATASET.SKIP_BAD_IMAGES), source=source)
 
@@ -83,10 +87,11 @@ def labeled_joint_ids(model_set: JointSet, labeled_native: JointSet):
 
 def build_pair(cfg: CfgNode, labeled: PoseDataset, unlabeled: PoseDataset,
                labeled_native: JointSet) -> PairedDataset:
-    """Pair two PoseDatasets per the config (CONS_RAND_AUG -> RandAugment(2, RAND_MAGNITUDE) twin)."""
+    """Pair two PoseDatasets per the config (SSL.HARD.RAND_AUG -> a RandAugment(2,
+    SSL.HARD.RAND_MAGNITUDE) twin of each unlabeled crop)."""
     rand_aug: Optional[RandAugment] = None
-    if cfg.CONS_RAND_AUG:
-        rand_aug = RandAugment(2, cfg.RAND_MAGNITUDE)
+    if cfg.SSL.HARD.RAND_AUG:
+        rand_aug = RandAugment(2, cfg.SSL.HARD.RAND_MAGNITUDE)
     ids = labeled_joint_ids(labeled.joint_set, labeled_native)
     return PairedDataset(labeled, unlabeled, ids, rand_aug=rand_aug, seed=int(cfg.SEED))
 
@@ -112,9 +117,11 @@ def build_mix_coco_coco(cfg: CfgNode) -> PairedDataset:
     unsup_set = cfg.DATASET.TRAIN_UNSUP_SET or cfg.DATASET.TRAIN_SET
     u_train = not cfg.RAW_INPUT
     unlabeled_src = CocoDataset.from_cfg(cfg, unsup_set, is_train=u_train, train_len=0)
-    labeled = wrap_records(cfg, labeled_src, is_train=True)
+    codec = Codec.from_cfg(cfg)  # one codec for both sides
+    labeled = wrap_records(cfg, labeled_src, is_train=True, codec=codec)
     unlabeled = wrap_records(cfg, unlabeled_src, is_train=u_train,
-                             allow_half_body="unlabel" not in unlabeled_src.image_set)
+                             allow_half_body="unlabel" not in unlabeled_src.image_set,
+                             codec=codec)
     return build_pair(cfg, labeled, unlabeled, labeled_src.native_joint_set)
 
 
@@ -139,8 +146,10 @@ def build_mix_mpii_ai(cfg: CfgNode) -> PairedDataset:
     labeled_src = _mpii(cfg, cfg.DATASET.TRAIN_SET, True)
     u_train = not cfg.RAW_INPUT
     unlabeled_src = _aic(cfg, cfg.DATASET.TRAIN_SET, u_train)
-    return build_pair(cfg, wrap_records(cfg, labeled_src, True),
-                      wrap_records(cfg, unlabeled_src, u_train), labeled_src.native_joint_set)
+    codec = Codec.from_cfg(cfg)  # one codec for both sides
+    return build_pair(cfg, wrap_records(cfg, labeled_src, True, codec=codec),
+                      wrap_records(cfg, unlabeled_src, u_train, codec=codec),
+                      labeled_src.native_joint_set)
 
 
 def build_mpii_train(cfg: CfgNode) -> PoseDataset:

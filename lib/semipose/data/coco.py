@@ -7,7 +7,7 @@ Folder layout under ``root``::
     <TEST.COCO_BBOX_FILE>                            detection boxes (val with detections, unlabeled2017)
 
 Records follow the project's person-record format; joints are in the model's joint space
-(the 24-joint union or native COCO order, chosen by MODEL.NUM_JOINTS).
+(the 24-joint union or native COCO order: DATASET.JOINT_SPACE, or MODEL.NUM_JOINTS).
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import numpy as np
 from yacs.config import CfgNode
 
 from semipose.data.imageio import zip_member_path
-from semipose.data.keypoints import COCO, JointSet, map_joints, model_joint_set
+from semipose.data.keypoints import COCO, JointSet, cfg_joint_space, map_joints, model_joint_set
+from semipose.errors import ConfigError, DataError, MissingFileError
 from semipose.transforms.affine import PIXEL_STD, box_to_center_scale, sanitize_box
 from semipose.utils.io import read_json
 
@@ -43,7 +44,8 @@ def coco_image_folder(root: str, image_set: str, data_format: str = "jpg") -> st
     if data_format == "zip":
         return zip_member_path(base + ".zip", folder)
     if data_format not in ("jpg", "png"):
-        raise ValueError(f"DATASET.DATA_FORMAT '{data_format}' is not supported: use 'jpg' or 'zip'")
+        raise ConfigError(f"DATASET.DATA_FORMAT '{data_format}' is not supported: "
+                          "use 'jpg' or 'zip'")
     return base
 
 
@@ -59,26 +61,26 @@ def _check_image_folder(root: str, image_set: str, data_format: str) -> None:
     target = folder.split("@/")[0] if data_format == "zip" else folder
     exists = os.path.isfile(target) if data_format == "zip" else os.path.isdir(target)
     if not exists:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"COCO image {'archive' if data_format == 'zip' else 'folder'} '{target}' not found: put "
             f"the '{image_set}' images there, or fix DATASET.ROOT / DATASET.DATA_FORMAT")
 
 
 def _load_json(path: str, what: str, hint: str) -> Any:
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} '{path}' not found: {hint}")
+        raise MissingFileError(f"{what} '{path}' not found: {hint}")
     return read_json(path, what)
 
 
 def _check_annotation_file(ann: Any, path: str) -> None:
     """The top level of a COCO annotation json: a dict with 'images' and 'annotations' lists."""
     if not isinstance(ann, dict):
-        raise ValueError(f"COCO annotation file {path} holds a {type(ann).__name__} at top level; "
-                         f"expected an object with 'images' and 'annotations' lists")
+        raise DataError(f"COCO annotation file {path} holds a {type(ann).__name__} at top level; "
+                        f"expected an object with 'images' and 'annotations' lists")
     for key in ("images", "annotations"):
         if not isinstance(ann.get(key), list):
-            raise ValueError(f"COCO annotation file {path} has no '{key}' list; is it a COCO "
-                             f"person_keypoints file?")
+            raise DataError(f"COCO annotation file {path} has no '{key}' list; is it a COCO "
+                            f"person_keypoints file?")
 
 
 def _valid_box(box: Any) -> bool:
@@ -111,9 +113,9 @@ def _gt_instances(ann: Dict[str, Any], path: str = "<annotations>"
                 continue
             kps = a.get("keypoints") or []
             if kps and len(kps) != want:
-                raise ValueError(f"{path}: annotation {a.get('id')} (image {img['id']}) has "
-                                 f"{len(kps)} 'keypoints' values; COCO persons have {want} "
-                                 f"(x, y, v for {COCO.num_joints} joints)")
+                raise DataError(f"{path}: annotation {a.get('id')} (image {img['id']}) has "
+                                f"{len(kps)} 'keypoints' values; COCO persons have {want} "
+                                f"(x, y, v for {COCO.num_joints} joints)")
             if not kps or max(kps) == 0:  # no labeled keypoint: nothing to supervise
                 continue
             box = a.get("bbox")
@@ -157,11 +159,11 @@ class CocoDataset:
     def __init__(self, root: str, image_set: str, num_joints: int, image_size: Sequence[int],
                  is_train: bool, use_gt_bbox: bool = True, bbox_file: str = "",
                  image_thre: float = 0.0, train_len: int = -1, select: bool = False,
-                 data_format: str = "jpg") -> None:
+                 data_format: str = "jpg", joint_space: str = "") -> None:
         self.root = root
         self.image_set = coco_image_set(image_set)
         self.native_joint_set: JointSet = COCO
-        self.joint_set: JointSet = model_joint_set(num_joints, COCO)
+        self.joint_set: JointSet = model_joint_set(num_joints, COCO, joint_space)
         self.flip_pairs = self.joint_set.flip_pairs
         self.aspect_ratio = float(image_size[0]) / float(image_size[1])
         self.annotation_file = coco_annotation_path(root, self.image_set)
@@ -184,7 +186,7 @@ class CocoDataset:
             arrays = {k: v[:train_len] for k, v in arrays.items()}
         self.records = self._to_records(arrays)
         if not self.records:
-            raise ValueError(
+            raise DataError(
                 f"COCO set '{self.image_set}' produced no person records "
                 f"({'GT boxes from ' + self.annotation_file if self.use_gt_boxes else 'boxes from ' + bbox_file}); "
                 "check the annotation/detection file, TEST.IMAGE_THRE and DATASET.TRAIN_LEN")
@@ -224,31 +226,31 @@ class CocoDataset:
             _check_annotation_file(ann, self.annotation_file)
             self.image_ids = [img["id"] for img in ann["images"]]
         elif "unlabeled" not in self.image_set:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"COCO annotation file '{self.annotation_file}' not found: evaluation of "
                 f"'{self.image_set}' needs it; put the COCO 2017 annotation json there")
         else:
             self.image_ids = []
         if not isinstance(dets, list):
-            raise ValueError(f"detection file {self.bbox_file} (TEST.COCO_BBOX_FILE) holds a "
-                             f"{type(dets).__name__}; expected a list of {{image_id, category_id, "
-                             f"bbox, score}} (COCO detection results)")
+            raise DataError(f"detection file {self.bbox_file} (TEST.COCO_BBOX_FILE) holds a "
+                            f"{type(dets).__name__}; expected a list of {{image_id, category_id, "
+                            f"bbox, score}} (COCO detection results)")
         for k, d in enumerate(dets):
             missing = [f for f in ("image_id", "bbox", "score")
                        if not isinstance(d, dict) or f not in d]
             if missing:
-                raise ValueError(f"detection file {self.bbox_file}: entry {k} lacks {missing}; "
-                                 f"each detection needs image_id, category_id, bbox and score")
+                raise DataError(f"detection file {self.bbox_file}: entry {k} lacks {missing}; "
+                                f"each detection needs image_id, category_id, bbox and score")
         kept = [d for d in dets if d.get("category_id") == 1 and d["score"] >= image_thre
                 and _valid_box(d["bbox"])]
         if not kept:
-            raise ValueError(
+            raise DataError(
                 f"detection file '{self.bbox_file}' has no person boxes (category_id 1) with "
                 f"score >= TEST.IMAGE_THRE={image_thre}; check the file or lower the threshold")
         if self.image_ids and "unlabeled" not in self.image_set:
             known = set(self.image_ids)
             if not any(d["image_id"] in known for d in kept):
-                raise ValueError(
+                raise DataError(
                     f"detection file {self.bbox_file} holds no boxes of {self.image_set} images "
                     f"(its image ids are not in {self.annotation_file}; e.g. the WILD configs' "
                     f"TEST.COCO_BBOX_FILE is the unlabeled2017 detector file): pass the "
@@ -294,7 +296,7 @@ class CocoDataset:
         if self._coco is None:
             from pycocotools.coco import COCO as CocoApi
             if not os.path.isfile(self.annotation_file):
-                raise FileNotFoundError(f"COCO annotation file '{self.annotation_file}' not found")
+                raise MissingFileError(f"COCO annotation file '{self.annotation_file}' not found")
             self._coco = CocoApi(self.annotation_file)
         return self._coco
 
@@ -312,4 +314,4 @@ class CocoDataset:
             image_thre=float(cfg.TEST.IMAGE_THRE),
             train_len=int(cfg.DATASET.TRAIN_LEN if train_len is None else train_len),
             select=bool(cfg.DATASET.SELECT_DATA) and is_train,
-            data_format=cfg.DATASET.DATA_FORMAT)
+            data_format=cfg.DATASET.DATA_FORMAT, joint_space=cfg_joint_space(cfg))

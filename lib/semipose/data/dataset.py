@@ -1,8 +1,8 @@
 """Torch dataset over person records: index -> sample dict, reproducible randomness.
 
-Every item draws its augmentation from ``np.random.default_rng([seed, epoch, index])``, so a
-sample depends only on (seed, epoch, index): the same with 0 or 8 workers, in any order, and
-after a resume. DataLoader workers must not be persistent, so that a ``set_epoch`` done in
+Every item draws its augmentation from ``np.random.default_rng([seed, epoch, index])`` (the
+``item`` stream of utils/streams.py), so a sample depends only on (seed, epoch, index): the same
+with 0 or 8 workers, in any order, and after a resume. DataLoader workers must not be persistent, so that a ``set_epoch`` done in
 the main process reaches the workers created for the next epoch.
 """
 from __future__ import annotations
@@ -16,8 +16,10 @@ from torch.utils.data import Dataset, get_worker_info
 
 from semipose.data.imageio import ImageReadError
 from semipose.data.keypoints import JointSet
+from semipose.errors import DataError
 from semipose.transforms.sample import CropAugment, SampleTransform
 from semipose.types import Record, RecordSource, Sample
+from semipose.utils.streams import stream_rng
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ class PoseDataset(Dataset):
                  is_train: bool, seed: int = 0, skip_bad_images: bool = False,
                  source: Optional[RecordSource] = None) -> None:
         if not records:
-            raise ValueError("PoseDataset needs at least one person record; the dataset is empty")
+            raise DataError("PoseDataset needs at least one person record; the dataset is empty")
         self.records = records
         self.transform = transform
         self.is_train = is_train
@@ -94,7 +96,7 @@ class PoseDataset(Dataset):
 
     def rng(self, index: int, *extra: int) -> np.random.Generator:
         """Generator of item ``index`` in the current epoch (``extra`` ints split streams)."""
-        return np.random.default_rng([self.seed, self.epoch, int(index), *extra])
+        return stream_rng("item", seed=self.seed, epoch=self.epoch, index=index, extra=extra)
 
     @property
     def skipped(self) -> int:

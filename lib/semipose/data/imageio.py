@@ -15,6 +15,9 @@ from typing import Dict, Optional, Tuple
 import cv2
 import numpy as np
 
+# The image errors live with the other user errors; importing them from here keeps working.
+from ..errors import ImageReadError, UnsupportedImageError
+
 ZIP_SEPARATOR = ".zip@/"
 
 # OpenCV's default honours EXIF orientation; the reference ignores it, and boxes/keypoints in
@@ -22,17 +25,6 @@ ZIP_SEPARATOR = ".zip@/"
 _IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
 _ZIP_HANDLES: Dict[Tuple[int, str], zipfile.ZipFile] = {}
-
-
-class ImageReadError(OSError):
-    """An image (or zip member) is missing or cannot be decoded; the message names the path."""
-
-    def __init__(self, path: str, reason: Optional[str] = None) -> None:
-        # One argument: a complete message, as a DataLoader passes when it re-raises a worker's
-        # error in the main process (so the type survives the worker boundary).
-        super().__init__(path if reason is None else f"cannot read image '{path}': {reason}")
-        self.path = path
-        self.reason = reason
 
 
 def split_zip_path(path: str) -> Optional[Tuple[str, str]]:
@@ -106,11 +98,6 @@ def check_complete(data: bytes, path: str) -> None:
         raise ImageReadError(path, f"truncated JPEG ({len(data)} bytes, no end-of-image marker); "
                                    "replace it, or set DATASET.SKIP_BAD_IMAGES True to skip such "
                                    "images")
-
-
-class UnsupportedImageError(ValueError):
-    """An image the device data path cannot decode (not a JPEG). Not an ImageReadError on
-    purpose: DATASET.SKIP_BAD_IMAGES must not silently skip a whole PNG dataset."""
 
 
 # Start-of-frame markers carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.

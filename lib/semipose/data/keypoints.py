@@ -1,85 +1,32 @@
-"""Joint sets as data: native orders of COCO-17, MPII-16, AIC-14 and the 24-joint union.
+"""Joint sets and the mappings between them: native orders of COCO-17, MPII-16, AIC-14 and the
+24-joint union, read from their description files (``semipose/data/metas/*.yaml``, see
+:mod:`semipose.data.meta`).
 
 Every dataset lists its native joints by name; the union slot ``k`` of a dataset is the native
-joint with the same name (or absent). All mappings, flip pairs and OKS sigmas are derived here, so no
-other module hard-codes 24, 17, 16 or 14.
+joint with the same name (or absent). All mappings are derived here from the names, so no other
+module hard-codes 24, 17, 16 or 14. Which joint space a model predicts in is DATASET.JOINT_SPACE
+('' = the union for MODEL.NUM_JOINTS 24, else the dataset's own joints).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from semipose.data.meta import JointSet, dataset_meta
+from semipose.errors import ConfigError
 
-@dataclass(frozen=True)
-class JointSet:
-    """An ordered list of named joints with their left/right pairs (indices into ``names``)."""
+UNION = dataset_meta("union")
+COCO = dataset_meta("coco")
+MPII = dataset_meta("mpii")
+AIC = dataset_meta("aic")
 
-    name: str
-    names: Tuple[str, ...]
-    flip_pairs: Tuple[Tuple[int, int], ...]
-    sigmas: Tuple[float, ...] = field(default=())  # OKS sigmas (COCO) or AIC deltas, native order
-
-    @property
-    def num_joints(self) -> int:
-        return len(self.names)
-
-    def index(self, name: str) -> int:
-        return self.names.index(name)
-
-
-def _pairs_by_name(names: Sequence[str]) -> Tuple[Tuple[int, int], ...]:
-    """Right/left pairs: a joint 'r<x>' pairs with 'l<x>' (right one first, as in the reference)."""
-    pairs = []
-    for i, n in enumerate(names):
-        if n.startswith("r") and ("l" + n[1:]) in names:
-            pairs.append((i, names.index("l" + n[1:])))
-    return tuple(pairs)
-
-
-_UNION_NAMES = (
-    "root", "rhip", "rkne", "rank", "lhip", "lkne", "lank", "belly", "thorax", "neck",
-    "upper_neck", "nose", "head", "head_top", "lsho", "lelb", "lwri", "rsho", "relb", "rwri",
-    "reye", "leye", "rear", "lear",
-)
-_COCO_NAMES = (
-    "nose", "leye", "reye", "lear", "rear", "lsho", "rsho", "lelb", "relb", "lwri", "rwri",
-    "lhip", "rhip", "lkne", "rkne", "lank", "rank",
-)
-_MPII_NAMES = (
-    "rank", "rkne", "rhip", "lhip", "lkne", "lank", "root", "thorax", "upper_neck", "head_top",
-    "rwri", "relb", "rsho", "lsho", "lelb", "lwri",
-)
-_AIC_NAMES = (
-    "rsho", "relb", "rwri", "lsho", "lelb", "lwri", "rhip", "rkne", "rank", "lhip", "lkne",
-    "lank", "head_top", "neck",
-)
-
-def _joint_set(name: str, names: Tuple[str, ...], sigmas=()) -> JointSet:
-    """A JointSet whose flip pairs are derived from the names, sorted (the reference's order)."""
-    pairs = tuple(sorted(tuple(sorted(p)) for p in _pairs_by_name(names)))
-    return JointSet(name, names, pairs, tuple(sigmas))
-
-
-# The union's flip pairs come out as (1,4) (2,5) (3,6) (14,17) ... (22,23), as in the reference.
-UNION = _joint_set("union", _UNION_NAMES)
-COCO = _joint_set("coco", _COCO_NAMES,
-                  np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
-                            .87, .87, .89, .89]) / 10.0)
-MPII = _joint_set("mpii", _MPII_NAMES)
-AIC = _joint_set("aic", _AIC_NAMES,
-                 2.0 * np.array([0.01388152, 0.01515228, 0.01057665, 0.01417709, 0.01497891,
-                                 0.01402144, 0.03909642, 0.03686941, 0.01981803, 0.03843971,
-                                 0.03412318, 0.02415081, 0.01291456, 0.01236173]))
-
+# The built-in joint sets by name (dataset_meta also takes registered names and YAML paths).
 JOINT_SETS: Dict[str, JointSet] = {"union": UNION, "coco": COCO, "mpii": MPII, "aic": AIC,
                                    "ai_challenger": AIC}
 
-# COCO skeleton (native indices, 0-based) used for drawing predictions.
-COCO_SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6),
-                 (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5),
-                 (4, 6))
+# COCO skeleton (native indices, 0-based), as in the COCO annotation files.
+COCO_SKELETON = COCO.skeleton
 
 
 def union_slots(native: JointSet) -> np.ndarray:
@@ -115,20 +62,73 @@ def map_joints(joints: np.ndarray, vis: np.ndarray, native: JointSet, target: Jo
     return out_j, out_v
 
 
-def model_joint_set(num_joints: int, native: JointSet) -> JointSet:
-    """The joint space the network predicts in: the union (24) or the dataset's native order.
+def model_joint_set(num_joints: int, native: JointSet, joint_space: str = "") -> JointSet:
+    """The joint space the network predicts in (MODEL.NUM_JOINTS channels).
 
-    Raises ValueError for any other MODEL.NUM_JOINTS.
+    ``joint_space`` (DATASET.JOINT_SPACE) names it: a joint-set name or a description file; it
+    must have ``num_joints`` joints and every joint of ``native``. '' keeps the rule of the
+    reference configs: the dataset's own joints when ``num_joints`` is their count, else the union
+    for 24. Raises ValueError otherwise.
     """
-    if num_joints == UNION.num_joints:
-        return UNION
+    if joint_space:
+        space = dataset_meta(joint_space, "DATASET.JOINT_SPACE")
+        if space.num_joints != num_joints:
+            raise ConfigError(f"DATASET.JOINT_SPACE {joint_space!r} has {space.num_joints} "
+                              f"joints but MODEL.NUM_JOINTS is {num_joints}: set MODEL.NUM_JOINTS "
+                              f"{space.num_joints}")
+        missing = [n for n in native.names if n not in space.names]
+        if missing:
+            raise ConfigError(f"DATASET.JOINT_SPACE {joint_space!r} lacks the joints {missing} "
+                              f"of dataset {native.describe()}: use a joint space that has them "
+                              f"(e.g. '{native.name}' or 'union')")
+        return native if space == native else space
+    # A dataset's own joints first: a 24-joint dataset of one's own is not the union.
     if num_joints == native.num_joints:
         return native
-    raise ValueError(
+    if num_joints == UNION.num_joints and all(n in UNION.names for n in native.names):
+        return UNION
+    raise ConfigError(
         f"MODEL.NUM_JOINTS={num_joints} does not match a joint space for dataset '{native.name}': "
         f"use {UNION.num_joints} (the union space of the reference configs) or "
-        f"{native.num_joints} (native {native.name} order)."
+        f"{native.num_joints} (native {native.name} order), or name one with DATASET.JOINT_SPACE."
     )
+
+
+def cfg_joint_space(cfg: Any) -> str:
+    """DATASET.JOINT_SPACE of a config ('' where the config predates the key)."""
+    return str(getattr(cfg.DATASET, "JOINT_SPACE", ""))
+
+
+def joint_space_problem(joint_space: str, num_joints: int) -> Optional[str]:
+    """What is wrong with DATASET.JOINT_SPACE for MODEL.NUM_JOINTS (None if nothing): for the
+    config checks, before any dataset is read."""
+    if not joint_space:
+        return None
+    try:
+        space = dataset_meta(joint_space, "DATASET.JOINT_SPACE")
+    except (OSError, ValueError, KeyError) as err:
+        return str(err)
+    if space.num_joints != int(num_joints):
+        return (f"DATASET.JOINT_SPACE {joint_space!r} has {space.num_joints} joints but "
+                f"MODEL.NUM_JOINTS is {num_joints}: set MODEL.NUM_JOINTS {space.num_joints}")
+    return None
+
+
+def joint_space_without_dataset(cfg: Any) -> Optional[JointSet]:
+    """The model space a config names when no dataset is at hand: DATASET.JOINT_SPACE, else the
+    built-in joint set with MODEL.NUM_JOINTS joints (the union for 24); None if there is none."""
+    space = cfg_joint_space(cfg)
+    if space:
+        return dataset_meta(space, "DATASET.JOINT_SPACE")
+    return next((s for s in JOINT_SETS.values() if s.num_joints == int(cfg.MODEL.NUM_JOINTS)),
+                None)
+
+
+def model_space_of_cfg(cfg: Any) -> Tuple[JointSet, JointSet]:
+    """(native, model space) of a config's DATASET.TEST_DATASET: what inference and export
+    predict in and report in, without reading the dataset."""
+    native = dataset_meta(cfg.DATASET.TEST_DATASET, "DATASET.TEST_DATASET")
+    return native, model_joint_set(int(cfg.MODEL.NUM_JOINTS), native, cfg_joint_space(cfg))
 
 
 def to_native(preds: np.ndarray, model_set: JointSet, native: JointSet) -> np.ndarray:

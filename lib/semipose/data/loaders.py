@@ -25,6 +25,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from semipose.utils.streams import stream_seed
+
 
 # Seconds a worker keeps serving after SIGTERM before it exits (with status 0, which the main
 # process's worker-failure check does not treat as a crash).
@@ -48,7 +50,7 @@ def seed_worker(worker_id: int) -> None:
     as a crash in the middle of that step. (Ignoring SIGTERM outright would block interpreter
     exit, which stops leftover workers with SIGTERM.)
     """
-    seed = torch.initial_seed() % (2 ** 32)
+    seed = stream_seed("worker", initial_seed=torch.initial_seed())
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -84,13 +86,15 @@ def build_loader(dataset: Dataset, batch_size: int, workers: int, shuffle: bool,
     sampler = None
     if distributed or shuffle:
         sampler = DistributedSampler(dataset, num_replicas=int(world_size), rank=int(rank),
-                                     shuffle=shuffle, seed=int(seed), drop_last=drop_last)
+                                     shuffle=shuffle, seed=stream_seed("shuffle", seed=seed),
+                                     drop_last=drop_last)
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, sampler=sampler, num_workers=workers,
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         worker_init_fn=seed_worker if workers > 0 else None,
-        generator=torch.Generator().manual_seed(int(seed)), persistent_workers=False)
+        generator=torch.Generator().manual_seed(stream_seed("loader", seed=seed)),
+        persistent_workers=False)
     loader.base_seed = int(seed)
     loader.rank = int(rank)
     return loader
@@ -103,7 +107,8 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
     if loader.generator is not None:
         # Worker base seeds come from this generator; reseeding it per epoch makes them
         # independent of how many epochs this process has already run.
-        loader.generator.manual_seed(getattr(loader, "base_seed", 0) * 1_000_003 + int(epoch))
+        base = getattr(loader, "base_seed", 0)
+        loader.generator.manual_seed(stream_seed("loader_epoch", seed=base, epoch=epoch))
     set_epoch = getattr(loader.dataset, "set_epoch", None)
     if set_epoch is None:
         return

@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from yacs.config import CfgNode
 
-from semipose.data.keypoints import MPII, JointSet, map_joints, model_joint_set
+from semipose.data.keypoints import MPII, JointSet, cfg_joint_space, map_joints, model_joint_set
+from semipose.errors import DataError, MissingFileError
 from semipose.utils.io import atomic_write_mat, read_json
 
 # The reference moves the MPII person centre down by 15 * scale pixels (the json centre sits
@@ -80,19 +81,20 @@ def mpii_center_scale(center: Any, scale: float) -> tuple:
 def read_mpii_annotations(path: str) -> List[Dict[str, Any]]:
     """Raw json entries of an MPII annotation file; a missing file is a FileNotFoundError."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"MPII annotation file not found: {path}. Put the Simple-Baseline MPII json files "
             f"(train.json, valid.json / validation.json, test.json) under <DATASET.ROOT>/mpii/annot/ "
             f"or fix DATASET.ROOT / DATASET.TRAIN_SET / DATASET.TEST_SET."
         )
     entries = read_json(path, "MPII annotation file")
     if not isinstance(entries, list):
-        raise ValueError(f"{path}: expected a json list of person entries, got {type(entries).__name__}")
+        raise DataError(f"{path}: expected a json list of person entries, "
+                        f"got {type(entries).__name__}")
     return entries
 
 
 def load_mpii_records(root: str, image_set: str, num_joints: int, data_format: str = "jpg",
-                      is_train: bool = True) -> List[Dict[str, Any]]:
+                      is_train: bool = True, joint_space: str = "") -> List[Dict[str, Any]]:
     """Person records (contract format) for ``<root>/mpii/annot/<image_set>.json``.
 
     Args:
@@ -101,13 +103,14 @@ def load_mpii_records(root: str, image_set: str, num_joints: int, data_format: s
         num_joints: MODEL.NUM_JOINTS; 24 maps into the union space, 16 keeps native MPII order.
         data_format: 'zip' reads images from ``images.zip``; anything else from the folder.
         is_train: accepted for a uniform builder signature; MPII records do not depend on it.
+        joint_space: DATASET.JOINT_SPACE ('' = chosen by ``num_joints``).
 
     Returns:
         list of dicts with image, image_id (file name), center f32[2], scale f32[2],
         joints f32[J, 2] (0-based pixels), joints_vis f32[J], score 1.0, raw_box f32[4].
     """
     del is_train  # same records for training and validation (augmentation lives in the transform)
-    model_set = model_joint_set(num_joints, MPII)
+    model_set = model_joint_set(num_joints, MPII, joint_space)
     entries = read_mpii_annotations(mpii_annotation_path(root, image_set))
     n = len(entries)
     native_j = np.zeros((n, MPII.num_joints, 2), np.float64)
@@ -117,11 +120,11 @@ def load_mpii_records(root: str, image_set: str, num_joints: int, data_format: s
             native_j = np.array([e["joints"] for e in entries], np.float64).reshape(n, -1, 2) - 1
             native_v = np.array([e["joints_vis"] for e in entries], np.float64).reshape(n, -1)
         except (KeyError, ValueError) as err:
-            raise ValueError(f"{mpii_annotation_path(root, image_set)}: every entry needs 'joints' "
-                             f"[{MPII.num_joints}, 2] and 'joints_vis' [{MPII.num_joints}] ({err})")
+            raise DataError(f"{mpii_annotation_path(root, image_set)}: every entry needs 'joints' "
+                            f"[{MPII.num_joints}, 2] and 'joints_vis' [{MPII.num_joints}] ({err})")
         if native_j.shape[1] != MPII.num_joints or native_v.shape[1] != MPII.num_joints:
-            raise ValueError(f"{mpii_annotation_path(root, image_set)}: expected "
-                             f"{MPII.num_joints} joints per person, got {native_j.shape[1]}")
+            raise DataError(f"{mpii_annotation_path(root, image_set)}: expected "
+                            f"{MPII.num_joints} joints per person, got {native_j.shape[1]}")
     joints, vis = map_joints(native_j, native_v, MPII, model_set)
 
     records = []
@@ -148,21 +151,22 @@ class MpiiDataset:
     """
 
     def __init__(self, root: str, image_set: str, num_joints: int, data_format: str = "jpg",
-                 is_train: bool = True) -> None:
+                 is_train: bool = True, joint_space: str = "") -> None:
         self.root = root
         self.image_set = image_set
         self.native_joint_set: JointSet = MPII
-        self.joint_set: JointSet = model_joint_set(num_joints, MPII)
+        self.joint_set: JointSet = model_joint_set(num_joints, MPII, joint_space)
         self.flip_pairs: Sequence = self.joint_set.flip_pairs
         self.annotation_file = mpii_annotation_path(root, image_set)
         self.gt_file = mpii_gt_path(root, image_set)
-        self.records = load_mpii_records(root, image_set, num_joints, data_format, is_train)
+        self.records = load_mpii_records(root, image_set, num_joints, data_format, is_train,
+                                         joint_space)
 
     def __len__(self) -> int:
         return len(self.records)
 
     @classmethod
     def from_cfg(cls, cfg: CfgNode, image_set: str, is_train: bool) -> "MpiiDataset":
-        """Build from DATASET.ROOT, MODEL.NUM_JOINTS and DATASET.DATA_FORMAT."""
+        """Build from DATASET.ROOT, MODEL.NUM_JOINTS, DATASET.JOINT_SPACE and DATA_FORMAT."""
         return cls(cfg.DATASET.ROOT, image_set, int(cfg.MODEL.NUM_JOINTS),
-                   cfg.DATASET.DATA_FORMAT, is_train)
+                   cfg.DATASET.DATA_FORMAT, is_train, cfg_joint_space(cfg))

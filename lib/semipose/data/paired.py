@@ -16,9 +16,7 @@ from torch.utils.data import Dataset
 from semipose.data.dataset import PoseDataset
 from semipose.transforms.sample import CropAugment, draw_geometry
 from semipose.types import PairedBatch, Sample
-
-# Last entropy word of the pairing stream; item streams end in 0 (labeled) or 1 (unlabeled).
-_PAIRING_STREAM = 0x5EED
+from semipose.utils.streams import stream_rng
 
 
 class PairedDataset(Dataset):
@@ -56,15 +54,15 @@ class PairedDataset(Dataset):
     def set_epoch(self, epoch: int, rank: int = 0) -> None:
         """Re-draw the labeled partner of every item for ``epoch`` (distinct per DDP rank)."""
         self.epoch, self.rank = int(epoch), int(rank)
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, _PAIRING_STREAM])
+        rng = stream_rng("pairing", seed=self.seed, epoch=self.epoch, rank=self.rank)
         self.labeled_index = rng.integers(0, len(self.labeled), size=len(self), dtype=np.int64)
         self.labeled.set_epoch(epoch)
         self.unlabeled.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> PairedBatch:
         index = int(index)
-        rng_l = np.random.default_rng([self.seed, self.epoch, index, 0])
-        rng_u = np.random.default_rng([self.seed, self.epoch, index, 1])
+        rng_l = stream_rng("paired_labeled", seed=self.seed, epoch=self.epoch, index=index)
+        rng_u = stream_rng("paired_unlabeled", seed=self.seed, epoch=self.epoch, index=index)
         t = self.unlabeled.transform
         geo = draw_geometry(rng_u, t.scale_factor, t.rot_factor)
         shared = dict(rotation=geo.rotation, scale_factor=geo.scale_factor, flip=geo.flip)

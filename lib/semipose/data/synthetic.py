@@ -16,9 +16,10 @@ validation have ceil(num_train / 2) and ceil(num_val / 2) images; AI Challenger 
 ceil(num_unlabeled / 2) and ceil(num_val / 2) (AIC plays the unlabeled role in MPII+AIC training).
 
 Image ids: COCO id = split code * 10**8 + index + 1 (train 1, val 2, unlabeled 3), unique across
-splits. Each image is rendered from ``np.random.default_rng([seed, split code, index])``, so the
-same seed gives byte-identical files whatever the number of worker processes. Images are written
-first, annotation files last, every file atomically.
+splits. Each image is rendered from ``np.random.default_rng([seed, split code, index])`` (the
+``synthetic_scene`` stream of utils/streams.py), so the same seed gives byte-identical files
+whatever the number of worker processes. Images are written first, annotation files last, every
+file atomically.
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ from semipose.data.keypoints import COCO, UNION
 from semipose.data.synthetic_body import Draws
 from semipose.data.synthetic_render import noise_tiles, render_scene
 from semipose.data.synthetic_scene import PRESETS, sample_scene, scene_preset
+from semipose.errors import ConfigError
+from semipose.utils.streams import stream_rng
 
 JPEG_QUALITY = 90
 FORMATS = ("coco", "mpii", "aic")
@@ -65,7 +68,7 @@ def _compact(person: Dict) -> Dict:
 def _render_one(task: tuple) -> Dict:
     """Render, encode and write one image; return its compact annotation record."""
     seed, code, index, path, with_dets, preset = task
-    rng = np.random.default_rng([seed, code, index])
+    rng = stream_rng("synthetic_scene", seed=seed, split=code, index=index)
     img, people = render_scene(sample_scene(rng, preset))
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
@@ -77,7 +80,8 @@ def _render_one(task: tuple) -> Dict:
     if with_dets:  # a separate stream, so detections never change the rendered image
         gt = [(p["bbox"], 1.0 - float((np.asarray(p["vis"])[_COCO_IDX] == 2).mean()))
               for p in persons if (np.asarray(p["vis"])[_COCO_IDX] > 0).any()]
-        out["dets"] = fmt.simulate_detections(Draws(np.random.default_rng([seed, code, index, 1])), gt, w, h)
+        rng_dets = stream_rng("synthetic_detections", seed=seed, split=code, index=index)
+        out["dets"] = fmt.simulate_detections(Draws(rng_dets), gt, w, h)
     return out
 
 
@@ -93,7 +97,7 @@ def _check_formats(formats: Sequence[str]) -> List[str]:
     for f in formats:
         name = {"ai_challenger": "aic"}.get(f, f)
         if name not in FORMATS:
-            raise ValueError(f"unknown synthetic dataset format '{f}': use any of {FORMATS}")
+            raise ConfigError(f"unknown synthetic dataset format '{f}': use any of {FORMATS}")
         if name not in out:
             out.append(name)
     return out
@@ -159,7 +163,7 @@ def generate(out_dir: str, seed: int = 0, num_train: int = 2000, num_val: int = 
     scene_preset(preset)  # fail before any folder is written
     for name, n in (("num_train", num_train), ("num_val", num_val), ("num_unlabeled", num_unlabeled)):
         if not 0 <= n < _ID_STRIDE:
-            raise ValueError(f"{name}={n} is out of range: use 0 <= {name} < {_ID_STRIDE}")
+            raise ConfigError(f"{name}={n} is out of range: use 0 <= {name} < {_ID_STRIDE}")
     fmts = _check_formats(formats)
     counts: Dict[tuple, int] = {}
     if "coco" in fmts:

@@ -14,7 +14,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from semipose.data.keypoints import AIC, COCO, COCO_SKELETON, MPII, UNION, slots_in
+from semipose.data.keypoints import AIC, COCO, MPII, UNION, slots_in
 from semipose.data.mpii import write_gt_mat
 from semipose.data.synthetic_body import Draws, HEAD_ASPECT
 from semipose.transforms.affine import PIXEL_STD
@@ -44,7 +44,7 @@ def coco_long_name(short: str) -> str:
 def coco_categories() -> List[Dict]:
     return [{"supercategory": "person", "id": 1, "name": "person",
              "keypoints": [coco_long_name(n) for n in COCO.names],
-             "skeleton": [[a + 1, b + 1] for a, b in COCO_SKELETON]}]
+             "skeleton": [[a + 1, b + 1] for a, b in COCO.skeleton]}]
 
 
 def _r(v: float, nd: int = 2) -> float:

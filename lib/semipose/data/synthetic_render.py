@@ -18,6 +18,7 @@ import numpy as np
 
 from semipose.data.keypoints import UNION
 from semipose.data.synthetic_body import JOINT_PART_OK, PARTS, build_person
+from semipose.utils.streams import stream_rng
 
 _SHIFT = 4  # OpenCV sub-pixel drawing: coordinates are passed multiplied by 2**_SHIFT
 _F = 1 << _SHIFT
@@ -35,7 +36,7 @@ def noise_tiles() -> Tuple[np.ndarray, ...]:
     Built once per process from a fixed seed; scenes crop them at random offsets (cheap slicing
     instead of drawing ~1M normals per image).
     """
-    rng = np.random.default_rng(20210101)
+    rng = stream_rng("synthetic_textures")
     base = rng.normal(0, 1, (TILE_SIZE, TILE_SIZE, 3)).astype(np.float32)
     tiles = []
     for sigma in (0, 1.5, 5.0):

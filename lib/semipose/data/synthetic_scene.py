@@ -14,6 +14,7 @@ import numpy as np
 
 from semipose.data.synthetic_body import Draws, build_person, sample_person
 from semipose.data.synthetic_render import TILE_SIZE
+from semipose.errors import ConfigError
 
 # Scene presets. "standard" is the default scene; "light" has smaller images (cheaper to decode,
 # the same crops after resizing to a small network input), at most two people, fewer clutter
@@ -31,7 +32,7 @@ PRESETS: Dict[str, Dict] = {
 def scene_preset(name: str) -> Dict:
     """The parameters of a scene preset; a clear error for an unknown name."""
     if name not in PRESETS:
-        raise ValueError(f"unknown synthetic scene preset {name!r}; use one of {sorted(PRESETS)}")
+        raise ConfigError(f"unknown synthetic scene preset {name!r}; use one of {sorted(PRESETS)}")
     return PRESETS[name]
 
 

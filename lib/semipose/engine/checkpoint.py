@@ -17,6 +17,8 @@ from typing import Any, Dict, Optional
 
 import torch
 
+# CheckpointError lives with the other user errors; importing it from here keeps working.
+from ..errors import CheckpointError, WeightsError
 from ..utils.io import TMP_PREFIX, atomic_write
 
 CHECKPOINT = "checkpoint.pth.tar"
@@ -24,10 +26,6 @@ BEST = "model_best.pth.tar"
 FINAL = "final_state.pth.tar"
 
 logger = logging.getLogger("semipose")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file exists but cannot be used; the message names it and what to do."""
 
 
 _DISK_FULL = ("No space left", "enforce fail", "file write failed", "unexpected pos")
@@ -80,7 +78,7 @@ def load_resume_state(output_dir: str) -> Optional[Dict[str, Any]]:
     from ..models.weights import safe_load
     try:
         state = safe_load(path, "resume checkpoint")
-    except ValueError as exc:  # a truncated file from another tool, say
+    except WeightsError as exc:  # a truncated file from another tool, say
         raise CheckpointError(
             f"{exc}. Delete it (or move it away) or set TRAIN.RESUME False.") from exc
     if not isinstance(state, dict) or "state_dict" not in state or "epoch" not in state:

@@ -2,20 +2,26 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from yacs.config import CfgNode
 
 from ..config import apply_dirs, load_cfg
+from ..errors import UserError
 from ..utils.dist import DistInfo, cleanup, init_distributed, stuck_ranks
-from .checkpoint import CheckpointError
 
-# Errors that mean "fix the input": a missing or unreadable file (FileNotFoundError,
-# ImageReadError), a bad config key or value (ConfigError), a checkpoint of another model, an
-# empty dataset... Their messages name the file or key and what to do, so the command-line tools
-# print them as one line; anything else is a bug and keeps its traceback.
-USER_ERRORS = (OSError, ValueError, KeyError, CheckpointError)
+# Errors that mean "fix the input": every UserError (a bad config key or value, a missing or
+# unreadable file, a dataset without persons, a checkpoint of another model, ...) and any OSError
+# (a file the operating system cannot open or write, a full disk). Their messages name the file
+# or key and what to do, so the command-line tools print them as one line. Anything else, a plain
+# ValueError or KeyError included, is a bug and keeps its traceback.
+USER_ERRORS = (UserError, OSError)
+
+# Set to 1 to print the traceback of user errors too (above their one line; same exit status).
+TRACEBACK_ENV = "SEMIPOSE_TRACEBACK"
 
 
 STUCK_RANK = ("a collective operation waited DIST_TIMEOUT_S={t:g} s for the other ranks: one of "
@@ -27,6 +33,19 @@ def is_collective_timeout(exc: BaseException) -> bool:
     """A torch.distributed collective that timed out (gloo and nccl word it differently)."""
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("timed out" in text or "timeout" in text)
+
+
+def traceback_wanted() -> bool:
+    """Whether SEMIPOSE_TRACEBACK asks for the tracebacks of user errors (1, true, yes, on)."""
+    return os.environ.get(TRACEBACK_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def report(line: str, exc: BaseException) -> None:
+    """Print a one-line error to stderr; with SEMIPOSE_TRACEBACK set, the traceback first, so
+    that the one line stays the last thing printed."""
+    if traceback_wanted():
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    print(line, file=sys.stderr)
 
 
 def error_line(exc: BaseException) -> str:
@@ -112,8 +131,9 @@ def run_job(args: argparse.Namespace, extra: Sequence[str],
             exit_codes: Sequence[Tuple[type, int]] = ()) -> int:
     """Load the config, join the process group, run ``job(cfg, info)``; the exit status.
 
-    ``exit_codes``: (exception type, status) pairs printed as one 'error:' line before the
-    user errors (status 2); other exceptions keep their traceback.
+    ``exit_codes``: (exception type, status) pairs printed as one 'error:' line, checked before
+    the user errors (USER_ERRORS, status 2); any other exception keeps its traceback. With
+    SEMIPOSE_TRACEBACK=1 the one-line errors print their traceback too.
     """
     info = DistInfo()
     try:
@@ -130,15 +150,15 @@ def run_job(args: argparse.Namespace, extra: Sequence[str],
         if info.distributed and is_collective_timeout(exc):
             stuck = stuck_ranks()
             who = f"; rank(s) {stuck} did not respond" if stuck else ""
-            print(f"error: rank {info.rank}: {STUCK_RANK.format(t=cfg.DIST_TIMEOUT_S)}{who} "
-                  f"({error_line(exc)[:200]})", file=sys.stderr)
+            report(f"error: rank {info.rank}: {STUCK_RANK.format(t=cfg.DIST_TIMEOUT_S)}{who} "
+                   f"({error_line(exc)[:200]})", exc)
             return 4
         for kind, status in exit_codes:
             if isinstance(exc, kind):
-                print(f"error: {exc}", file=sys.stderr)
+                report(f"error: {exc}", exc)
                 return status
         if isinstance(exc, USER_ERRORS):
-            print(f"error: {error_line(exc)}", file=sys.stderr)
+            report(f"error: {error_line(exc)}", exc)
             return 2
         raise
     finally:

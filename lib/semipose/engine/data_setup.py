@@ -13,8 +13,10 @@ from yacs.config import CfgNode
 
 from ..data.build import build_train_dataset, build_val_dataset
 from ..data.loaders import build_loader
+from ..errors import DataError
 from ..transforms.device_pipeline import DeviceStage, finished_images
 from ..utils.dist import DistInfo
+from ..utils.streams import stream_rng
 
 # Which synthetic formats a dataset name needs, and a file proving each one is present.
 _SYNTH_FORMATS = {"coco": ("coco",), "mix_coco_coco": ("coco",), "mpii": ("mpii",),
@@ -59,7 +61,7 @@ def _check_synthetic_unlabeled(cfg: CfgNode) -> None:
         with open(info) as f:
             count = len(json.load(f).get("images", []))
     if count == 0:
-        raise ValueError(
+        raise DataError(
             f"the synthetic dataset under {root} has no unlabeled2017 images (it was generated "
             f"with SYNTHETIC.NUM_UNLABELED 0, e.g. by another config), but this config trains on "
             f"DATASET.TRAIN_UNSUP_SET {cfg.DATASET.TRAIN_UNSUP_SET}: delete {root} so that it is "
@@ -81,7 +83,7 @@ def monitor_crops(dataset: Any, n: int, seed: int, stage: Optional[DeviceStage] 
     """A fixed set of ``n`` crops [n, 3, H, W] (epoch-0 draws) spread over ``dataset``; plans
     (DATASET.DEVICE_PIPELINE) are finished by ``stage`` on the CPU."""
     idx = np.linspace(0, len(dataset) - 1, min(int(n), len(dataset))).astype(int)
-    return finished_images([dataset.get(int(i), np.random.default_rng([seed, int(i)]))
+    return finished_images([dataset.get(int(i), stream_rng("monitor", seed=seed, index=i))
                             for i in idx], stage)
 
 

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
+from ..methods.base import labeled_part
 from ..transforms.batch import max_preds_tensor
 from ..transforms.sample import IMAGENET_MEAN, IMAGENET_STD
+from ..types import StepOutput
 from ..utils.io import atomic_write
 
 MAX_SAMPLES = 16  # per picture: enough to judge a batch, small enough to open quickly
@@ -127,12 +129,13 @@ class DebugImages:
         if self.hm_pred:
             _write_jpg(heatmap_grid(images, output), self._path(prefix, "hm_pred"))
 
-    def train_step(self, i: int, batch: Mapping, last: Mapping[str, torch.Tensor]) -> None:
-        """Pictures of training iteration ``i`` from the batch and the method's ``last`` dict."""
-        lab = batch["labeled"] if "labeled" in batch else batch
+    def train_step(self, i: int, batch: Mapping, out: StepOutput) -> None:
+        """Pictures of training iteration ``i`` from the batch and the step's output."""
+        lab = labeled_part(batch)
         prefix = f"train_{i}"
         self.save(prefix, lab["image"], lab.get("target"), lab.get("target_weight"),
-                  last["sup_heatmaps"])
+                  out.sup_heatmaps)
+        last = out.debug
         if "hard_images" not in last or "unlabeled" not in batch:
             return
         easy, hard = batch["unlabeled"]["image"], last["hard_images"]

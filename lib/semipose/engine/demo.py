@@ -19,6 +19,7 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from ..data.imageio import read_image
+from ..errors import ConfigError, DataError, MissingFileError
 from ..inference import (BoxList, PoseEstimator, TorchvisionDetector, coco_results, frames,
                          image_id_of, list_images, load_method, read_annotation_boxes,
                          read_detections, video_length, whole_image_box)
@@ -62,7 +63,7 @@ class BoxSource:
         self.table: Optional[Dict[Any, BoxList]] = None
         self.detector: Optional[TorchvisionDetector] = None
         if sum(bool(x) for x in (opts.boxes, opts.annotations, opts.detector)) > 1:
-            raise ValueError("give one box source: --boxes, --annotations or --detector")
+            raise ConfigError("give one box source: --boxes, --annotations or --detector")
         if opts.boxes:
             self.table = read_detections(opts.boxes, opts.box_thre)
             self.describe = f"boxes from {opts.boxes} (score >= {opts.box_thre})"
@@ -71,8 +72,8 @@ class BoxSource:
             self.describe = f"ground-truth boxes from {opts.annotations}"
         elif opts.detector:
             if not opts.detector_weights:
-                raise ValueError("--detector needs --detector-weights FILE (a local state dict; "
-                                 "nothing is downloaded)")
+                raise ConfigError("--detector needs --detector-weights FILE (a local state dict; "
+                                  "nothing is downloaded)")
             self.detector = TorchvisionDetector(opts.detector, opts.detector_weights, device,
                                                 opts.detector_thre)
             self.describe = f"boxes from {opts.detector} (score >= {opts.detector_thre})"
@@ -91,7 +92,7 @@ class BoxSource:
 
 
 def _legend(estimator: PoseEstimator) -> str:
-    return f"{estimator.net}{' flip' if estimator.flip_test else ''}"
+    return f"{estimator.net}{' flip' if estimator.codec.flip_test else ''}"
 
 
 def _annotate(image: np.ndarray, kpts: np.ndarray, boxes: BoxList, estimator: PoseEstimator,
@@ -105,7 +106,7 @@ def _images(opts: DemoOptions, estimator: PoseEstimator, source: BoxSource,
             results: List[Dict[str, Any]]) -> int:
     """Image or folder mode; returns the number of images."""
     if opts.image and not os.path.isfile(opts.image):
-        raise FileNotFoundError(f"image {opts.image!r} not found (--image)")
+        raise MissingFileError(f"image {opts.image!r} not found (--image)")
     paths = [opts.image] if opts.image else list_images(opts.folder)
     chunk = max(1, estimator.batch_size)
     bar = tqdm(total=len(paths), desc="demo", unit="img", disable=not opts.progress)
@@ -131,7 +132,7 @@ def _video(opts: DemoOptions, estimator: PoseEstimator, source: BoxSource,
            results: List[Dict[str, Any]]) -> Tuple[int, str]:
     """Video mode: every frame (image_id = frame index) into <stem>_pose.mp4; (frames, path)."""
     if not os.path.isfile(opts.video):
-        raise FileNotFoundError(f"video {opts.video!r} not found (--video)")
+        raise MissingFileError(f"video {opts.video!r} not found (--video)")
     stem = os.path.splitext(os.path.basename(opts.video))[0]
     path = os.path.join(opts.out_dir, stem + "_pose.mp4")
     tmp = os.path.join(opts.out_dir, f".tmp_{os.getpid()}_{stem}_pose.mp4")
@@ -159,7 +160,7 @@ def _video(opts: DemoOptions, estimator: PoseEstimator, source: BoxSource,
         if os.path.exists(tmp):
             os.remove(tmp)
     if n == 0:
-        raise ValueError(f"video {opts.video} has no readable frames")
+        raise DataError(f"video {opts.video} has no readable frames")
     return n, path
 
 
@@ -167,7 +168,7 @@ def run_demo(cfg: CfgNode, info: DistInfo, opts: DemoOptions,
              echo: Callable[[str], None] = print) -> Dict[str, Any]:
     """Run the demo; returns {"images", "persons", "results", "outputs"} for the summary."""
     if sum(bool(x) for x in (opts.image, opts.folder, opts.video)) != 1:
-        raise ValueError("give exactly one of --image FILE, --folder DIR or --video FILE")
+        raise ConfigError("give exactly one of --image FILE, --folder DIR or --video FILE")
     t0 = time.time()
     method, layout = load_method(cfg, opts.model_file, info.device, opts.allow_single)
     estimator = PoseEstimator(method, cfg, info.device, net=opts.net, flip_test=opts.flip_test,

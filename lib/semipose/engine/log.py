@@ -9,11 +9,12 @@ import re
 import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from ..errors import DataError
 from ..utils.io import atomic_write_text, read_json
 
 
@@ -190,6 +191,15 @@ class ScalarLog:
             os.makedirs(tb_dir, exist_ok=True)
             self.writer = SummaryWriter(log_dir=tb_dir)
 
+    @classmethod
+    def for_run(cls, cfg, cfg_name: str, run_dir: str, is_main: bool) -> "ScalarLog":
+        """A run's scalars: TensorBoard events in a folder of the run's own under LOG_DIR (runs
+        overlay in the UI) and the history in <run folder>/history.json."""
+        from ..config import model_name
+        tb = os.path.join(cfg.LOG_DIR or run_dir, cfg.DATASET.TRAIN_DATASET, model_name(cfg)[0],
+                          cfg_name, os.path.basename(run_dir)) if is_main else None
+        return cls(tb, os.path.join(run_dir, "history.json"), is_main)
+
     def add(self, tag: str, value: float, step: int) -> None:
         if not self.enabled:
             return
@@ -208,8 +218,8 @@ class ScalarLog:
         if self.history_path and os.path.exists(self.history_path):
             history = read_json(self.history_path, "scalar history of the resumed run")
             if not isinstance(history, dict):
-                raise ValueError(f"{self.history_path} is not a scalar history (a json object); "
-                                 f"move it away to resume without the earlier curves")
+                raise DataError(f"{self.history_path} is not a scalar history (a json object); "
+                                f"move it away to resume without the earlier curves")
             for k, v in history.items():
                 self.history[k] = v
 
@@ -225,3 +235,26 @@ class ScalarLog:
         self.flush()
         if self.writer is not None:
             self.writer.close()
+
+
+@dataclass
+class Clock:
+    """Wall-clock bookkeeping of the loop: the run's start and steps (for the whole-run ETA),
+    this epoch's batch / data times and the log line's throughput window."""
+
+    t_start: float = field(default_factory=time.time)
+    steps: int = 0
+    batch: AverageMeter = field(default_factory=AverageMeter)
+    data: AverageMeter = field(default_factory=AverageMeter)
+    speed: Throughput = field(default_factory=Throughput)
+
+    def new_epoch(self) -> None:
+        self.batch, self.data, self.speed = AverageMeter(), AverageMeter(), Throughput()
+
+    def eta(self, epochs_left: int, total: int, done: int) -> str:
+        """Time left for the run at this process's mean step time (validation excluded)."""
+        if self.steps == 0:
+            return "?"
+        sec = int((epochs_left * total + (total - done)) * (time.time() - self.t_start)
+                  / self.steps)
+        return f"{sec // 3600}:{sec % 3600 // 60:02d}:{sec % 60:02d}"

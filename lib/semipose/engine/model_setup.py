@@ -8,6 +8,7 @@ from torch import nn
 from yacs.config import CfgNode
 
 from ..utils.dist import DistInfo
+from ..utils.streams import stream_seed
 from .device import place_method
 
 
@@ -31,5 +32,5 @@ def build_method_for(cfg: CfgNode, info: DistInfo, log: logging.Logger
     """(method, model to call): the model is the method, or its DDP wrapper."""
     from ..methods import build_method
     nets = build_nets(cfg, bool(cfg.MODEL.INIT_WEIGHTS), log)
-    method = build_method(cfg, nets, seed=cfg.SEED + info.rank)
+    method = build_method(cfg, nets, seed=stream_seed("hard_view", seed=cfg.SEED, rank=info.rank))
     return place_method(method, cfg, info, log)

@@ -9,6 +9,7 @@ from typing import Dict, Iterable, List, Optional
 import torch
 from yacs.config import CfgNode
 
+from ..errors import ConfigError
 from .log import StepRow
 
 # TRAIN.ADAM_IMPL -> torch.optim.Adam keywords. All three compute the same update up to float
@@ -39,7 +40,7 @@ def build_optimizer(cfg: CfgNode, params: Iterable[torch.nn.Parameter]) -> torch
     if t.OPTIMIZER == "sgd":
         return torch.optim.SGD(params, lr=t.LR, momentum=t.MOMENTUM, weight_decay=t.WD,
                                nesterov=t.NESTEROV)
-    raise ValueError(f"TRAIN.OPTIMIZER='{t.OPTIMIZER}' is not supported; use 'adam' or 'sgd'")
+    raise ConfigError(f"TRAIN.OPTIMIZER='{t.OPTIMIZER}' is not supported; use 'adam' or 'sgd'")
 
 
 def lr_at_epoch(base_lr: float, milestones: Iterable[int], factor: float, epoch: int) -> float:

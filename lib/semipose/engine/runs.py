@@ -1,10 +1,10 @@
 """One folder per training run, so that a new run never overwrites an earlier one.
 
-An experiment folder (``config.output_dir``: OUTPUT_DIR/<dataset>/<model>/<cfg name>) holds one
-run folder per training run, ``run_<YYYYmmdd-HHMMSS>`` (or RUN_NAME), and ``latest``, a link to
-the newest. TRAIN.RESUME continues ``latest`` when it has a checkpoint; otherwise, and always with
-RESUME False, a new run folder is made. Experiment folders of the earlier flat layout (checkpoints
-directly inside) are still found and resumed.
+An experiment folder (``config.experiment_dir``: OUTPUT_DIR/<dataset>/<model>/<cfg name>) holds
+one run folder per training run, ``run_<YYYYmmdd-HHMMSS>`` (or RUN_NAME), and ``latest``, a link
+to the newest. TRAIN.RESUME continues ``latest`` when it has a checkpoint; otherwise, and always
+with RESUME False, a new run folder is made. Experiment folders of the earlier flat layout
+(checkpoints directly inside) are still found and resumed.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Optional
 
 from yacs.config import CfgNode
 
-from ..config import output_dir
+from ..config import experiment_dir
+from ..errors import RunFolderError
 from ..utils.dist import DistInfo, all_gather_objects
 from .checkpoint import CHECKPOINT, FINAL
 
@@ -80,12 +81,12 @@ def choose_run_folder(cfg: CfgNode, cfg_path: str, info: DistInfo) -> str:
     """The run folder of this training: rank 0 decides, every rank gets the same path."""
     folder = ""
     if info.is_main:
-        experiment = output_dir(cfg, cfg_path)
+        experiment = experiment_dir(cfg, cfg_path)
         name = cfg.get("RUN_NAME", "")
         previous = os.path.join(experiment, name) if name else latest_run(experiment)
         if name and not cfg.TRAIN.RESUME and _has_run(previous):
-            raise ValueError(f"RUN_NAME {name!r} already holds a run in {experiment}; set "
-                             f"TRAIN.RESUME True to continue it, or choose another RUN_NAME")
+            raise RunFolderError(f"RUN_NAME {name!r} already holds a run in {experiment}; set "
+                                 f"TRAIN.RESUME True to continue it, or choose another RUN_NAME")
         if cfg.TRAIN.RESUME and previous and _has_run(previous):
             folder = previous
             if name:
@@ -133,19 +134,19 @@ def lock_run_folder(folder: str) -> str:
             if f"{host} {pid}" == me:
                 return path
             if host == socket.gethostname() and _alive(int(pid)):
-                raise ValueError(f"run folder {folder} is in use by process {pid} on this machine "
-                                 f"(it holds {path}); wait for that run to end or stop it, or "
-                                 f"start a separate run with TRAIN.RESUME False")
+                raise RunFolderError(f"run folder {folder} is in use by process {pid} on this "
+                                     f"machine (it holds {path}); wait for that run to end or "
+                                     f"stop it, or start a separate run with TRAIN.RESUME False")
             if host and host != socket.gethostname():
-                raise ValueError(f"run folder {folder} is locked by process {pid} on {host} "
-                                 f"({path}); if that run is gone, delete the file")
+                raise RunFolderError(f"run folder {folder} is locked by process {pid} on {host} "
+                                     f"({path}); if that run is gone, delete the file")
             os.remove(path)  # stale: its process is gone
             continue
         with os.fdopen(fd, "w") as f:
             f.write(me + "\n")
         atexit.register(unlock_run_folder, folder)
         return path
-    raise ValueError(f"could not lock run folder {folder} ({path} keeps reappearing)")
+    raise RunFolderError(f"could not lock run folder {folder} ({path} keeps reappearing)")
 
 
 def unlock_run_folder(folder: str) -> None:
@@ -165,6 +166,6 @@ def find_model_file(cfg: CfgNode, cfg_path: str) -> str:
     of the experiment's latest run."""
     if cfg.TEST.MODEL_FILE:
         return cfg.TEST.MODEL_FILE
-    experiment = output_dir(cfg, cfg_path)
+    experiment = experiment_dir(cfg, cfg_path)
     run = latest_run(experiment) or experiment
     return os.path.join(run, FINAL)

@@ -12,10 +12,12 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
+from ..errors import DataError, MissingFileError
 from ..evaluation.predict import merge_results, predict
 from ..evaluation.registry import evaluator_for
 from ..evaluation.table import format_table, write_table
 from ..utils.dist import DistInfo, all_gather_objects, broadcast_buffers
+from ..transforms.codec import Codec
 from ..utils.io import atomic_write_text
 from .debug_images import DebugImages
 
@@ -34,15 +36,17 @@ def score(cfg: CfgNode, val_set: Any, pred: Dict[str, Any], output_dir: str) -> 
 
 def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: Any,
                    info: DistInfo, output_dir: str, arch_name: str, progress: bool = True,
-                   debug: Optional[DebugImages] = None, provenance: str = ""
-                   ) -> Tuple[Results, Dict[str, Any]]:
+                   debug: Optional[DebugImages] = None, provenance: str = "",
+                   codec: Optional[Codec] = None) -> Tuple[Results, Dict[str, Any]]:
     """Predict on this rank's shard, gather, score on rank 0 (other ranks get an empty dict).
 
     Returns (results, merged predictions). The method's nets are put in eval mode and restored.
     ``debug`` writes the DEBUG pictures of every PRINT_FREQ-th batch (rank 0 only);
     ``provenance`` (which weights, epoch and settings) heads results.md; results.json holds the
     same numbers: {"provenance", "rows": {row: {"metrics": {name: value}, "main": value}}}.
+    ``codec`` decodes the heatmaps (default ``Codec.from_cfg(cfg)``).
     """
+    codec = Codec.from_cfg(cfg) if codec is None else codec
     method = getattr(method, "module", method)
     broadcast_buffers(method, info)  # rank 0's BatchNorm statistics, the ones it saves
     modes = [(m, m.training) for m in method.modules()]
@@ -52,10 +56,8 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
     if debug is not None and debug.enabled and info.is_main:
         hook = lambda i, batch, hm: debug.due(i) and debug.val_batch(i, batch, hm)  # noqa: E731
     try:
-        part = predict(models, loader, info.device, flip_test=cfg.TEST.FLIP_TEST,
+        part = predict(models, loader, info.device, codec=codec,
                        flip_pairs=val_set.joint_set.flip_pairs,
-                       shift_mode="shift" if cfg.TEST.SHIFT_HEATMAP else "grid",
-                       post_process=cfg.TEST.POST_PROCESS, post_type=cfg.TEST.POST_TYPE,
                        progress=progress and info.is_main, averages=averages,
                        loss_fn=method.loss, batch_hook=hook)
     finally:
@@ -66,7 +68,7 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
         return OrderedDict(), {}
     pred = merge_results(parts)
     if len(pred["index"]) != len(val_set):
-        raise ValueError(
+        raise DataError(
             f"validation gathered {len(pred['index'])} of {len(val_set)} samples; with "
             f"DATASET.SKIP_BAD_IMAGES an unreadable validation image leaves its persons without a "
             f"prediction: replace or remove those images (see the warnings above)")
@@ -87,26 +89,28 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
     return results, pred
 
 
-def settings_line(cfg: CfgNode) -> str:
-    """The test settings that change the numbers, for results.md."""
-    on = lambda v: "on" if v else "off"  # noqa: E731
+def settings_line(cfg: CfgNode, codec: Optional[Codec] = None) -> str:
+    """The test settings that change the numbers, for results.md (``codec``: the decode
+    settings, default ``Codec.from_cfg(cfg)``)."""
+    codec = Codec.from_cfg(cfg) if codec is None else codec
     boxes = ("ground-truth boxes" if cfg.TEST.USE_GT_BBOX else
              f"detection boxes {cfg.TEST.COCO_BBOX_FILE}")
-    refine = cfg.TEST.POST_TYPE if cfg.TEST.POST_PROCESS else "off"
-    return (f"flip test {on(cfg.TEST.FLIP_TEST)}, shift heatmap {on(cfg.TEST.SHIFT_HEATMAP)}, "
-            f"sub-pixel refinement {refine}, {boxes} (DATASET.TEST_DATASET "
+    return (f"{codec.describe()}, {boxes} (DATASET.TEST_DATASET "
             f"{cfg.DATASET.TEST_DATASET}, TEST_SET {cfg.DATASET.TEST_SET})")
 
 
-def valid_folder(cfg: CfgNode, experiment: str, model_file: str) -> str:
+def valid_folder(cfg: CfgNode, experiment: str, model_file: str,
+                 codec: Optional[Codec] = None) -> str:
     """valid.py's own output folder, named after the checkpoint and the flags that change the
-    numbers: <experiment>/valid/<run or parent folder>_<file stem>[_flip][_det][_dark][_noref]."""
+    numbers: <experiment>/valid/<run or parent folder>_<file stem>[_flip][_det][_dark][_noref]
+    [_noshift] (``codec``: the decode settings, default ``Codec.from_cfg(cfg)``)."""
+    codec = Codec.from_cfg(cfg) if codec is None else codec
     parent = os.path.basename(os.path.dirname(os.path.abspath(model_file)))
     stem = os.path.basename(model_file).split(".")[0]
-    tags = [t for t, on in (("flip", cfg.TEST.FLIP_TEST), ("det", not cfg.TEST.USE_GT_BBOX),
-                            ("dark", cfg.TEST.POST_PROCESS and cfg.TEST.POST_TYPE == "dark"),
-                            ("noref", not cfg.TEST.POST_PROCESS),
-                            ("noshift", cfg.TEST.FLIP_TEST and not cfg.TEST.SHIFT_HEATMAP)) if on]
+    tags = [t for t, on in (("flip", codec.flip_test), ("det", not cfg.TEST.USE_GT_BBOX),
+                            ("dark", codec.post_process and codec.post_type == "dark"),
+                            ("noref", not codec.post_process),
+                            ("noshift", codec.flip_test and not codec.shift_heatmap)) if on]
     return os.path.join(experiment, "valid", "_".join([parent, stem] + tags))
 
 
@@ -118,7 +122,7 @@ def evaluate_checkpoint(cfg: CfgNode, cfg_path: str, info: DistInfo, progress: b
     """
     import time
 
-    from ..config import model_name, output_dir
+    from ..config import experiment_dir, model_name
     from ..data.build import build_val_dataset
     from ..inference import load_method
     from .data_setup import run_loader
@@ -126,13 +130,14 @@ def evaluate_checkpoint(cfg: CfgNode, cfg_path: str, info: DistInfo, progress: b
     from .runs import find_model_file
 
     t0 = time.time()
-    experiment = output_dir(cfg, cfg_path)
+    experiment = experiment_dir(cfg, cfg_path)
     path = find_model_file(cfg, cfg_path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"model file {path} not found: pass --model-file PATH (or TEST.MODEL_FILE), or train "
             f"{cfg_path} first so that its latest run has {os.path.basename(path)}")
-    out_dir = valid_folder(cfg, experiment, path)
+    codec = Codec.from_cfg(cfg)  # decode settings, once for the folder name, results.md, predict
+    out_dir = valid_folder(cfg, experiment, path, codec)
     name = os.path.splitext(os.path.basename(cfg_path))[0]
     log = setup_logger(out_dir, name, "valid", info.is_main)
     val_set = build_val_dataset(cfg)
@@ -140,9 +145,10 @@ def evaluate_checkpoint(cfg: CfgNode, cfg_path: str, info: DistInfo, progress: b
     method, layout = load_method(cfg, path, info.device, allow_single=allow_single)
     log.info("loaded %s (%s layout) into %s", path, layout, model_name(cfg)[0])
     provenance = (f"valid.py: {cfg_path}, weights {os.path.abspath(path)} ({layout} layout); "
-                  f"{settings_line(cfg)}")
+                  f"{settings_line(cfg, codec)}")
     results, _ = run_validation(cfg, method, val_set, loader, info, out_dir, model_name(cfg)[1],
-                                progress, debug=DebugImages(cfg, out_dir), provenance=provenance)
+                                progress, debug=DebugImages(cfg, out_dir), provenance=provenance,
+                                codec=codec)
     if info.is_main:
         summary = ", ".join(f"{net} {m:.4f}" for net, (_, m) in results.items())
         log.info("done in %.0f s: %s; outputs in %s (results.md/.json, results/, all_preds.npy, log)",

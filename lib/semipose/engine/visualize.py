@@ -7,46 +7,55 @@ import cv2
 import numpy as np
 
 from ..data.imageio import read_image
-from ..data.keypoints import COCO, COCO_SKELETON, JointSet, slots_in
+from ..data.meta import DEFAULT_PALETTE, DatasetMeta
 from ..transforms.affine import affine_points, get_affine_transform
 from ..utils.io import atomic_write
 
-_LEFT, _RIGHT, _MID = (60, 120, 255), (255, 160, 40), (80, 230, 80)  # BGR
+# The skeleton, the colours and the legend come from the joint set's description (palette RGB,
+# drawn by OpenCV in BGR).
 
 
-def _edges(joint_set: JointSet) -> List[tuple]:
-    """COCO skeleton edges expressed in ``joint_set`` indices (edges it lacks are dropped)."""
-    idx = slots_in(joint_set, COCO)
-    return [(int(idx[a]), int(idx[b])) for a, b in COCO_SKELETON if idx[a] >= 0 and idx[b] >= 0]
+def _bgr(rgb: Sequence[int]) -> Tuple[int, int, int]:
+    return (int(rgb[2]), int(rgb[1]), int(rgb[0]))
 
 
-def _side_colour(name: str) -> tuple:
-    return _LEFT if name[0] == "l" else _RIGHT if name[0] == "r" else _MID
+_LEFT = _bgr(dict(DEFAULT_PALETTE)["left"])  # the built-in sets' left side, BGR
 
 
-def draw_pose(img: np.ndarray, kpts: np.ndarray, joint_set: JointSet, thr: float = 0.2,
+def legend_colours(meta: DatasetMeta, sides_only: bool = False) -> List[Tuple[str, tuple]]:
+    """(palette name, BGR) of the colours the joints are drawn in; ``sides_only`` keeps those of
+    flip-paired joints (the colours that tell a joint from its mirror twin)."""
+    used = {meta.joint_colors[j] for pair in meta.flip_pairs for j in pair} if sides_only \
+        else set(meta.joint_colors) | set(meta.limb_colors)
+    return [(name, _bgr(c)) for name, c in meta.palette if c in used]
+
+
+def draw_pose(img: np.ndarray, kpts: np.ndarray, joint_set: DatasetMeta, thr: float = 0.2,
               fade: bool = False, scale: float = 1.0) -> None:
     """Draw kpts [J, 3] (x, y, score) on a BGR image in place.
 
-    Limbs and joints are coloured by side (left orange, right blue, centre green); a joint's dot
-    grows with its confidence. Joints below ``thr`` are skipped, or with ``fade`` drawn at 35%
-    opacity (with their limbs) so that uncertain parts stay visible but read as uncertain.
-    ``scale`` multiplies line widths and dot sizes (for large images).
+    The joint set's skeleton is drawn in its limb colours and the joints it connects (all joints
+    when it has no skeleton) in their joint colours (built-in sets: left orange, right blue,
+    centre green); a joint's dot grows with its confidence. Joints below ``thr`` are skipped, or
+    with ``fade`` drawn at 35% opacity (with their limbs) so that uncertain parts stay visible but
+    read as uncertain. ``scale`` multiplies line widths and dot sizes (for large images).
     """
-    names, edges = joint_set.names, _edges(joint_set)
+    edges = joint_set.skeleton
+    limb_bgr = [_bgr(c) for c in joint_set.limb_colors]
+    joint_bgr = [_bgr(c) for c in joint_set.joint_colors]
     used = sorted({j for e in edges for j in e}) or list(range(len(kpts)))
     conf = np.nan_to_num(kpts[:, 2].astype(np.float64), nan=0.0)
     pt = lambda j: (int(round(kpts[j, 0])), int(round(kpts[j, 1])))  # noqa: E731
     width = max(1, int(round(2 * scale)))
 
     def paint(canvas: np.ndarray, strong: bool) -> None:
-        for a, b in edges:
+        for (a, b), colour in zip(edges, limb_bgr):
             if (min(conf[a], conf[b]) > thr) == strong:
-                cv2.line(canvas, pt(a), pt(b), _side_colour(names[a]), width, cv2.LINE_AA)
+                cv2.line(canvas, pt(a), pt(b), colour, width, cv2.LINE_AA)
         for j in used:
             if (conf[j] > thr) == strong:
                 r = max(2, int(round(scale * (2 + 3 * min(max(conf[j], 0.0), 1.0)))))
-                cv2.circle(canvas, pt(j), r, _side_colour(names[j]), -1, cv2.LINE_AA)
+                cv2.circle(canvas, pt(j), r, joint_bgr[j], -1, cv2.LINE_AA)
                 cv2.circle(canvas, pt(j), r, (255, 255, 255), 1, cv2.LINE_AA)
 
     if fade and (conf <= thr).any():
@@ -57,10 +66,10 @@ def draw_pose(img: np.ndarray, kpts: np.ndarray, joint_set: JointSet, thr: float
 
 
 def draw_people(img: np.ndarray, kpts: np.ndarray, boxes: Sequence[Sequence[float]],
-                scores: Sequence[float], joint_set: JointSet, thr: float = 0.2,
+                scores: Sequence[float], joint_set: DatasetMeta, thr: float = 0.2,
                 legend: str = "") -> np.ndarray:
     """A copy of a BGR image with every person's box, skeleton (low-confidence joints faded) and
-    score, plus a colour legend and the ``legend`` text in the top-left corner."""
+    score, plus a legend of the side colours and the ``legend`` text in the top-left corner."""
     out = img.copy()
     scale = max(1.0, min(out.shape[:2]) / 400.0)
     font, fs, th = cv2.FONT_HERSHEY_SIMPLEX, 0.4 * scale, max(1, int(scale))
@@ -71,7 +80,8 @@ def draw_people(img: np.ndarray, kpts: np.ndarray, boxes: Sequence[Sequence[floa
         ty = y - 3 if y >= int(14 * scale) else y + int(12 * scale)  # above the box if it fits
         cv2.putText(out, f"{score:.2f}", (x + 2, ty), font, fs, (0, 0, 0), th + 2, cv2.LINE_AA)
         cv2.putText(out, f"{score:.2f}", (x + 2, ty), font, fs, (255, 255, 255), th, cv2.LINE_AA)
-    lines = [("left", _LEFT), ("right", _RIGHT)] + ([(legend, (255, 255, 255))] if legend else [])
+    lines = legend_colours(joint_set, sides_only=True) + \
+        ([(legend, (255, 255, 255))] if legend else [])
     for k, (text, col) in enumerate(lines):
         org = (4, int((14 + 14 * k) * scale))
         cv2.putText(out, text, org, font, fs, (0, 0, 0), th + 2, cv2.LINE_AA)
@@ -144,8 +154,8 @@ def prediction_grid(val_set: Any, pred: Dict[str, Any], num: int = 16, net: str 
     rows = [np.concatenate(pairs[r:r + cols], axis=1) for r in range(0, len(pairs), cols)]
     grid = np.concatenate(rows, axis=0)
     title = f"{net}" + (f", epoch {epoch}" if epoch is not None else "")
-    head = _header(grid.shape[1], [(title + ": prediction | ground truth", (255, 255, 255)),
-                                   ("left", _LEFT), ("right", _RIGHT), ("centre", _MID)])
+    head = _header(grid.shape[1], [(title + ": prediction | ground truth", (255, 255, 255))] +
+                   legend_colours(val_set.joint_set))
     return np.concatenate([head, grid], axis=0)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from semipose.data.aic import UNLABELED, aic_humans
 from semipose.data.keypoints import AIC, JointSet, to_native
+from semipose.errors import DataError, MissingFileError
 from semipose.evaluation.mpii_eval import PCK_GRID, pck_curve, summarize
 from semipose.utils.io import atomic_write_mat, read_json
 
@@ -32,7 +33,7 @@ AIC_COLUMNS = (("Head", ("head_top",)), ("Neck", ("neck",)), ("Shoulder", ("lsho
 
 def _read_humans(annotation_file: str):
     if not os.path.isfile(annotation_file):
-        raise FileNotFoundError(f"AI Challenger annotation file not found: {annotation_file}")
+        raise MissingFileError(f"AI Challenger annotation file not found: {annotation_file}")
     return aic_humans(read_json(annotation_file, "AI Challenger annotation file"), annotation_file)
 
 
@@ -65,14 +66,14 @@ def write_aic_gt_npy(annotation_file: str, records: Sequence[Dict[str, Any]], pa
 def load_aic_gt_npy(path: str) -> Dict[str, np.ndarray]:
     """Read a ``gt_<set>.npy`` dict with keys pos_gt_src, jnt_visible, headboxes_src."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"AIC PCKh ground truth not found: {path}. Create it with "
             f"semipose.evaluation.aic_eval.write_aic_gt_npy(annotation_file, records, path), or pass "
             f"gt_npy=None to derive the same GT from the annotation json.")
     gt = np.load(path, allow_pickle=True).item()
     missing = {"pos_gt_src", "jnt_visible", "headboxes_src"} - set(gt)
     if missing:
-        raise ValueError(f"{path} lacks keys {sorted(missing)}")
+        raise DataError(f"{path} lacks keys {sorted(missing)}")
     return gt
 
 

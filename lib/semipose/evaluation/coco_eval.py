@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 import numpy as np
 
 from semipose.data.keypoints import COCO, JointSet, to_native
+from semipose.errors import DataError, MissingFileError
 from semipose.evaluation.nms import oks_nms_batched, rescore
 from semipose.utils.io import atomic_write_text
 
@@ -146,7 +147,7 @@ def _load_gt(annotation_file: str):
     from pycocotools.coco import COCO as CocoApi
 
     if not os.path.isfile(annotation_file):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"COCO annotation file '{annotation_file}' not found: place the person_keypoints "
             f"JSON there or point DATASET.ROOT / TEST_SET at the right folder.")
     st = os.stat(annotation_file)
@@ -172,9 +173,10 @@ def _captured(what: str):
             logger.info("pycocotools (%s):\n%s", what, text, extra={"file_only": True})
 
 
-def run_cocoeval(annotation_file: str, results: Union[str, List[Dict[str, Any]]]
-                 ) -> "OrderedDict[str, float]":
-    """COCOeval('keypoints') of a result file path or result list; the 10 summary metrics."""
+def run_cocoeval(annotation_file: str, results: Union[str, List[Dict[str, Any]]],
+                 sigmas: Sequence[float] = COCO.sigmas) -> "OrderedDict[str, float]":
+    """COCOeval('keypoints') of a result file path or result list; the 10 summary metrics.
+    ``sigmas``: the OKS sigmas of the annotation files' joints (COCO-17's by default)."""
     from pycocotools.cocoeval import COCOeval
 
     coco_gt = _load_gt(annotation_file)
@@ -182,6 +184,9 @@ def run_cocoeval(annotation_file: str, results: Union[str, List[Dict[str, Any]]]
         coco_dt = coco_gt.loadRes(results)
         coco_eval = COCOeval(coco_gt, coco_dt, "keypoints")
         coco_eval.params.useSegm = None
+        # pycocotools' own table holds COCO's sigmas; the joint set's replace it (same values
+        # for COCO), so any joint count is scored with its own.
+        coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
@@ -191,7 +196,7 @@ def run_cocoeval(annotation_file: str, results: Union[str, List[Dict[str, Any]]]
 def evaluate_coco(preds: np.ndarray, boxes: Union[Mapping[str, np.ndarray], np.ndarray],
                   image_ids: Sequence, annotation_file: str, image_set: str, output_dir: str,
                   joint_set: JointSet, prefix: str = "", in_vis_thre: float = 0.2,
-                  oks_thre: float = 0.9, save_result: bool = True
+                  oks_thre: float = 0.9, save_result: bool = True, native: JointSet = COCO
                   ) -> Tuple[Mapping[str, float], float]:
     """Score keypoint predictions on a COCO set.
 
@@ -208,6 +213,8 @@ def evaluate_coco(preds: np.ndarray, boxes: Union[Mapping[str, np.ndarray], np.n
         in_vis_thre: joints with maxval above it enter the keypoint score.
         oks_thre: OKS-NMS threshold.
         save_result: write the result JSON (atomically).
+        native: the annotation files' joint set (COCO-17 or a dataset's own); its OKS sigmas
+            drive the OKS-NMS and the results are written in its order.
     Returns:
         (OrderedDict of the 10 COCO metrics, AP), or ({'Null': 0}, 0) for unscored sets.
     """
@@ -221,8 +228,11 @@ def evaluate_coco(preds: np.ndarray, boxes: Union[Mapping[str, np.ndarray], np.n
     if missing:
         raise KeyError(f"boxes lacks {missing}; expected keys {list(BOX_KEYS)}")
 
-    kpts = to_native(preds, joint_set, COCO)
-    results = build_results(kpts, boxes, image_ids, COCO.sigmas, in_vis_thre, oks_thre)
+    if len(native.sigmas) != native.num_joints:
+        raise DataError(f"joint set {native.describe()} has no OKS sigmas: add 'sigmas' (one per "
+                        f"joint) to its description to score OKS AP")
+    kpts = to_native(preds, joint_set, native)
+    results = build_results(kpts, boxes, image_ids, native.sigmas, in_vis_thre, oks_thre)
     path = result_file(output_dir, image_set, prefix)
     if save_result:
         atomic_write_text(json.dumps(results, sort_keys=True, indent=4), path)
@@ -234,5 +244,5 @@ def evaluate_coco(preds: np.ndarray, boxes: Union[Mapping[str, np.ndarray], np.n
         logger.warning("no predictions to evaluate for %s; reporting zeros", image_set)
         zeros = OrderedDict((name, 0.0) for name in METRIC_NAMES)
         return zeros, 0.0
-    name_values = run_cocoeval(annotation_file, path if save_result else results)
+    name_values = run_cocoeval(annotation_file, path if save_result else results, native.sigmas)
     return name_values, name_values["AP"]

@@ -16,6 +16,7 @@ import scipy.io
 
 from semipose.data.keypoints import MPII, JointSet, to_native
 from semipose.data.mpii import write_gt_mat
+from semipose.errors import DataError, MissingFileError
 from semipose.utils.io import atomic_write_mat, read_json
 
 SC_BIAS = 0.6  # MPII head size = 0.6 x head-box diagonal
@@ -74,7 +75,7 @@ MPII_COLUMNS = (("Head", ("head_top",)), ("Shoulder", ("lsho", "rsho")), ("Elbow
 def load_mpii_gt(gt_file: str) -> Dict[str, np.ndarray]:
     """Read a GT .mat -> {'pos' [N, 16, 2] 1-based, 'visible' [N, 16], 'headboxes' [N, 2, 2]}."""
     if not os.path.isfile(gt_file):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"MPII PCKh ground truth not found: {gt_file}. It is the MPII annotation release's "
             f"gt_<TEST_SET>.mat (shipped with the Simple-Baseline/HRNet MPII json annotations; "
             f"rename gt_valid.mat to match TEST_SET or set DATASET.TEST_SET), or build one from "
@@ -114,8 +115,8 @@ def evaluate_mpii(preds: np.ndarray, joint_set: JointSet, gt_file: str, output_d
 
     gt = load_mpii_gt(gt_file)
     if gt["pos"].shape[0] != pred.shape[0]:
-        raise ValueError(f"{gt_file} has {gt['pos'].shape[0]} persons but {pred.shape[0]} "
-                         f"predictions were given; the GT must match DATASET.TEST_SET's json.")
+        raise DataError(f"{gt_file} has {gt['pos'].shape[0]} persons but {pred.shape[0]} "
+                        f"predictions were given; the GT must match DATASET.TEST_SET's json.")
     headsize = SC_BIAS * np.linalg.norm(gt["headboxes"][:, 1] - gt["headboxes"][:, 0], axis=-1)
     curve, counts = pck_curve(pred, gt["pos"], gt["visible"], headsize, PCK_GRID)
     at_thr, _ = pck_curve(pred, gt["pos"], gt["visible"], headsize, np.array([threshold]))

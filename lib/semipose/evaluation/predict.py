@@ -1,8 +1,8 @@
 """Run pose models over a validation loader and decode keypoints in original-image pixels.
 
 One pass over the loader serves every model: each batch goes through all models (optionally with
-the flip test), heatmaps come back to the host once, and ``get_final_preds`` maps them through the
-inverse crop affine. Box arrays (center, scale, area, score, raw_box) and image ids are gathered
+the flip test), heatmaps come back to the host once, and the codec's ``decode`` maps them through
+the inverse crop affine. Box arrays (center, scale, area, score, raw_box) and image ids are gathered
 from the batch meta in loader order, together with each sample's dataset ``index`` so that shards
 of a distributed evaluation can be merged back into dataset order (:func:`merge_results`).
 """
@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from semipose.transforms.affine import PIXEL_STD
 from semipose.evaluation.accuracy import accuracy
-from semipose.transforms.heatmap import flip_back, get_final_preds, shift_flipped
+from semipose.transforms.codec import Codec
 
 logger = logging.getLogger(__name__)
 
@@ -39,27 +39,26 @@ def _ids(x: Any) -> List[Any]:
     return list(x)
 
 
-def forward_heatmaps(model: Model, images: torch.Tensor, flip_test: bool,
-                     flip_pairs: Optional[Sequence[Sequence[int]]], shift_mode: str
-                     ) -> torch.Tensor:
-    """Heatmaps [B, J, h, w] float32; with the flip test, the mean of plain and flipped passes."""
+def forward_heatmaps(model: Model, images: torch.Tensor, codec: Codec,
+                     flip_pairs: Optional[Sequence[Sequence[int]]]) -> torch.Tensor:
+    """Heatmaps [B, J, h, w] float32; with the codec's flip test, the mean of the plain pass and
+    the flipped pass put back in the plain frame (``Codec.merge_flip``)."""
     out = model(images).float()
-    if flip_test:
+    if codec.flip_test:
         flipped = model(torch.flip(images, dims=[3])).float()
-        # Mirrored heatmaps sit 0.75 px left of the plain ones (pixel-centre convention); shift
-        # them back before averaging ('shift': 1 px, 'grid': 0.75 px).
-        flipped = shift_flipped(flip_back(flipped, flip_pairs), shift_mode)
-        out = (out + flipped) * 0.5
+        out = codec.merge_flip(out, flipped, flip_pairs)
     return out
 
 
 def predict(models: Mapping[str, Model], loader: Any, device: torch.device | str,
-            flip_test: bool = False, flip_pairs: Optional[Sequence[Sequence[int]]] = None,
-            shift_mode: str = "shift", post_process: bool = True, post_type: str = "shift",
-            progress: bool = True, averages: Optional[Mapping[str, Sequence[str]]] = None,
+            flip_test: Optional[bool] = None,
+            flip_pairs: Optional[Sequence[Sequence[int]]] = None,
+            shift_mode: Optional[str] = None, post_process: Optional[bool] = None,
+            post_type: Optional[str] = None, progress: bool = True,
+            averages: Optional[Mapping[str, Sequence[str]]] = None,
             loss_fn: Optional[Callable[..., torch.Tensor]] = None,
-            batch_hook: Optional[Callable[[int, Any, torch.Tensor], None]] = None
-            ) -> Dict[str, Any]:
+            batch_hook: Optional[Callable[[int, Any, torch.Tensor], None]] = None,
+            codec: Optional[Codec] = None) -> Dict[str, Any]:
     """Predict keypoints for every sample of ``loader`` with every model.
 
     Args:
@@ -69,10 +68,12 @@ def predict(models: Mapping[str, Model], loader: Any, device: torch.device | str
             "target_weight"}; meta holds image_id, center [B, 2], scale [B, 2], rotation [B],
             score [B], raw_box [B, 4], index [B].
         device: where the models run.
-        flip_test: also run on horizontally flipped images and average (needs ``flip_pairs``,
-            the model joint space's left/right pairs).
-        shift_mode: 'shift' (1 px, the reference default) or 'grid' (0.75 px) for flipped maps.
-        post_process, post_type: passed to ``get_final_preds`` ('shift' or 'dark').
+        codec: the decode settings (``Codec.from_cfg(cfg)``); default ``Codec()``, the
+            reference's (no flip test, 'shift' refinement).
+        flip_test, shift_mode, post_process, post_type: replace the codec's setting when given.
+            flip_test: also run on horizontally flipped images and average (needs
+            ``flip_pairs``, the model joint space's left/right pairs); shift_mode: 'shift'
+            (1 px) or 'grid' (0.75 px) for flipped maps; post_type: 'shift' or 'dark'.
         progress: show a tqdm bar.
         averages: extra outputs whose heatmaps are the mean of named models' heatmaps, e.g.
             {"ensemble": ["net1", "net2"]}; costs no extra forward pass.
@@ -87,11 +88,14 @@ def predict(models: Mapping[str, Model], loader: Any, device: torch.device | str
          "loss", "loss_n", "accuracy", "accuracy_n"} -- loss/accuracy of the first model
         (None when the batches carry no targets; accuracy is the heatmap PCK of the log line).
     """
-    if flip_test and flip_pairs is None:
+    if shift_mode not in (None, "shift", "grid"):
+        raise ValueError(f"shift_mode must be 'shift' or 'grid', got '{shift_mode}'")
+    codec = (Codec() if codec is None else codec).with_overrides(
+        flip_test=flip_test, post_process=post_process, post_type=post_type,
+        shift_heatmap=None if shift_mode is None else shift_mode == "shift")
+    if codec.flip_test and flip_pairs is None:
         raise ValueError("flip_test needs flip_pairs (the model joint space's left/right pairs, "
                          "e.g. dataset.flip_pairs)")
-    if shift_mode not in ("shift", "grid"):
-        raise ValueError(f"shift_mode must be 'shift' or 'grid', got '{shift_mode}'")
     averages = dict(averages or {})
     unknown = [m for members in averages.values() for m in members if m not in models]
     if unknown:
@@ -117,7 +121,7 @@ def predict(models: Mapping[str, Model], loader: Any, device: torch.device | str
             center = _to_numpy(meta["center"], np.float32).reshape(-1, 2)
             scale = _to_numpy(meta["scale"], np.float32).reshape(-1, 2)
             rotation = _to_numpy(meta["rotation"], np.float32).reshape(-1)
-            heatmaps = {n: forward_heatmaps(m, images, flip_test, flip_pairs, shift_mode)
+            heatmaps = {n: forward_heatmaps(m, images, codec, flip_pairs)
                         for n, m in models.items()}
             for n, members in averages.items():
                 heatmaps[n] = sum(heatmaps[m] for m in members) / float(len(members))
@@ -126,8 +130,7 @@ def predict(models: Mapping[str, Model], loader: Any, device: torch.device | str
                 batch_hook(i, batch, heatmaps[first])
             host = {n: heatmaps[n].cpu().numpy() for n in names}  # one device->host copy each
             for n in names:
-                coords, maxvals = get_final_preds(host[n], center, scale, rotation,
-                                                  post_process=post_process, post_type=post_type)
+                coords, maxvals = codec.decode(host[n], center, scale, rotation)
                 preds[n].append(np.concatenate([coords, maxvals], axis=2).astype(np.float32))
 
             target = batch.get("target")

@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, Mapping, Tuple
 
 import numpy as np
 
+from ..errors import ConfigError
+
 Evaluator = Callable[..., Tuple[Mapping[str, float], float]]
 EVALUATORS: Dict[str, Evaluator] = {}
 
@@ -32,8 +34,8 @@ def register_evaluator(name: str):
 
 def evaluator_for(name: str) -> Evaluator:
     if name not in EVALUATORS:
-        raise ValueError(f"DATASET.TEST_DATASET {name!r} has no evaluator; registered: "
-                         f"{sorted(EVALUATORS)} (add one with @register_evaluator)")
+        raise ConfigError(f"DATASET.TEST_DATASET {name!r} has no evaluator; registered: "
+                          f"{sorted(EVALUATORS)} (add one with @register_evaluator)")
     return EVALUATORS[name]
 
 
@@ -45,7 +47,8 @@ def score_coco(cfg, val_set: Any, net: str, keypoints: np.ndarray, pred: Dict[st
     return evaluate_coco(keypoints, boxes, pred["image_ids"], val_set.annotation_file,
                          val_set.image_set, output_dir, val_set.joint_set,
                          prefix=COCO_PREFIX.get(net, net), in_vis_thre=cfg.TEST.IN_VIS_THRE,
-                         oks_thre=cfg.TEST.OKS_THRE, save_result=cfg.TEST.SAVE_RESULT)
+                         oks_thre=cfg.TEST.OKS_THRE, save_result=cfg.TEST.SAVE_RESULT,
+                         native=val_set.native_joint_set)
 
 
 @register_evaluator("mpii")

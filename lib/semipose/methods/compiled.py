@@ -16,8 +16,10 @@ Only a steady batch shape is compiled: one that has come twice in a row. The sma
 an epoch never does, so it runs eagerly each time instead of costing a compile of its own (over
 two minutes for the ResNet-18 PoseDual step on an H200, where the eager step takes 50 ms).
 
-Float attributes that change between steps (``Method.step_scalars``, e.g. the consistency weight
-of a ramp-up) enter the compiled step as 0-d tensors, so a new value is not a new graph.
+Float attributes that change between steps (the ``step_scalars`` a part of the method declares,
+e.g. the consistency term's ramped-up factor) enter the compiled step as 0-d tensors, so a new
+value is not a new graph. Recording, replaying and these scalars are this module's business
+alone: a method only draws from its ``DrawStream`` and returns a ``StepOutput``.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import torch
 from torch import nn
 
 from ..transforms.draws import DrawSpec, Recorder, Tape, draw_all
+from ..types import StepOutput
 
 Batch = Dict[str, object]
 # torch.compile backend of compiled steps; tests switch it to 'aot_eager' (the same graph capture
@@ -51,8 +54,8 @@ class CompiledStep:
     """Calls ``method.training_step`` through torch.compile with the draws replayed from a tape.
 
     Args:
-        method: a Method; its random draws must go through ``method.generator(device)`` (every
-            SemiMethod does) and depend on shapes only.
+        method: a Method; its random draws must come from ``method.draw_stream()`` (every
+            SemiMethod's hard view does) and depend on shapes only.
         mode: torch.compile mode ('default', 'reduce-overhead', 'max-autotune').
         backend: torch.compile backend (None: ``DEFAULT_BACKEND``).
     """
@@ -66,6 +69,10 @@ class CompiledStep:
         self.last_key: Optional[Tuple] = None  # the previous step's batch shape
         self.eager_steps = 0  # steps run eagerly (a shape's first step, and unsteady shapes)
         self.scalars: Dict[str, torch.Tensor] = {}  # the step_scalars' device tensors
+        self.stream = method.draw_stream()
+        # (module, attribute) of every float a part declares in ``step_scalars``
+        self.scalar_attrs = [(m, name) for m in method.modules()
+                             for name in getattr(type(m), "step_scalars", ())]
 
     def _scalar(self, name: str, device: Optional[torch.device]) -> torch.Tensor:
         """A 0-d float32 tensor of the step's own on ``device``, refilled every step: a fill is
@@ -77,40 +84,46 @@ class CompiledStep:
         return t
 
     def _replay(self, batch: Batch, draws: List[torch.Tensor],
-                scalars: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        self.method.draw_source = Tape(draws)
-        for name, value in scalars.items():  # 0-d tensors for the step, floats again after it
-            setattr(self.method, name, value)
-        return self.method.training_step(batch)
+                scalars: List[torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor],
+                                                      torch.Tensor, Dict[str, torch.Tensor]]:
+        if self.stream is not None:
+            self.stream.source = Tape(draws)
+        for (module, name), value in zip(self.scalar_attrs, scalars):
+            setattr(module, name, value)  # 0-d tensors for the step, floats again after it
+        out = self.method.training_step(batch)
+        # plain containers out of the graph; the StepOutput is rebuilt outside it
+        return out.loss, out.terms, out.sup_heatmaps, out.debug
 
-    def __call__(self, batch: Batch) -> Dict[str, torch.Tensor]:
-        method = self.method
+    def __call__(self, batch: Batch) -> StepOutput:
+        method, stream = self.method, self.stream
         tensors = list(batch_tensors(batch))
         key = tuple((path, tuple(t.shape), t.dtype, str(t.device)) for path, t in tensors)
         device = tensors[0][1].device if tensors else None
-        gen = method.generator(device) if hasattr(method, "generator") else None
-        floats = {name: getattr(method, name) for name in method.step_scalars}
+        gen = stream.generator(device) if stream is not None else None
+        floats = [getattr(module, name) for module, name in self.scalar_attrs]
         if key == self.last_key and key in self.specs:
             self.steady.add(key)
         self.last_key = key
         try:
             if key not in self.steady:  # eager, noting the draws
                 recorder = Recorder(gen) if gen is not None else None
-                method.draw_source = recorder
+                if stream is not None:
+                    stream.source = recorder
                 out = method.training_step(batch)
                 self.specs[key] = recorder.specs if recorder is not None else []
                 self.eager_steps += 1
                 return out
             draws = draw_all(gen, self.specs[key])
-            scalars = {name: self._scalar(name, device).fill_(v) for name, v in floats.items()}
-            out = self.compiled(batch, draws, scalars)
-            tape = method.draw_source  # the step's Tape, as the compiled code left it
+            scalars = [self._scalar(f"{i}", device).fill_(v) for i, v in enumerate(floats)]
+            loss, terms, sup, debug = self.compiled(batch, draws, scalars)
+            tape = stream.source if stream is not None else None  # as the compiled code left it
             if isinstance(tape, Tape) and tape.pos != len(draws):
                 raise RuntimeError(f"the compiled step used {tape.pos} of the {len(draws)} random "
                                    "draws recorded for this batch shape, so the generator ran "
                                    "ahead of the eager stream (draws must depend on shapes only)")
-            return out
+            return StepOutput(loss, terms, sup, debug)
         finally:
-            method.draw_source = None
-            for name, value in floats.items():
-                setattr(method, name, value)
+            if stream is not None:
+                stream.source = None
+            for (module, name), value in zip(self.scalar_attrs, floats):
+                setattr(module, name, value)

@@ -7,10 +7,11 @@ step and are saved in checkpoints like any net.
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
+from ..errors import ConfigError
 from .base import NetsArg
 from .posecons import PoseCons
 from .posedual import PoseDual
@@ -35,24 +36,21 @@ class EMATeachers:
 
     ema_pairs: Tuple[Tuple[str, str], ...] = ()
 
-    def __init__(self, nets: NetsArg, ema_decay: float = 0.999, **kwargs):
+    def __init__(self, nets: NetsArg, ema_decay: float = 0.999, **kwargs: Any):
         super().__init__(nets, **kwargs)  # the SemiMethod this mixin is combined with
-        self.init_ema(ema_decay)
-
-    @classmethod
-    def from_cfg(cls, cfg, nets: NetsArg, seed=None, joint_mask=None):
-        """SemiMethod's keys plus MT_EMA_DECAY."""
-        method = super().from_cfg(cfg, nets, seed=seed, joint_mask=joint_mask)  # type: ignore[misc]
-        method.init_ema(float(cfg.MT_EMA_DECAY))
-        return method
-
-    def init_ema(self, ema_decay: float) -> None:
         if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"MT_EMA_DECAY must be in [0, 1), got {ema_decay}")
+            raise ConfigError(f"SSL.EMA_DECAY (MT_EMA_DECAY) must be in [0, 1), got {ema_decay}")
         self.ema_decay, self.ema_steps = float(ema_decay), 0
         for teacher, student in self.ema_pairs:
             self.nets[teacher].load_state_dict(self.nets[student].state_dict())
             self.nets[teacher].requires_grad_(False)
+
+    @classmethod
+    def options_from_cfg(cls, cfg, seed: Optional[int],
+                         joint_mask: Optional[torch.Tensor]) -> Dict[str, Any]:
+        """The combined method's options plus SSL.EMA_DECAY."""
+        return dict(super().options_from_cfg(cfg, seed, joint_mask),  # type: ignore[misc]
+                    ema_decay=cfg.SSL.EMA_DECAY)
 
     def current_decay(self) -> float:
         return min(self.ema_decay, 1.0 - 1.0 / (self.ema_steps + 1))
@@ -86,7 +84,7 @@ class MeanTeacher(EMATeachers, PoseCons):
 
     Nets: "net1" (the student, trained) and "teacher" (its parameters do not require grad).
     Both are saved in checkpoints and scored (validation rows "net1" and "teacher").
-    ``last`` as PoseCons.
+    Debug tensors as PoseCons.
     """
 
     net_names = ("net1", "teacher")
@@ -101,7 +99,7 @@ class PoseDualMeanTeacher(EMATeachers, PoseDual):
 
     Nets: "net1", "net2" (trained), "teacher1", "teacher2" (EMA copies). Validation rows:
     net1, net2, ensemble (mean of the students), teacher1, teacher2 and teacher_ensemble.
-    ``last`` and loss keys as PoseDual.
+    Debug tensors and terms as PoseDual.
     """
 
     net_names = ("net1", "net2", "teacher1", "teacher2")

@@ -55,9 +55,9 @@ class CollapseMonitor:
 
     @classmethod
     def from_cfg(cls, cfg) -> "CollapseMonitor":
-        """Reads MONITOR.LOW_MAX_THRE, MONITOR.WARN_RISE, HARD_AFFINE_ALIGN_CORNERS."""
+        """Reads MONITOR.LOW_MAX_THRE, MONITOR.WARN_RISE, SSL.HARD.ALIGN_CORNERS."""
         return cls(cfg.MONITOR.LOW_MAX_THRE, cfg.MONITOR.WARN_RISE,
-                   align_corners=cfg.HARD_AFFINE_ALIGN_CORNERS)
+                   align_corners=cfg.SSL.HARD.ALIGN_CORNERS)
 
     @torch.no_grad()
     def measure(self, method: nn.Module, images: torch.Tensor,

@@ -7,37 +7,25 @@ each with its own loss against one easy-view teacher prediction.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from torch import nn
 
-from ..transforms.batch import cutmix, joint_cut_occlusion, joint_cutout, mixup, random_partner
+from ..errors import ConfigError
+from ..types import StepOutput
 from .base import Batch, NetsArg, SemiMethod
+from .parts import parse_ops
 from .registry import register_method
-
-# Ops of a path, applied in the easy-view frame before the path's hard affine.
-#   cutout:    Joint Cutout (zeroed boxes near the teacher's joints), target unchanged
-#   occlusion: joint cut-occlusion (the boxes filled from a partner crop), target unchanged
-#   cutmix:    a random box pasted from a partner crop, into the image and the target alike
-#   mixup:     a blend with a partner crop (own weight in [0.5, 1]), image and target alike
-#   none:      nothing (the path is the hard affine alone)
-PATH_OPS = ("cutout", "occlusion", "cutmix", "mixup", "none")
 
 
 def parse_paths(paths: Sequence[str]) -> Tuple[Tuple[str, ...], ...]:
     """["occlusion+cutout", "cutmix"] -> (("occlusion", "cutout"), ("cutmix",)); ValueError
-    naming the entry for an unknown op or an empty list."""
+    naming the entry for an unknown op (parts.HARD_OPS: cutout, occlusion, cutmix, mixup, none,
+    and any registered one) or an empty list."""
     if len(paths) == 0:
-        raise ValueError("MULTI.PATHS is empty; give at least one path, e.g. ['cutout']")
-    out = []
-    for entry in paths:
-        ops = tuple(op.strip() for op in str(entry).split("+"))
-        bad = [op for op in ops if op not in PATH_OPS]
-        if bad:
-            raise ValueError(f"MULTI.PATHS entry {entry!r}: unknown op {bad[0]!r}; ops are "
-                             f"{list(PATH_OPS)}, joined by '+'")
-        out.append(ops)
-    return tuple(out)
+        raise ConfigError("MULTI.PATHS is empty; give at least one path, e.g. ['cutout']")
+    return tuple(parse_ops(str(entry), "MULTI.PATHS") for entry in paths)
 
 
 @register_method("pose_multi")
@@ -46,72 +34,41 @@ class MultiPath(SemiMethod):
 
     1. sup = f(x_L) -> loss_pose = MSE(sup, target_L, w_L).
     2. t = f(x_U) (no grad, train mode as in PoseCons).
-    3. For each path p: its ops turn (base, t) into (hard_p, t_p) (see PATH_OPS; the mixing ops
-       pair each crop with a random other crop of the batch, weights w_U * w_U[partner]), then
-       its own hard affine theta_p: hard_p = warp(hard_p, theta_p), T_p = warp(t_p, theta_p).
+    3. For each path p: its ops turn (base, t) into (hard_p, t_p) (see parts.HARD_OPS; the
+       mixing ops pair each crop with a random other crop of the batch, weights
+       w_U * w_U[partner]), then its own hard affine theta_p: hard_p = warp(hard_p, theta_p),
+       T_p = warp(t_p, theta_p).
     4. One student pass over the P views concatenated (one forward/backward for all paths;
        BatchNorm sees the P views together): s_p = f(hard_p);
        loss_cons_p = MSE(s_p, T_p, w_p); loss = loss_pose + sum_p loss_cons_p.
 
-    ``last`` (first path): "sup_heatmaps", "teacher_heatmaps", "teacher_warped", "hard_images",
-    "student_heatmaps", "theta". Loss keys: "loss_pose", "loss_cons" (the sum), "loss_cons_<p>"
+    Debug tensors (first path): "teacher_heatmaps", "teacher_warped", "hard_images",
+    "student_heatmaps", "theta". Terms: "loss_pose", "loss_cons" (the sum), "loss_cons_<p>"
     for p = 1..P.
     """
 
     net_names = ("net1",)
 
     def __init__(self, nets: NetsArg, paths: Sequence[str] = ("occlusion+cutout", "cutout+cutmix"),
-                 path_joint_num: int = 5, **kwargs):
-        super().__init__(nets, **kwargs)
-        if self.teacher_view != "easy":
-            raise ValueError("pose_multi needs CONS_TEACHER_VIEW 'easy' (its ops live in the "
+                 path_joint_num: int = 5, **parts: Any):
+        super().__init__(nets, **parts)
+        if self.hard.teacher_view != "easy":
+            raise ConfigError("pose_multi needs CONS_TEACHER_VIEW 'easy' (its ops live in the "
                              "easy-view frame)")
-        self.paths = parse_paths(paths)
         if path_joint_num < 0:
-            raise ValueError(f"MULTI.MASK_JOINT_NUM must be >= 0, got {path_joint_num}")
-        self.path_joint_num = int(path_joint_num)
+            raise ConfigError(f"MULTI.MASK_JOINT_NUM must be >= 0, got {path_joint_num}")
+        # One hard view per path: its own ops and box count, the shared settings and stream.
+        self.paths = nn.ModuleList(self.hard.with_ops(ops, path_joint_num)
+                                   for ops in parse_paths(paths))
 
     @classmethod
-    def from_cfg(cls, cfg, nets: NetsArg, seed=None, joint_mask=None) -> "MultiPath":
-        """SemiMethod's keys plus MULTI.PATHS and MULTI.MASK_JOINT_NUM."""
-        method = super().from_cfg(cfg, nets, seed=seed, joint_mask=joint_mask)
-        method.paths = parse_paths(cfg.MULTI.PATHS)
-        method.path_joint_num = int(cfg.MULTI.MASK_JOINT_NUM)
-        return method
+    def options_from_cfg(cls, cfg, seed: Optional[int],
+                         joint_mask: Optional[torch.Tensor]) -> Dict[str, Any]:
+        """SemiMethod's parts plus SSL.MULTI.PATHS and SSL.MULTI.MASK_JOINT_NUM."""
+        return dict(super().options_from_cfg(cfg, seed, joint_mask),
+                    paths=cfg.SSL.MULTI.PATHS, path_joint_num=cfg.SSL.MULTI.MASK_JOINT_NUM)
 
-    @staticmethod
-    def check_cfg(cfg) -> Optional[str]:
-        """The config check's hook: a message for bad MULTI keys, else None."""
-        try:
-            parse_paths(cfg.MULTI.PATHS)
-        except ValueError as e:
-            return str(e)
-        return None
-
-    def apply_path(self, ops: Tuple[str, ...], base: torch.Tensor, t: torch.Tensor,
-                   weight: Optional[torch.Tensor], joint_mask: Optional[torch.Tensor]
-                   ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-        """(hard view, target, joint weights) of one path, still in the easy-view frame."""
-        gen = self.generator(base.device)
-        img, target = base, t
-        joints_px = None
-        for op in ops:
-            if op in ("cutout", "occlusion") and joints_px is None:
-                joints_px = self.teacher_joints_px(t, base)
-            if op == "cutout":
-                img = joint_cutout(img, joints_px, self.path_joint_num, gen, self.cutout_mode,
-                                   joint_mask, self.cutout_scale)
-            elif op == "occlusion":
-                img = joint_cut_occlusion(img, joints_px, self.path_joint_num, gen, joint_mask,
-                                          scale=self.cutout_scale)
-            elif op in ("cutmix", "mixup"):
-                perm = random_partner(img.shape[0], gen, img.device)
-                img, target = (cutmix if op == "cutmix" else mixup)(img, target, perm, gen)
-                if weight is not None:
-                    weight = weight * weight[perm]
-        return img, target, weight
-
-    def training_step(self, batch: Batch) -> Dict[str, torch.Tensor]:
+    def training_step(self, batch: Batch) -> StepOutput:
         lab, unl = batch["labeled"], batch["unlabeled"]
         net = self.nets["net1"]
         sup = net(lab["image"])
@@ -124,23 +81,24 @@ class MultiPath(SemiMethod):
         weights: List[Optional[torch.Tensor]] = []
         with torch.no_grad():
             t = net(x_u)
-            base, mask = self.hard_base(batch), self.cutout_mask_for(unl)
+            base, mask = self.hard.base(batch), self.hard.mask_for(unl)
             thetas = []
-            for ops in self.paths:
-                img, target, weight = self.apply_path(ops, base, t, w_u, mask)
-                theta = self.draw_theta(n, x_u.device)
-                views.append(self.apply_theta(img, theta))
-                targets.append(self.apply_theta(target, theta))
-                weights.append(self.cons_target_weight(targets[-1], weight))
+            for path in self.paths:
+                img, target, weight = path.apply_ops(base, t, w_u, mask)
+                theta = path.draw_theta(n, x_u.device)
+                views.append(path.warp(img, theta))
+                targets.append(path.warp(target, theta))
+                weights.append(self.cons.joint_weight(targets[-1], weight))
                 thetas.append(theta)
         s_all = net(torch.cat(views))
-        terms = [self.loss(s, tgt, w) for s, tgt, w in zip(s_all.split(n), targets, weights)]
+        terms = [self.cons.term(s, tgt, w) for s, tgt, w in zip(s_all.split(n), targets, weights)]
         loss_cons = torch.stack(terms).sum()
 
-        self.last = {"sup_heatmaps": sup.detach(), "teacher_heatmaps": t,
-                     "teacher_warped": targets[0], "hard_images": views[0],
-                     "student_heatmaps": s_all[:n].detach(), "theta": thetas[0]}
-        out = {"loss": loss_pose + self.cons_weight * loss_cons, "loss_pose": loss_pose.detach(),
-               "loss_cons": loss_cons.detach(), "sup_heatmaps": sup.detach()}
-        out.update({f"loss_cons_{p + 1}": term.detach() for p, term in enumerate(terms)})
-        return self.with_kept(out, *weights)
+        logged = {"loss_pose": loss_pose.detach(), "loss_cons": loss_cons.detach()}
+        logged.update({f"loss_cons_{p + 1}": term.detach() for p, term in enumerate(terms)})
+        return StepOutput(
+            loss=loss_pose + self.cons.scale * loss_cons,
+            terms={**logged, **self.cons.kept(*weights)},
+            sup_heatmaps=sup.detach(),
+            debug={"teacher_heatmaps": t, "teacher_warped": targets[0], "hard_images": views[0],
+                   "student_heatmaps": s_all[:n].detach(), "theta": thetas[0]})

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
+from ..errors import ConfigError, ConfigLookupError, MissingFileError, WeightsError
 from .hrnet import PoseHighResolutionNet, StageSpec
 from .resnet import PoseResNet
 from ..types import PoseNet
@@ -33,8 +34,9 @@ DUAL_PREFIXES = ("resnet.", "resnet2.")
 def _extra(cfg: CfgNode, key: str):
     extra = cfg.MODEL.EXTRA
     if key not in extra:
-        raise KeyError(f"MODEL.EXTRA.{key} is missing from the config; MODEL.NAME={cfg.MODEL.NAME} "
-                       f"with backbone {backbone_kind(cfg)!r} needs it")
+        raise ConfigLookupError(f"MODEL.EXTRA.{key} is missing from the config; "
+                                f"MODEL.NAME={cfg.MODEL.NAME} with backbone "
+                                f"{backbone_kind(cfg)!r} needs it")
     return extra[key]
 
 
@@ -44,7 +46,7 @@ def backbone_kind(cfg: CfgNode) -> str:
     from ..methods.registry import resolve_cfg
     backbone = resolve_cfg(cfg)[1]
     if backbone not in ("resnet", "hrnet"):
-        raise ValueError(f"MODEL.BACKBONE must be 'resnet' or 'hrnet', got {backbone!r}")
+        raise ConfigError(f"MODEL.BACKBONE must be 'resnet' or 'hrnet', got {backbone!r}")
     return backbone
 
 
@@ -62,8 +64,8 @@ def build_net(cfg: CfgNode) -> nn.Module:
     [N, MODEL.NUM_JOINTS, H/4, W/4] heatmaps; no initialisation beyond PyTorch defaults.
     """
     if cfg.MODEL.get("PRM", False):
-        raise ValueError("MODEL.PRM=True (attention block before the final conv) is not "
-                         "supported; set MODEL.PRM False")
+        raise ConfigError("MODEL.PRM=True (attention block before the final conv) is not "
+                          "supported; set MODEL.PRM False")
     num_joints = int(cfg.MODEL.NUM_JOINTS)
     if backbone_kind(cfg) == "hrnet":
         stages = [_stage(cfg, k) for k in ("STAGE2", "STAGE3", "STAGE4")]
@@ -72,8 +74,9 @@ def build_net(cfg: CfgNode) -> nn.Module:
     n_deconv = int(_extra(cfg, "NUM_DECONV_LAYERS"))
     filters, kernels = list(_extra(cfg, "NUM_DECONV_FILTERS")), list(_extra(cfg, "NUM_DECONV_KERNELS"))
     if len(filters) != n_deconv or len(kernels) != n_deconv:
-        raise ValueError(f"MODEL.EXTRA.NUM_DECONV_LAYERS={n_deconv} but NUM_DECONV_FILTERS={filters} "
-                         f"and NUM_DECONV_KERNELS={kernels}; give one entry per layer")
+        raise ConfigError(f"MODEL.EXTRA.NUM_DECONV_LAYERS={n_deconv} but "
+                          f"NUM_DECONV_FILTERS={filters} and NUM_DECONV_KERNELS={kernels}; "
+                          f"give one entry per layer")
     return PoseResNet(
         depth=int(_extra(cfg, "NUM_LAYERS")), num_joints=num_joints,
         deconv_filters=filters, deconv_kernels=kernels,
@@ -93,7 +96,7 @@ def _read_init_file(path: str) -> Mapping[str, torch.Tensor] | None:
     if not path:
         return None
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"pretrained weights file {path!r} (MODEL.PRETRAINED) does not exist; put ImageNet "
             f"files under {IMAGENET_DIR} (e.g. {IMAGENET_DIR}resnet18-5c106cde.pth), or set "
             "MODEL.PRETRAINED '' to train from random initialisation")
@@ -103,8 +106,8 @@ def _read_init_file(path: str) -> Mapping[str, torch.Tensor] | None:
 def _layers(layers: Sequence[str]) -> List[str]:
     layers = list(layers)
     if not layers:
-        raise ValueError("MODEL.EXTRA.PRETRAINED_LAYERS is empty; list top-level module names "
-                         "(conv1, layer1, stage2, ...) or '*' for all")
+        raise ConfigError("MODEL.EXTRA.PRETRAINED_LAYERS is empty; list top-level module names "
+                          "(conv1, layer1, stage2, ...) or '*' for all")
     return layers
 
 
@@ -135,7 +138,7 @@ def _load_backbone(net: PoseNet, state: Mapping[str, torch.Tensor], layers: Sequ
             unexpected.append(k)
     missing = [k for k in targets if k not in used and not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise ValueError(
+        raise WeightsError(
             f"{source}: does not match the {type(net).__name__} backbone; "
             f"missing {list_keys(missing)}; unexpected {list_keys(unexpected)}. "
             "Is it an ImageNet file for the configured depth/width (torchvision key layout)?")
@@ -186,7 +189,8 @@ def init_nets(nets: Sequence[PoseNet], pretrained_path: str,
     if state is None or DUAL_MARKER not in state:
         return [_init_one(net, state, layers, pretrained_path) for net in nets]
     if len(nets) > len(DUAL_PREFIXES):
-        raise ValueError(f"{pretrained_path}: a dual init file serves at most 2 nets, got {len(nets)}")
+        raise WeightsError(f"{pretrained_path}: a dual init file serves at most 2 nets, "
+                           f"got {len(nets)}")
     out = []
     for net, prefix in zip(nets, DUAL_PREFIXES):
         part = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Dict, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +14,9 @@ from torch import nn
 from ..utils.io import atomic_write
 
 INPUT, OUTPUT = "images", "heatmaps"
+# metadata_props key of the heatmaps' joint space: its description file's YAML text (joint names
+# in channel order, flip pairs, skeleton, ...), readable with DatasetMeta.from_dict(yaml.safe_load).
+JOINT_SPACE_KEY = "semipose.joint_space"
 
 
 class MeanOfNets(nn.Module):
@@ -39,11 +42,13 @@ def require(module: str):
                           f"pip install -e '.[export]' (onnx, onnxruntime)") from err
 
 
-def export_onnx(model: nn.Module, path: str, image_size: Sequence[int], opset: int = 17) -> None:
+def export_onnx(model: nn.Module, path: str, image_size: Sequence[int], opset: int = 17,
+                metadata: Optional[Mapping[str, str]] = None) -> None:
     """Write ``model`` (eval mode, on CPU) as ONNX with a dynamic batch axis.
 
     ``image_size`` is (w, h). Input 'images' [N, 3, h, w] float32, output 'heatmaps' [N, J, h', w'].
-    The file is written atomically.
+    ``metadata`` goes into the model's metadata_props (onnxruntime:
+    ``session.get_modelmeta().custom_metadata_map``). The file is written atomically.
     """
     require("onnx")
     model = model.eval().cpu()
@@ -60,6 +65,13 @@ def export_onnx(model: nn.Module, path: str, image_size: Sequence[int], opset: i
                               dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
         with open(tmp, "rb") as f:
             data = f.read()
+        if metadata:
+            import onnx
+            proto = onnx.load_from_string(data)
+            for key, value in metadata.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = str(key), str(value)
+            data = proto.SerializeToString()
         atomic_write(path, lambda f: f.write(data))
     finally:
         if os.path.exists(tmp):

@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .resnet import BasicBlock, Bottleneck, init_like_reference, make_layer
 
 BLOCKS = {"BASIC": BasicBlock, "BOTTLENECK": Bottleneck}
@@ -48,12 +49,12 @@ class HighResolutionModule(nn.Module):
                  multi_scale_output: bool = True) -> None:
         super().__init__()
         if spec.fuse_method != "SUM":
-            raise ValueError(f"FUSE_METHOD must be 'SUM', got {spec.fuse_method!r}")
+            raise ConfigError(f"FUSE_METHOD must be 'SUM', got {spec.fuse_method!r}")
         block = BLOCKS[spec.block]
         nb = spec.num_branches
         for name, seq in (("NUM_BLOCKS", spec.num_blocks), ("NUM_CHANNELS", spec.num_channels)):
             if len(seq) != nb:
-                raise ValueError(f"NUM_BRANCHES({nb}) != len({name}) ({len(seq)})")
+                raise ConfigError(f"NUM_BRANCHES({nb}) != len({name}) ({len(seq)})")
         branches = []
         self.out_channels = list(in_channels)
         for b in range(nb):
@@ -108,7 +109,7 @@ class PoseHighResolutionNet(nn.Module):
                  final_conv_kernel: int = 1) -> None:
         super().__init__()
         if len(stages) != 3:
-            raise ValueError(f"HRNet needs STAGE2, STAGE3 and STAGE4, got {len(stages)} stages")
+            raise ConfigError(f"HRNet needs STAGE2, STAGE3 and STAGE4, got {len(stages)} stages")
         self.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.conv2 = nn.Conv2d(64, 64, 3, 2, 1, bias=False)

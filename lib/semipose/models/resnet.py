@@ -11,6 +11,8 @@ from typing import List, Sequence, Tuple, Type, Union
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 # Blocks per stage and block type for each supported depth.
 RESNET_SPECS = {
     18: ("basic", (2, 2, 2, 2)),
@@ -37,7 +39,8 @@ class BasicBlock(nn.Module):
                  groups: int = 1, width_per_group: int = 64) -> None:
         super().__init__()
         if groups != 1 or width_per_group != 64:
-            raise ValueError("BasicBlock (ResNet-18/34) supports only GROUPS=1, WIDTH_PER_GROUP=64")
+            raise ConfigError("BasicBlock (ResNet-18/34) supports only GROUPS=1, "
+                              "WIDTH_PER_GROUP=64")
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
@@ -68,7 +71,7 @@ class Bottleneck(nn.Module):
                  groups: int = 1, width_per_group: int = 64) -> None:
         super().__init__()
         if style not in STYLES:
-            raise ValueError(f"MODEL.STYLE must be one of {STYLES}, got {style!r}")
+            raise ConfigError(f"MODEL.STYLE must be one of {STYLES}, got {style!r}")
         width = int(planes * (width_per_group / 64.0)) * groups
         stride_1x1, stride_3x3 = (stride, 1) if style == "caffe" else (1, stride)
         self.conv1 = nn.Conv2d(inplanes, width, 1, stride=stride_1x1, bias=False)
@@ -111,7 +114,7 @@ def deconv_padding(kernel: int) -> Tuple[int, int]:
     """(padding, output_padding) that make a stride-2 transposed conv exactly double the size."""
     table = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
     if kernel not in table:
-        raise ValueError(f"MODEL.EXTRA.NUM_DECONV_KERNELS entries must be 2, 3 or 4, got {kernel}")
+        raise ConfigError(f"MODEL.EXTRA.NUM_DECONV_KERNELS entries must be 2, 3 or 4, got {kernel}")
     return table[kernel]
 
 
@@ -143,15 +146,18 @@ class PoseResNet(nn.Module):
                  width_per_group: int = 64, base_width: int = 64) -> None:
         super().__init__()
         if depth not in RESNET_SPECS:
-            raise ValueError(f"MODEL.EXTRA.NUM_LAYERS must be one of {sorted(RESNET_SPECS)}, "
-                             f"got {depth}")
+            raise ConfigError(f"MODEL.EXTRA.NUM_LAYERS must be one of {sorted(RESNET_SPECS)}, "
+                              f"got {depth}")
         if len(deconv_filters) != len(deconv_kernels):
-            raise ValueError("NUM_DECONV_FILTERS and NUM_DECONV_KERNELS must have one entry per "
-                             f"deconv layer, got {list(deconv_filters)} and {list(deconv_kernels)}")
+            raise ConfigError("NUM_DECONV_FILTERS and NUM_DECONV_KERNELS must have one entry per "
+                              f"deconv layer, got {list(deconv_filters)} and "
+                              f"{list(deconv_kernels)}")
         if final_conv_kernel not in (1, 3):
-            raise ValueError(f"MODEL.EXTRA.FINAL_CONV_KERNEL must be 1 or 3, got {final_conv_kernel}")
+            raise ConfigError(f"MODEL.EXTRA.FINAL_CONV_KERNEL must be 1 or 3, "
+                              f"got {final_conv_kernel}")
         if base_width < 1:
-            raise ValueError(f"MODEL.EXTRA.BASE_WIDTH must be a positive channel count, got {base_width}")
+            raise ConfigError(f"MODEL.EXTRA.BASE_WIDTH must be a positive channel count, "
+                              f"got {base_width}")
         kind, blocks = RESNET_SPECS[depth]
         block: Block = BasicBlock if kind == "basic" else Bottleneck
         kw = dict(style=style, groups=groups, width_per_group=width_per_group)

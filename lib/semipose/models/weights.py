@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import MissingFileError, WeightsError
+
 logger = logging.getLogger(__name__)
 
 StateOrPath = Union[str, os.PathLike, Mapping[str, object]]
@@ -54,8 +56,8 @@ def safe_load(path: str, what: str = "checkpoint") -> object:
         hint = (" It stores pickled Python objects (e.g. a whole nn.Module): save "
                 "model.state_dict() instead." if "Unpickl" in kind or "weights_only" in text
                 else "")
-        raise ValueError(f"{path} is not a readable {what} ({kind}: {text}).{hint} Check the "
-                         f"file (a complete torch.save of a state dict) or replace it") from exc
+        raise WeightsError(f"{path} is not a readable {what} ({kind}: {text}).{hint} Check the "
+                           f"file (a complete torch.save of a state dict) or replace it") from exc
 
 
 def list_keys(keys: Sequence[str], first: int = 5) -> str:
@@ -71,20 +73,20 @@ def read_state(path_or_state: StateOrPath) -> "OrderedDict[str, torch.Tensor]":
     obj = path_or_state
     if isinstance(obj, (str, os.PathLike)):
         if not os.path.isfile(obj):
-            raise FileNotFoundError(f"checkpoint file {source!r} does not exist")
+            raise MissingFileError(f"checkpoint file {source!r} does not exist")
         obj = safe_load(str(obj))
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{source}: expected a state dict or a dict with 'state_dict', "
-                         f"got {type(obj).__name__}")
+        raise WeightsError(f"{source}: expected a state dict or a dict with 'state_dict', "
+                           f"got {type(obj).__name__}")
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     for k, v in obj.items():
         if not torch.is_tensor(v):
-            raise ValueError(f"{source}: entry {k!r} is a {type(v).__name__}, not a tensor")
+            raise WeightsError(f"{source}: entry {k!r} is a {type(v).__name__}, not a tensor")
         name = k[len("module."):] if k.startswith("module.") else k
         if name in out:
-            raise ValueError(f"{source}: key {k!r} duplicates {name!r} once 'module.' is removed")
+            raise WeightsError(f"{source}: key {k!r} duplicates {name!r} once 'module.' is removed")
         out[name] = v
     return out
 
@@ -94,8 +96,9 @@ def copy_tensors(net: nn.Module, tensors: Mapping[str, torch.Tensor], source: st
     own = net.state_dict(keep_vars=True)
     for k, v in tensors.items():
         if tuple(own[k].shape) != tuple(v.shape):
-            raise ValueError(f"{source}: tensor {k!r} has shape {tuple(v.shape)} in the file but "
-                             f"{tuple(own[k].shape)} in the model; check MODEL.EXTRA / NUM_JOINTS")
+            raise WeightsError(f"{source}: tensor {k!r} has shape {tuple(v.shape)} in the file "
+                               f"but {tuple(own[k].shape)} in the model; check MODEL.EXTRA / "
+                               f"NUM_JOINTS")
     with torch.no_grad():
         for k, v in tensors.items():
             own[k].copy_(v)
@@ -169,8 +172,9 @@ def load_checkpoint(path_or_state: StateOrPath, nets: Mapping[str, nn.Module],
             hint = (" The nets in the file are built differently from the config's: check "
                     "MODEL.BACKBONE, MODEL.EXTRA.NUM_LAYERS and NUM_DECONV_FILTERS (or the "
                     "HRNet STAGE widths) and MODEL.NUM_JOINTS against the file.")
-        raise ValueError(f"{source} ({layout} layout) does not match the model: "
-                         f"missing {list_keys(missing)}; unexpected {list_keys(unexpected)}.{hint}")
+        raise WeightsError(f"{source} ({layout} layout) does not match the model: "
+                           f"missing {list_keys(missing)}; "
+                           f"unexpected {list_keys(unexpected)}.{hint}")
     for n, tensors in per_net.items():
         copy_tensors(nets[n], tensors, f"{source} [{n}]")
     return layout

@@ -15,8 +15,9 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from ..utils.tensors import device_vector
-from .draws import Source, draw
+from .draws import HARD_VIEW_ORDER, Source, TorchDraws, draw, draw_scale_rotation
 
 Number = Union[float, torch.Tensor]
 
@@ -46,16 +47,14 @@ def hard_affine_theta(n: int, scale_factor: float, rot_factor: float,
     """Random per-sample theta of the hard view (no translation, no flip).
 
     s = clip(randn * sf + 1, 1 - sf, 1 + sf); r = clip(randn * rf, -2 rf, 2 rf) with probability
-    ``rot_prob`` (0.8, unlike the 0.6 of the dataset augmentation) else 0.
+    ``rot_prob`` (0.8, unlike the 0.6 of the dataset augmentation) else 0: the dataset's draw
+    (``draws.draw_scale_rotation``) in batch form, drawn scale, rotation, then the rand gate.
     Returns float32 [n, 2, 3] on ``device`` (which must match the generator's device).
     """
     if generator is not None and device is None:
         device = generator.device
-    s = (draw(generator, "randn", (n,), device) * scale_factor + 1).clamp(1 - scale_factor,
-                                                                         1 + scale_factor)
-    r = (draw(generator, "randn", (n,), device) * rot_factor).clamp(-2 * rot_factor,
-                                                                   2 * rot_factor)
-    r = torch.where(draw(generator, "rand", (n,), device) <= rot_prob, r, torch.zeros_like(r))
+    s, r = draw_scale_rotation(TorchDraws(generator, n, device), scale_factor, rot_factor,
+                               rot_prob, HARD_VIEW_ORDER)
     return theta_from(r, s)
 
 
@@ -137,7 +136,8 @@ def cutout_boxes(joints: torch.Tensor, jitter: torch.Tensor, half_sizes: torch.T
     Box of a chosen joint: x in [cx - hx, cx + hx), y in [cy - hy, cy + hy) after clamping.
     """
     if mode not in CUTOUT_MODES:
-        raise ValueError(f"cutout mode {mode!r} unknown; CUTOUT_MODE must be one of {CUTOUT_MODES}")
+        raise ConfigError(f"cutout mode {mode!r} unknown; CUTOUT_MODE must be one of "
+                          f"{CUTOUT_MODES}")
     idx = chosen.long().unsqueeze(-1).expand(-1, -1, 2)
     centre = torch.trunc(joints.float() + jitter.float()).long().gather(1, idx)  # [N, K, 2]
     half = half_sizes.long().gather(1, idx)
@@ -187,7 +187,8 @@ def joint_cutout_mask(images: torch.Tensor, joints_px: torch.Tensor, k: int,
     Draw order: jitter 10 * randn [N, J, 2], half sizes randint(10, 20) [N, J, 2], then joints.
     """
     if mode not in CUTOUT_MODES:
-        raise ValueError(f"cutout mode {mode!r} unknown; CUTOUT_MODE must be one of {CUTOUT_MODES}")
+        raise ConfigError(f"cutout mode {mode!r} unknown; CUTOUT_MODE must be one of "
+                          f"{CUTOUT_MODES}")
     n, _, height, width = images.shape
     num_joints, device = joints_px.shape[1], images.device
     jitter = 10.0 * draw(generator, "randn", (n, num_joints, 2), device)
@@ -220,7 +221,8 @@ def joint_cutout(images: torch.Tensor, joints_px: torch.Tensor, k: int,
     Draw order: jitter 10 * randn [N, J, 2], half sizes randint(10, 20) [N, J, 2], then joints.
     """
     if mode not in CUTOUT_MODES:
-        raise ValueError(f"cutout mode {mode!r} unknown; CUTOUT_MODE must be one of {CUTOUT_MODES}")
+        raise ConfigError(f"cutout mode {mode!r} unknown; CUTOUT_MODE must be one of "
+                          f"{CUTOUT_MODES}")
     if k <= 0:
         return images.clone()
     mask = joint_cutout_mask(images, joints_px, k, generator, mode, joint_mask, scale)

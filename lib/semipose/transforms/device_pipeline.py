@@ -19,7 +19,8 @@ padding is exactly cv2's constant-0 border, at the cost of memory for the padded
 is bilinear with align_corners False, the cv2 matrix converted to affine_grid's normalised theta
 (``affine_theta``); the result is rounded to uint8 levels as cv2 does, put in BGR order unless
 DATASET.COLOR_RGB, and normalised with the transform's mean/std. Targets and weights come from
-``gaussian_targets``, a vectorised port of ``generate_target`` that gathers from the same patch.
+the transform's codec (``Codec.encode_batch``: ``heatmap.gaussian_targets``, a vectorised port of
+``generate_target`` that gathers from the same patch).
 The output batch has the CPU path's keys and shapes ({"image", "target", "target_weight",
 "meta"} per group).
 
@@ -52,11 +53,11 @@ from torch.utils.data import default_collate
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from semipose.data.imageio import ImageReadError, check_complete, jpeg_size, read_bytes
-from semipose.transforms.heatmap import gaussian_patch
+from semipose.transforms.heatmap import gaussian_targets  # noqa: F401 (re-exported)
 from semipose.transforms.randaugment import RandAugment
 from semipose.transforms.randaugment_device import apply_color_plan, color_plan
 from semipose.transforms.sample import CropAugment, SampleTransform
-from semipose.utils.tensors import device_vector, to_device
+from semipose.utils.tensors import to_device
 
 PLAN_KEY, TWIN_KEY = "encoded", "color_ops"
 # Twin groups of a paired batch and the group whose crops they recolour (types.PairedBatch).
@@ -158,60 +159,19 @@ def warp_crops(images: List[torch.Tensor], matrix: torch.Tensor, size: Sequence[
     return out.add_(0.5).floor_().clamp_(0, 255)
 
 
-def gaussian_targets(joints: torch.Tensor, vis: torch.Tensor, image_size: Sequence[int],
-                     heatmap_size: Sequence[int], sigma: float,
-                     patch: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``generate_target`` for a batch, on the joints' device, with the same numbers.
-
-    Args:
-        joints: [N, J, 2] crop pixels (x, y); vis: [N, J].
-        image_size, heatmap_size: (w, h); sigma: Gaussian std in heatmap pixels.
-        patch: ``gaussian_patch(sigma)`` as a tensor (made here when None).
-    Returns:
-        target float32 [N, J, h, w], weight float32 [N, J, 1]; the rounding, the rejection of
-        out-of-map and non-finite joints and the weight > 0.5 rule are ``generate_target``'s.
-    Window arithmetic runs in float64 like the numpy encoder (devices without float64, such as
-    MPS, are not supported).
-    """
-    device = joints.device
-    if patch is None:
-        patch = torch.from_numpy(gaussian_patch(sigma))
-    patch = to_device(patch, device)
-    n_patch = patch.shape[0] - 1
-    w, h = int(heatmap_size[0]), int(heatmap_size[1])
-    stride = device_vector([image_size[0] / w, image_size[1] / h], torch.float64, device)
-    tmp = sigma * 3
-    mu = torch.trunc(joints.to(torch.float64) / stride + 0.5)  # [N, J, 2]
-    ul, br = torch.trunc(mu - tmp), torch.trunc(mu + tmp + 1)
-    inside = (torch.isfinite(mu).all(-1) & (ul[..., 0] < w) & (ul[..., 1] < h)
-              & (br[..., 0] >= 0) & (br[..., 1] >= 0))
-    weight = torch.where(inside, vis.to(torch.float32), torch.zeros((), device=device))
-
-    def axis_index(length: int, k: int, keep: torch.Tensor) -> torch.Tensor:
-        """Patch index [N, J, length] of every map pixel along one axis (n_patch = outside)."""
-        pix = torch.arange(length, dtype=torch.float64, device=device)
-        idx = pix - ul[..., k:k + 1]
-        ok = (idx >= 0) & (idx < n_patch) & (pix < br[..., k:k + 1]) & keep.unsqueeze(-1)
-        return torch.where(ok, torch.nan_to_num(idx), float(n_patch)).long()
-
-    ix = axis_index(w, 0, torch.ones_like(inside))
-    iy = axis_index(h, 1, weight > 0.5)  # patches are written only for weight > 0.5
-    target = patch.reshape(-1)[iy.unsqueeze(-1) * (n_patch + 1) + ix.unsqueeze(-2)]
-    return target, weight.unsqueeze(-1)
-
-
 class DeviceStage:
     """Finish the plans of a collated batch on a device (see the module docstring).
 
-    Built from the training set's PlanTransform (crop and heatmap sizes, sigma, channel order,
-    normalisation). ``stage(batch, device)`` accepts a plain batch or a paired one; groups that
-    are already finished (e.g. made on the CPU under RAW_INPUT) pass through unchanged.
+    Built from the training set's PlanTransform (its codec for crop size and targets, channel
+    order, normalisation). ``stage(batch, device)`` accepts a plain batch or a paired one;
+    groups that are already finished (e.g. made on the CPU under RAW_INPUT) pass through
+    unchanged.
     """
 
     def __init__(self, transform: SampleTransform) -> None:
-        self.image_size, self.heatmap_size = transform.image_size, transform.heatmap_size
-        self.sigma, self.color_rgb = transform.sigma, transform.color_rgb
-        self.patch = torch.from_numpy(gaussian_patch(self.sigma))
+        self.codec, self.color_rgb = transform.codec, transform.color_rgb
+        self.image_size = self.codec.image_size
+        self.patch = torch.from_numpy(self.codec.target_patch())
         # The CPU path's folded float32 constants, so normalised values match bit for bit.
         self.offset = torch.from_numpy(transform._offset.copy()).view(1, 3, 1, 1)
         self.gain = torch.from_numpy(transform._gain.copy()).view(1, 3, 1, 1)
@@ -256,8 +216,7 @@ class DeviceStage:
         levels, crops = crops, (crops - offset) * gain
         joints = to_device(torch.cat([groups[k]["joints"] for k in names]), device)
         vis = to_device(torch.cat([groups[k]["joints_vis"] for k in names]), device)
-        target, weight = gaussian_targets(joints, vis, self.image_size, self.heatmap_size,
-                                          self.sigma, patch)
+        target, weight = self.codec.encode_batch(joints, vis, patch)
         out, start = {}, 0
         for name, n in zip(names, sizes):
             part = slice(start, start + n)

@@ -2,17 +2,21 @@
 
 Shapes: N samples, J joints, heatmaps of h rows and w columns. Sizes are always given as (w, h).
 Encode and decode follow the reference implementation's integer rounding exactly (see
-``generate_target``), vectorised over joints and samples.
+``generate_target``), vectorised over joints and samples; ``gaussian_targets`` is the batched
+torch encoder of the device data path, with the same numbers. Callers go through
+``transforms.codec.Codec``, which holds the settings (sizes, sigma, refinement, flip test).
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from .affine import flip_permutation, transform_preds
+from ..utils.tensors import device_vector, to_device
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -78,6 +82,48 @@ def gaussian_patch(sigma: float) -> np.ndarray:
     patch[:n_patch, :n_patch] = np.exp(-((grid - centre) ** 2 + (grid[:, None] - centre) ** 2)
                                        / np.float32(2 * sigma ** 2))
     return patch
+
+
+def gaussian_targets(joints: torch.Tensor, vis: torch.Tensor, image_size: Sequence[int],
+                     heatmap_size: Sequence[int], sigma: float,
+                     patch: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``generate_target`` for a batch, on the joints' device, with the same numbers.
+
+    Args:
+        joints: [N, J, 2] crop pixels (x, y); vis: [N, J].
+        image_size, heatmap_size: (w, h); sigma: Gaussian std in heatmap pixels.
+        patch: ``gaussian_patch(sigma)`` as a tensor (made here when None).
+    Returns:
+        target float32 [N, J, h, w], weight float32 [N, J, 1]; the rounding, the rejection of
+        out-of-map and non-finite joints and the weight > 0.5 rule are ``generate_target``'s.
+    Window arithmetic runs in float64 like the numpy encoder (devices without float64, such as
+    MPS, are not supported).
+    """
+    device = joints.device
+    if patch is None:
+        patch = torch.from_numpy(gaussian_patch(sigma))
+    patch = to_device(patch, device)
+    n_patch = patch.shape[0] - 1
+    w, h = int(heatmap_size[0]), int(heatmap_size[1])
+    stride = device_vector([image_size[0] / w, image_size[1] / h], torch.float64, device)
+    tmp = sigma * 3
+    mu = torch.trunc(joints.to(torch.float64) / stride + 0.5)  # [N, J, 2]
+    ul, br = torch.trunc(mu - tmp), torch.trunc(mu + tmp + 1)
+    inside = (torch.isfinite(mu).all(-1) & (ul[..., 0] < w) & (ul[..., 1] < h)
+              & (br[..., 0] >= 0) & (br[..., 1] >= 0))
+    weight = torch.where(inside, vis.to(torch.float32), torch.zeros((), device=device))
+
+    def axis_index(length: int, k: int, keep: torch.Tensor) -> torch.Tensor:
+        """Patch index [N, J, length] of every map pixel along one axis (n_patch = outside)."""
+        pix = torch.arange(length, dtype=torch.float64, device=device)
+        idx = pix - ul[..., k:k + 1]
+        ok = (idx >= 0) & (idx < n_patch) & (pix < br[..., k:k + 1]) & keep.unsqueeze(-1)
+        return torch.where(ok, torch.nan_to_num(idx), float(n_patch)).long()
+
+    ix = axis_index(w, 0, torch.ones_like(inside))
+    iy = axis_index(h, 1, weight > 0.5)  # patches are written only for weight > 0.5
+    target = patch.reshape(-1)[iy.unsqueeze(-1) * (n_patch + 1) + ix.unsqueeze(-2)]
+    return target, weight.unsqueeze(-1)
 
 
 def get_max_preds(hm: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -202,7 +248,7 @@ def get_final_preds(hm, center, scale, rotation=None, post_process: bool = True,
         elif post_type == "dark":
             coords = _dark_refine(hm, coords, blur_kernel)
         else:
-            raise ValueError(f"TEST.POST_TYPE must be 'shift' or 'dark', got {post_type!r}")
+            raise ConfigError(f"TEST.POST_TYPE must be 'shift' or 'dark', got {post_type!r}")
     h, w = hm.shape[2:]
     n = hm.shape[0]
     rot = np.zeros(n) if rotation is None else np.asarray(rotation, np.float64).reshape(n)

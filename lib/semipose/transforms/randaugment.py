@@ -15,6 +15,8 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
+from ..errors import ConfigError
+
 MAX_LEVEL = 30.0
 CUTOUT_FILL = (125, 123, 114)
 
@@ -123,8 +125,8 @@ class RandAugment:
         self.n = n
         if isinstance(m, (list, tuple)):
             if len(m) != 2:
-                raise ValueError(f"RandAugment magnitude {m!r}: give an int or a [lo, hi] pair "
-                                 "(RAND_MAGNITUDE)")
+                raise ConfigError(f"RandAugment magnitude {m!r}: give an int or a [lo, hi] pair "
+                                  "(RAND_MAGNITUDE)")
             self.m_range: Optional[Tuple[int, int]] = (int(m[0]), int(m[1]))
             self.m = None
         else:

@@ -17,15 +17,16 @@ import torch
 from yacs.config import CfgNode
 
 from semipose.data.imageio import read_image
-from semipose.data.keypoints import JOINT_SETS, UNION, JointSet
+from semipose.data.keypoints import JointSet, joint_space_without_dataset
+from semipose.errors import ConfigError
 from semipose.transforms.affine import PIXEL_STD, affine_points, flip_joints, get_affine_transform
-from semipose.transforms.heatmap import generate_target
+from semipose.transforms.draws import (PAIRED_ORDER, SAMPLE_ORDER, SAMPLE_ROT_PROB, NumpyDraws,
+                                      draw_scale_rotation)
+from semipose.transforms.codec import Codec
 from semipose.types import Sample
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Union joints below 'belly' form the lower body (the reference's lower_body_ids 0..6).
-LOWER_BODY_NAMES = frozenset(UNION.names[:UNION.index("belly")])
 
 # augment_crop(crop uint8 [H, W, 3], rng) -> uint8 [H, W, 3], e.g. RandAugment on the warped crop.
 CropAugment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -42,10 +43,8 @@ class Geometry:
 
 def draw_geometry(rng: np.random.Generator, scale_factor: float, rot_factor: float) -> Geometry:
     """Shared draw for paired crops, in the reference order: rotation, scale, flip."""
-    rot = 0.0
-    if rng.random() <= 0.6:
-        rot = float(np.clip(rng.standard_normal() * rot_factor, -2 * rot_factor, 2 * rot_factor))
-    sf = float(np.clip(rng.standard_normal() * scale_factor + 1, 1 - scale_factor, 1 + scale_factor))
+    sf, rot = draw_scale_rotation(NumpyDraws(rng), scale_factor, rot_factor, SAMPLE_ROT_PROB,
+                                  PAIRED_ORDER)
     return Geometry(rot, sf, bool(rng.random() <= 0.5))
 
 
@@ -64,44 +63,80 @@ def box_of_points(pts: np.ndarray, aspect_ratio: float, padding: float
 class SampleTransform:
     """Record -> sample dict ``{"image" [3, H, W], "target" [J, h, w], "target_weight" [J, 1], "meta"}``.
 
-    ``image_size``/``heatmap_size`` are (width, height). ``joint_set`` (the model space) is
+    Targets come from a ``Codec``: pass ``codec=`` (the config's, ``Codec.from_cfg``) or its
+    three encoding settings ``image_size``, ``heatmap_size`` (both (width, height)) and ``sigma``.
+    ``flip_pairs`` are the model space's left/right pairs; ``joint_set`` (the model space) is
     needed only for half-body crops.
     """
 
-    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float,
-                 flip_pairs: Sequence[Tuple[int, int]], is_train: bool, *,
+    def __init__(self, image_size: Optional[Sequence[int]] = None,
+                 heatmap_size: Optional[Sequence[int]] = None, sigma: Optional[float] = None,
+                 flip_pairs: Optional[Sequence[Tuple[int, int]]] = None, is_train: bool = False,
+                 *, codec: Optional[Codec] = None,
                  scale_factor: float = 0.25, rot_factor: float = 30.0, flip: bool = True,
                  prob_half_body: float = 0.0, num_joints_half_body: int = 8,
                  joint_set: Optional[JointSet] = None, color_rgb: bool = False,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
                  ) -> None:
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
-        self.sigma = float(sigma)
+        sizes = (image_size, heatmap_size, sigma)
+        if codec is None:
+            if any(v is None for v in sizes):
+                raise TypeError("SampleTransform needs codec= or image_size, heatmap_size, sigma")
+            codec = Codec(image_size=image_size, heatmap_size=heatmap_size, sigma=sigma)
+        elif any(v is not None for v in sizes):
+            raise TypeError("SampleTransform takes codec= or image_size, heatmap_size, sigma, "
+                            "not both")
+        if flip_pairs is None:
+            raise TypeError("SampleTransform needs flip_pairs (the model space's left/right "
+                            "joint pairs)")
+        codec.encoding_settings()  # a decode-only codec cannot make targets: fail here
+        self.codec = codec
         self.flip_pairs = tuple(tuple(p) for p in flip_pairs)
         self.is_train = is_train
         self.scale_factor, self.rot_factor = float(scale_factor), float(rot_factor)
         self.flip = flip
         self.prob_half_body = float(prob_half_body) if joint_set is not None else 0.0
         self.num_joints_half_body = num_joints_half_body
-        self.upper_body = (None if joint_set is None else
-                           np.array([n not in LOWER_BODY_NAMES for n in joint_set.names]))
+        # The body halves come from the joint set's description (upper_body / lower_body).
+        self.upper_body, self.lower_body = (None, None) if joint_set is None else \
+            joint_set.body_masks()
+        if is_train and self.prob_half_body > 0 and not joint_set.has_body_halves:
+            raise ConfigError(f"DATASET.PROB_HALF_BODY {self.prob_half_body:g} needs the body "
+                              f"halves of joint set {joint_set.describe()}: add 'upper_body' and "
+                              f"'lower_body' to its description, or set DATASET.PROB_HALF_BODY 0")
         self.color_rgb = color_rgb
         # (x/255 - mean)/std folded into one multiply-add on the uint8 crop.
         self._offset = np.asarray(mean, np.float32) * 255.0
         self._gain = 1.0 / (np.asarray(std, np.float32) * 255.0)
 
+    # The encoding settings are the codec's; these read them (crop size for the warp, ...).
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        """Crop (width, height)."""
+        return self.codec.encoding_settings()[0]
+
+    @property
+    def heatmap_size(self) -> Tuple[int, int]:
+        """Target heatmap (width, height)."""
+        return self.codec.encoding_settings()[1]
+
+    @property
+    def sigma(self) -> float:
+        """Gaussian std of the targets, in heatmap pixels."""
+        return self.codec.encoding_settings()[2]
+
     @classmethod
     def from_cfg(cls, cfg: CfgNode, is_train: bool, flip_pairs: Sequence[Tuple[int, int]],
-                 joint_set: Optional[JointSet] = None, allow_half_body: bool = True
-                 ) -> "SampleTransform":
-        """``allow_half_body=False`` for unlabeled sets (the reference skips half-body there)."""
+                 joint_set: Optional[JointSet] = None, allow_half_body: bool = True,
+                 codec: Optional[Codec] = None) -> "SampleTransform":
+        """``allow_half_body=False`` for unlabeled sets (the reference skips half-body there).
+        ``codec``: the config's codec when the caller has built it (else built here)."""
         if joint_set is None:
-            joint_set = next((s for s in JOINT_SETS.values()
-                              if s.num_joints == int(cfg.MODEL.NUM_JOINTS)), None)
+            joint_set = joint_space_without_dataset(cfg)
         return cls(
-            cfg.MODEL.IMAGE_SIZE, cfg.MODEL.EXTRA.HEATMAP_SIZE, cfg.MODEL.EXTRA.SIGMA, flip_pairs,
-            is_train, scale_factor=cfg.DATASET.SCALE_FACTOR, rot_factor=cfg.DATASET.ROT_FACTOR,
+            flip_pairs=flip_pairs, is_train=is_train,
+            codec=Codec.from_cfg(cfg) if codec is None else codec,
+            scale_factor=cfg.DATASET.SCALE_FACTOR, rot_factor=cfg.DATASET.ROT_FACTOR,
             flip=bool(cfg.DATASET.FLIP),
             prob_half_body=cfg.DATASET.PROB_HALF_BODY if allow_half_body else 0.0,
             num_joints_half_body=cfg.DATASET.NUM_JOINTS_HALF_BODY, joint_set=joint_set,
@@ -142,13 +177,9 @@ class SampleTransform:
             hb = self._half_body(record["joints"], vis, rng)
             if hb is not None:
                 c, s = hb
-        if scale_factor is None:
-            sf = self.scale_factor
-            scale_factor = float(np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf))
-        if rotation is None:
-            rf = self.rot_factor
-            rotation = (float(np.clip(rng.standard_normal() * rf, -2 * rf, 2 * rf))
-                        if rng.random() <= 0.6 else 0.0)
+        scale_factor, rotation = draw_scale_rotation(
+            NumpyDraws(rng), self.scale_factor, self.rot_factor, SAMPLE_ROT_PROB, SAMPLE_ORDER,
+            scale=scale_factor, rotation=rotation)
         if flip is None:
             flip = bool(rng.random() <= 0.5) if self.flip else False
         return c, s, Geometry(float(rotation), float(scale_factor), bool(flip and self.flip))
@@ -203,8 +234,7 @@ class SampleTransform:
 
     def finish(self, crop: np.ndarray, joints: np.ndarray, vis: np.ndarray,
                meta: Dict[str, Any]) -> Sample:
-        target, weight = generate_target(joints, vis, self.image_size, self.heatmap_size,
-                                         self.sigma)
+        target, weight = self.codec.encode(joints, vis)
         meta = dict(meta, joints=joints, joints_vis=vis)
         return {"image": self.to_tensor(crop), "target": torch.from_numpy(target),
                 "target_weight": torch.from_numpy(weight), "meta": meta}
@@ -222,7 +252,7 @@ class SampleTransform:
     def _half_body(self, joints: np.ndarray, vis: np.ndarray, rng: np.random.Generator
                    ) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         visible = vis > 0
-        upper, lower = visible & self.upper_body, visible & ~self.upper_body
+        upper, lower = visible & self.upper_body, visible & self.lower_body
         # The reference compares a *normal* draw with 0.5 here (upper body ~69% of the time).
         if rng.standard_normal() < 0.5 and upper.sum() > 2:
             sel = upper

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -46,12 +48,12 @@ def pick_device(requested: str, local_rank: int = 0, distributed: bool = False) 
         dev = torch.device(requested)
         # ValueError: a user error, printed as one line by the command-line tools
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"DEVICE='{requested}' (or --gpus) but CUDA is not available on this "
-                             f"machine; use DEVICE cpu, or DEVICE '' to take a GPU when present")
+            raise ConfigError(f"DEVICE='{requested}' (or --gpus) but CUDA is not available on this "
+                              f"machine; use DEVICE cpu, or DEVICE '' to take a GPU when present")
         if (dev.type == "cuda" and dev.index is not None and not distributed
                 and dev.index >= torch.cuda.device_count()):
-            raise ValueError(f"DEVICE='{requested}' but this machine has "
-                             f"{torch.cuda.device_count()} GPU(s) (cuda:0 ...)")
+            raise ConfigError(f"DEVICE='{requested}' but this machine has "
+                              f"{torch.cuda.device_count()} GPU(s) (cuda:0 ...)")
         if dev.type == "cuda" and distributed:
             return torch.device("cuda", local_rank % torch.cuda.device_count())
         return dev

@@ -8,6 +8,8 @@ import os
 import tempfile
 from typing import IO, Any, Callable, Mapping, Optional
 
+from ..errors import DataError
+
 TMP_PREFIX = ".tmp_"
 
 
@@ -102,5 +104,5 @@ def read_json(path: str, what: str = "json file") -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{what} {path} is not valid JSON ({err}); re-download, regenerate or "
-                         f"replace it") from err
+        raise DataError(f"{what} {path} is not valid JSON ({err}); re-download, regenerate or "
+                        f"replace it") from err

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed python, numpy and torch (all devices); optionally force deterministic kernels."""
+def seed_everything(seed: int, deterministic: bool = False, cudnn: Optional[Any] = None) -> None:
+    """Seed python, numpy and torch (all devices); optionally force deterministic kernels.
+    ``cudnn``: a config's CUDNN section (BENCHMARK, ENABLED), applied last."""
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
     torch.manual_seed(seed)
@@ -17,6 +18,9 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+    if cudnn is not None:
+        torch.backends.cudnn.benchmark = cudnn.BENCHMARK
+        torch.backends.cudnn.enabled = cudnn.ENABLED
 
 
 def rng_state() -> Dict[str, Any]:

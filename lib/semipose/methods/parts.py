@@ -1,0 +1,373 @@
+"""The parts a semi-supervised method is assembled from: a random stream, a hard view and a
+consistency term.
+
+A method step (posecons.py, posedual.py, ...) reads as the algorithm: teacher pass, hard view,
+student pass, losses. What each of those does is configured here, once:
+
+- ``DrawStream``: the hard view's random numbers, one ``torch.Generator`` per device, seeded from
+  the run's seed (and rank). Its ``source`` slot is where the compile wrapper (compiled.py) plugs
+  a recorder or a tape; nothing else knows about compilation.
+- ``HardView``: what the student sees. Starting from the easy unlabeled crop (or its RandAugment
+  twin), named ops run in the easy-view frame (``HARD_OPS``: Joint Cutout, cut-occlusion, cutmix,
+  mixup; a new op is one function with ``@register_hard_op``), then one random affine (the hard
+  affine) warps the view and the teacher heatmaps alike. It also decides what the teacher sees.
+- ``Consistency``: the loss between the student on the hard view and the teacher target: its
+  weight and ramp-up, the confidence mask and the heatmap loss.
+
+Every option is read from the config's SSL section in one ``from_cfg`` per part and checked in
+one ``__init__`` per part; config/checks.py builds the parts to check a config, so a bad value is
+reported when the config is loaded, by the same code that would use it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, ConfigLookupError
+from ..losses import JointsMSELoss
+from ..transforms.batch import (CUTOUT_MODES, compose_theta, cutmix, hard_affine_theta,
+                                invert_theta, joint_cut_occlusion, joint_cutout,
+                                max_preds_tensor, mixup, random_partner, warp)
+from ..transforms.draws import Recorder, Source, Tape
+
+TEACHER_VIEWS = ("easy", "hard")
+Batch = Dict[str, object]
+
+
+# ------------------------------------------------------------------------------- random stream
+class DrawStream:
+    """The hard view's random generator of each device, created and seeded on first use.
+
+    ``source``: while set (by the compile wrapper), draws come from it (a ``Recorder`` noting
+    them or a ``Tape`` replaying them) instead of the generator.
+    """
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+        self.generators: Dict[str, torch.Generator] = {}
+        self.source: Optional[Union[Recorder, Tape]] = None
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The plain generator of ``device`` (what a recorder wraps and a replay draws from)."""
+        key = str(device)
+        if key not in self.generators:
+            self.generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self.generators[key]
+
+    def __call__(self, device: torch.device) -> Source:
+        """Where the draws of a step on ``device`` come from."""
+        return self.source if self.source is not None else self.generator(device)
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {k: g.get_state() for k, g in self.generators.items()}
+
+    def load_state_dict(self, states: Mapping[str, torch.Tensor]) -> None:
+        for key, state in states.items():
+            self.generator(torch.device(key)).set_state(state)
+
+    def reseed(self, seed: int) -> None:
+        """Fresh streams (a resume with another world size); later generators start from it."""
+        for gen in self.generators.values():
+            gen.manual_seed(seed)
+        self.seed = int(seed)
+
+
+# ------------------------------------------------------------------------------- hard-view ops
+@dataclass
+class View:
+    """One hard view while its ops run, in the easy-view frame.
+
+    image [N, 3, H, W]; target [N, J, h, w] (what the student must predict on ``image``);
+    weight [N, J, 1] or None; teacher: the heatmaps whose argmax places joint-centred ops;
+    joint_mask: joints a corrected cutout may centre on ([J] or [N, J] bool, or None).
+    """
+
+    image: torch.Tensor
+    target: torch.Tensor
+    weight: Optional[torch.Tensor]
+    teacher: torch.Tensor
+    joint_mask: Optional[torch.Tensor]
+    _joints: Optional[torch.Tensor] = None
+
+    def joints_px(self) -> torch.Tensor:
+        """The teacher's argmax in pixels of the image [N, J, 2] (computed once per view)."""
+        if self._joints is None:
+            self._joints = teacher_joints_px(self.teacher, self.image)
+        return self._joints
+
+
+# An op: (view, its hard view's settings, the draw source) -> the changed view.
+HardOp = Callable[[View, "HardView", Source], View]
+HARD_OPS: Dict[str, HardOp] = {}
+
+
+def register_hard_op(name: str) -> Callable[[HardOp], HardOp]:
+    """Function decorator: make ``name`` usable in a hard view's ops (and in SSL.MULTI.PATHS)."""
+    def deco(fn: HardOp) -> HardOp:
+        if name in HARD_OPS and HARD_OPS[name] is not fn:
+            raise ValueError(f"hard-view op {name!r} is already registered")
+        HARD_OPS[name] = fn
+        return fn
+    return deco
+
+
+def teacher_joints_px(teacher: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Teacher argmax [N, J, h, w] -> joint centres [N, J, 2] in pixels of ``images``."""
+    coords, _ = max_preds_tensor(teacher)
+    # The stride is derived from the sizes (the reference hard-codes 4); Python scalars avoid
+    # a host-to-device copy.
+    return torch.stack([coords[..., 0] * (images.shape[3] / teacher.shape[3]),
+                        coords[..., 1] * (images.shape[2] / teacher.shape[2])], -1)
+
+
+@register_hard_op("cutout")
+def _cutout(view: View, hv: "HardView", gen: Source) -> View:
+    """Joint Cutout: zeroed boxes around the teacher's joints; the target is unchanged."""
+    view.image = joint_cutout(view.image, view.joints_px(), hv.joint_num, gen, hv.cutout_mode,
+                              view.joint_mask, hv.cutout_scale)
+    return view
+
+
+@register_hard_op("occlusion")
+def _occlusion(view: View, hv: "HardView", gen: Source) -> View:
+    """Joint cut-occlusion: the boxes filled from a partner crop; the target is unchanged."""
+    view.image = joint_cut_occlusion(view.image, view.joints_px(), hv.joint_num, gen,
+                                     view.joint_mask, scale=hv.cutout_scale)
+    return view
+
+
+def _mixing(op: Callable) -> HardOp:
+    def apply(view: View, hv: "HardView", gen: Source) -> View:
+        perm = random_partner(view.image.shape[0], gen, view.image.device)
+        view.image, view.target = op(view.image, view.target, perm, gen)
+        if view.weight is not None:  # a mixed joint counts only where both crops' joints do
+            view.weight = view.weight * view.weight[perm]
+        return view
+    apply.__doc__ = f"{op.__name__} with a random partner crop, into the image and the target."
+    return apply
+
+
+register_hard_op("cutmix")(_mixing(cutmix))
+register_hard_op("mixup")(_mixing(mixup))
+register_hard_op("none")(lambda view, hv, gen: view)
+
+
+def parse_ops(entry: Union[str, Sequence[str]], key: str = "SSL.MULTI.PATHS") -> Tuple[str, ...]:
+    """'occlusion+cutout' (or a sequence of names) -> ('occlusion', 'cutout'); ValueError naming
+    the entry for an op that is not registered."""
+    ops = (tuple(op.strip() for op in entry.split("+")) if isinstance(entry, str)
+           else tuple(entry))
+    bad = [op for op in ops if op not in HARD_OPS]
+    if bad:
+        raise ConfigError(f"{key} entry {entry!r}: unknown op {bad[0]!r}; ops are "
+                         f"{sorted(HARD_OPS)}, joined by '+'")
+    return ops
+
+
+# ------------------------------------------------------------------------------- hard view
+class HardView(nn.Module):
+    """The hard view of an unlabeled crop and the re-alignment of teacher heatmaps to it.
+
+    Args:
+        ops: hard-view ops run in the easy-view frame, in order (``HARD_OPS`` names). The
+            reference's PoseCons / PoseDual use ('cutout',) with Joint Cutout on, else ().
+        joint_num: boxes per joint-centred op (SSL.HARD.JOINT_CUTOUT, the reference's
+            MASK_JOINT_NUM; SSL.MULTI.MASK_JOINT_NUM for MultiAugs-style paths).
+        cutout_mode: 'reference' or 'corrected' (see transforms.batch.joint_cutout).
+        cutout_scale: multiplies the cutout's pixel sizes, made for 256x192 crops.
+        rand_aug: start from the RandAugment twin batch["unlabeled_aug"] instead of the crop.
+        affine: warp the hard view and the teacher heatmaps by a random affine.
+        scale_factor, rot_factor: its ranges (DATASET.SCALE_FACTOR / ROT_FACTOR).
+        align_corners: of affine_grid / grid_sample in that warp.
+        teacher_view: 'easy' (the reference: teachers see the plain crop) or 'hard' (teachers see
+            the crop under a hard affine of their own; the collapse study's same-difficulty
+            setting).
+        joint_mask: [J] bool of the joints a corrected cutout may centre on (None: per sample,
+            from the unlabeled target_weight).
+        seed: seed of the ``DrawStream`` (the run's seed plus the rank).
+    """
+
+    def __init__(self, ops: Sequence[str] = (), joint_num: int = 0,
+                 cutout_mode: str = "reference", cutout_scale: float = 1.0,
+                 rand_aug: bool = False, affine: bool = True, scale_factor: float = 0.25,
+                 rot_factor: float = 30.0, align_corners: bool = False,
+                 teacher_view: str = "easy", joint_mask: Optional[torch.Tensor] = None,
+                 seed: int = 0):
+        super().__init__()
+        self.ops = parse_ops(tuple(ops), "hard view")
+        if cutout_mode not in CUTOUT_MODES:
+            raise ConfigError(f"SSL.HARD.CUTOUT_MODE (CUTOUT_MODE) {cutout_mode!r} unknown; use "
+                             f"one of {CUTOUT_MODES}")
+        if teacher_view not in TEACHER_VIEWS:
+            raise ConfigError(f"SSL.HARD.TEACHER_VIEW (CONS_TEACHER_VIEW) {teacher_view!r} "
+                             f"unknown; use one of {TEACHER_VIEWS}")
+        if teacher_view == "hard" and (joint_num > 0 or not affine):
+            raise ConfigError("CONS_TEACHER_VIEW 'hard' (SSL.HARD.TEACHER_VIEW) gives the teacher "
+                             "its own hard affine (cutout centres live in the easy view): it needs "
+                             "UNSUP_TRANSFORM True and MASK_JOINT_NUM 0 (SSL.HARD.AFFINE, "
+                             f"SSL.HARD.JOINT_CUTOUT; got {affine}, {joint_num})")
+        if joint_num < 0:
+            raise ConfigError(f"SSL.HARD.JOINT_CUTOUT (MASK_JOINT_NUM) must be >= 0, got {joint_num}")
+        if not cutout_scale > 0:
+            raise ConfigError(f"SSL.HARD.CUTOUT_SCALE (CUTOUT_SCALE) must be > 0, got {cutout_scale}")
+        self.joint_num, self.cutout_mode = int(joint_num), cutout_mode
+        self.cutout_scale, self.rand_aug = float(cutout_scale), bool(rand_aug)
+        self.affine, self.align_corners = bool(affine), bool(align_corners)
+        self.scale_factor, self.rot_factor = float(scale_factor), float(rot_factor)
+        self.teacher_view = teacher_view
+        # A non-persistent buffer follows .to(device) and stays out of checkpoints.
+        self.register_buffer("joint_mask", None if joint_mask is None else
+                             torch.as_tensor(joint_mask, dtype=torch.bool), persistent=False)
+        self.stream = DrawStream(seed)
+
+    @classmethod
+    def from_cfg(cls, cfg, seed: Optional[int] = None,
+                 joint_mask: Optional[torch.Tensor] = None) -> "HardView":
+        """SSL.HARD.* and DATASET.SCALE_FACTOR / ROT_FACTOR; ``seed`` overrides SEED."""
+        h = cfg.SSL.HARD
+        return cls(ops=("cutout",) if h.JOINT_CUTOUT > 0 else (), joint_num=h.JOINT_CUTOUT,
+                   cutout_mode=h.CUTOUT_MODE, cutout_scale=h.CUTOUT_SCALE, rand_aug=h.RAND_AUG,
+                   affine=h.AFFINE, scale_factor=cfg.DATASET.SCALE_FACTOR,
+                   rot_factor=cfg.DATASET.ROT_FACTOR, align_corners=h.ALIGN_CORNERS,
+                   teacher_view=h.TEACHER_VIEW, joint_mask=joint_mask,
+                   seed=cfg.SEED if seed is None else seed)
+
+    def with_ops(self, ops: Sequence[str], joint_num: int) -> "HardView":
+        """A view with other ops and box count that shares this one's settings, joint mask and
+        random stream (MultiAugs-style paths: one stream for all paths of a step)."""
+        other = HardView(ops, joint_num, self.cutout_mode, self.cutout_scale, self.rand_aug,
+                         self.affine, self.scale_factor, self.rot_factor, self.align_corners,
+                         self.teacher_view, self.joint_mask, self.stream.seed)
+        other.stream = self.stream
+        return other
+
+    # ---------------------------------------------------------------- inputs
+    def base(self, batch: Batch) -> torch.Tensor:
+        """Images the hard view starts from: the RandAugment twin or the easy unlabeled crop."""
+        if not self.rand_aug:
+            return batch["unlabeled"]["image"]  # type: ignore[index]
+        if "unlabeled_aug" not in batch:
+            raise ConfigLookupError("CONS_RAND_AUG (SSL.HARD.RAND_AUG) is True but the batch has no "
+                           "'unlabeled_aug' entry; enable it in the dataset too or set it False")
+        return batch["unlabeled_aug"]["image"]  # type: ignore[index]
+
+    def mask_for(self, unlabeled: Mapping[str, torch.Tensor]) -> Optional[torch.Tensor]:
+        """Joints a corrected cutout may centre on: [J] or per sample [N, J] bool."""
+        if self.joint_mask is not None:
+            return self.joint_mask.to(unlabeled["image"].device)
+        w = unlabeled.get("target_weight")
+        return None if w is None else w.reshape(w.shape[0], -1) > 0
+
+    # ---------------------------------------------------------------- ops and warps
+    def apply_ops(self, base: torch.Tensor, teacher: torch.Tensor,
+                  weight: Optional[torch.Tensor], joint_mask: Optional[torch.Tensor]
+                  ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """(image, target, weight) after this view's ops, still in the easy-view frame; the ops
+        centred on joints use the argmax of ``teacher``. Every op works out of place, so no op
+        (and no empty op list) needs a copy of ``base``."""
+        view = View(base, teacher, weight, teacher, joint_mask)
+        gen = self.stream(base.device) if self.ops else None
+        for op in self.ops:
+            view = HARD_OPS[op](view, self, gen)
+        return view.image, view.target, view.weight
+
+    def draw_theta(self, n: int, device: torch.device) -> torch.Tensor:
+        """Per-sample hard affine [n, 2, 3] (identity when the affine is off)."""
+        if not self.affine:
+            return torch.eye(2, 3, device=device).expand(n, 2, 3).clone()
+        return hard_affine_theta(n, self.scale_factor, self.rot_factor, self.stream(device),
+                                 device)
+
+    def warp(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return warp(x, theta, self.align_corners) if self.affine else x
+
+    def teacher_input(self, x_u: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """What the teachers see: the easy crop, or (teacher view 'hard') the crop warped by a
+        theta of its own [N, 2, 3], returned so that the target can be re-aligned."""
+        if self.teacher_view == "easy":
+            return x_u, None
+        theta_t = self.draw_theta(x_u.shape[0], x_u.device)
+        return self.warp(x_u, theta_t), theta_t
+
+    @staticmethod
+    def target_theta(theta: torch.Tensor, theta_t: Optional[torch.Tensor]) -> torch.Tensor:
+        """The warp [N, 2, 3] that takes teacher heatmaps to the student's frame.
+
+        A warp by theta samples the source at theta @ p. The teacher saw x(theta_t p), so the
+        student frame x(theta p) is reached by sampling the teacher at theta_t^-1 theta p.
+        """
+        return theta if theta_t is None else compose_theta(invert_theta(theta_t), theta)
+
+
+# ------------------------------------------------------------------------------- consistency
+class Consistency(nn.Module):
+    """The consistency term: weight x ramp-up x loss(student, target, joint weights x mask).
+
+    Args:
+        weight: constant factor of the term (1.0 = the reference).
+        rampup_epochs: epochs over which the factor rises from ~0 along exp(-5 (1 - t)^2)
+            (0 = the full factor from the first step, the reference). The trainer reports the
+            progress through ``set_progress``.
+        conf_thre: confidence mask: joints whose target peaks below it get weight 0 (0 = off).
+        loss: heatmap loss (default JointsMSELoss(use_target_weight=True)).
+    """
+
+    # Floats that change between steps: a compiled step takes them as tensor inputs.
+    step_scalars = ("scale",)
+
+    def __init__(self, weight: float = 1.0, rampup_epochs: float = 0.0, conf_thre: float = 0.0,
+                 loss: Optional[nn.Module] = None):
+        super().__init__()
+        if not weight > 0:
+            raise ConfigError(f"SSL.CONS.WEIGHT must be > 0, got {weight}")
+        if rampup_epochs < 0:
+            raise ConfigError(f"SSL.CONS.RAMPUP_EPOCHS (CONS_RAMPUP_EPOCHS) must be >= 0, got "
+                             f"{rampup_epochs}")
+        if not 0.0 <= conf_thre < 1.0:
+            raise ConfigError(f"SSL.CONS.CONF_THRE (CONS_CONF_THRE) must be in [0, 1), got "
+                             f"{conf_thre}")
+        self.weight, self.rampup_epochs = float(weight), float(rampup_epochs)
+        self.conf_thre = float(conf_thre)
+        self.loss = loss if loss is not None else JointsMSELoss(use_target_weight=True)
+        self.scale = self.weight if rampup_epochs == 0 else 0.0  # the factor of this step
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "Consistency":
+        """SSL.CONS.* and LOSS.USE_TARGET_WEIGHT."""
+        c = cfg.SSL.CONS
+        return cls(c.WEIGHT, c.RAMPUP_EPOCHS, c.CONF_THRE,
+                   JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT))
+
+    def set_progress(self, epochs: float) -> None:
+        """Training progress in (fractional) epochs: sets the ramp-up's factor."""
+        if self.rampup_epochs > 0:
+            t = min(max(epochs / self.rampup_epochs, 0.0), 1.0)
+            ramp = math.exp(-5.0 * (1.0 - t) ** 2)
+            self.scale = ramp if self.weight == 1.0 else self.weight * ramp
+
+    def joint_weight(self, target: torch.Tensor,
+                     weight: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """Joint weights [N, J, 1] of a term against ``target`` [N, J, h, w]: the unlabeled
+        target_weight, times the confidence mask when it is on."""
+        if self.conf_thre <= 0:
+            return weight
+        keep = (target.detach().flatten(2).amax(-1, keepdim=True) >= self.conf_thre)
+        keep = keep.to(target.dtype)
+        return keep if weight is None else weight * keep
+
+    def term(self, student: torch.Tensor, target: torch.Tensor,
+             weight: Optional[torch.Tensor]) -> torch.Tensor:
+        """The unscaled loss of ``student`` against ``target`` with the joint weights."""
+        return self.loss(student, target, weight)
+
+    def kept(self, *weights: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """{"cons_kept": share of joints the mask keeps, averaged over the terms' weights} while
+        the mask is on, else {} (a logged term of the step)."""
+        if self.conf_thre > 0 and weights and all(w is not None for w in weights):
+            return {"cons_kept": torch.stack([(w > 0).float().mean() for w in weights]).mean()}
+        return {}
+
