@@ -5,6 +5,8 @@
     python bench/ssl_benchmark.py --size long      # 2x the steps: where the paper's ordering shows
                                                    # (3 core methods x 3 seeds: 111 CPU minutes)
     python bench/ssl_benchmark.py --device cuda    # the same on a GPU
+    python bench/ssl_benchmark.py --dataset-cfg experiments/synthetic/ssl_benchmark_quadruped.yaml \
+        --size quadruped                           # on a skeleton of its own (a custom dataset)
 
 Every run trains with ``pose_estimation/train.py`` from ``experiments/synthetic/ssl_benchmark.yaml``
 on the generated people dataset (preset "light"), changing only the method keys, SEED,
@@ -17,6 +19,12 @@ batch). The budget is counted in steps, not wall time, because the semi-supervis
 final weights on a held-out test set (600 images of another generator seed, scored once by
 pose_estimation/valid.py); the 150-image val set scored every epoch is too small to separate
 arms that differ by 0.02 AP (bench/ssl_ap_bootstrap.py).
+
+``--dataset-cfg`` replaces that base config: with a custom keypoint dataset there
+(``DATASET.TRAIN_DATASET mix_custom``), the runs train on ``--data-root`` (a converted folder; the
+synthetic quadruped is generated there when missing) and are scored on ``--test-root``'s val set
+with the custom evaluator (OKS AP with the description's sigmas); the report and its file names
+carry the dataset's name.
 
 Resumable: each finished run leaves ``<work>/records/<run>.json`` and is skipped next time; an
 interrupted run continues from its checkpoint (TRAIN.RESUME); runs already in the committed
@@ -107,6 +115,10 @@ SIZES = {  # name -> benchmark size
     # ~15 CPU minutes: the three core methods at one seed and 3/4 of the full budget
     "quick": dict(labels=[100], seeds=[0], epochs=15, num_train=2200, num_val=150, num_test=600,
                   methods=CORE_METHODS),
+    # the custom-skeleton check (--dataset-cfg ssl_benchmark_quadruped.yaml): 1,000 generated
+    # animals (the unlabeled set), 100 of them labeled, 3 seeds of the core methods, 3,000 steps
+    "quadruped": dict(labels=[100], seeds=[0, 1, 2], epochs=48, num_train=1000, num_val=100,
+                      num_test=300, methods=CORE_METHODS),
 }
 DEFAULT_METHODS = list(TABLE_METHODS) + ["posecons_same"]
 
@@ -125,10 +137,7 @@ def train_command(method: str, labels: int, seed: int, args: argparse.Namespace)
     """The train.py command line of one benchmark run."""
     over = list(METHODS[method][1]) + [
         "SEED", str(1000 + seed), "DATASET.TRAIN_LEN", str(labels),
-        "DATASET.ROOT", args.data_root,
-        "TEST.COCO_BBOX_FILE", os.path.join(args.data_root, "coco", "person_detection_results",
-                                            "synthetic_val2017_detections.json"),
-        "SYNTHETIC.NUM_TRAIN", str(args.num_train), "SYNTHETIC.NUM_VAL", str(args.num_val),
+        "DATASET.ROOT", args.data_root] + data_keys(args, args.data_root) + [
         "TRAIN.END_EPOCH", str(args.epochs),
         "TRAIN.LR_STEP", "[" + ", ".join(map(str, lr_milestones(args.epochs))) + "]",
         "OUTPUT_DIR", os.path.join(args.work_dir, "runs", run_name(method, labels, seed)),
@@ -136,7 +145,17 @@ def train_command(method: str, labels: int, seed: int, args: argparse.Namespace)
         "DEVICE", args.device, "WORKERS", str(args.workers),
     ] + list(args.opts)
     return [sys.executable, os.path.join(ROOT, "pose_estimation", "train.py"), "--cfg",
-            os.path.join(ROOT, BASE_CFG), "--no-progress"] + over
+            args.base_cfg, "--no-progress"] + over
+
+
+def data_keys(args: argparse.Namespace, root: str) -> List[str]:
+    """The overrides that point a run at a data root: the people set's detection file and
+    generator sizes; nothing for a custom dataset (its folder is all it needs)."""
+    if args.custom:
+        return []
+    return ["TEST.COCO_BBOX_FILE", os.path.join(root, "coco", "person_detection_results",
+                                                "synthetic_val2017_detections.json"),
+            "SYNTHETIC.NUM_TRAIN", str(args.num_train), "SYNTHETIC.NUM_VAL", str(args.num_val)]
 
 
 def find_history(run_dir: str) -> str:
@@ -175,11 +194,9 @@ def score_on_test(method: str, labels: int, seed: int, args: argparse.Namespace)
         raise FileNotFoundError(f"no final_state.pth.tar under {args.work_dir}/runs/{name}")
     test_root = args.test_root
     cmd = [sys.executable, os.path.join(ROOT, "pose_estimation", "valid.py"), "--cfg",
-           os.path.join(ROOT, BASE_CFG), "--no-progress", "--model-file", weights] + list(
+           args.base_cfg, "--no-progress", "--model-file", weights] + list(
         METHODS[method][1]) + [
-        "DATASET.ROOT", test_root,
-        "TEST.COCO_BBOX_FILE", os.path.join(test_root, "coco", "person_detection_results",
-                                            "synthetic_val2017_detections.json"),
+        "DATASET.ROOT", test_root] + data_keys(args, test_root)[:2] + [
         "SYNTHETIC.GENERATE_IF_MISSING", "False",
         "OUTPUT_DIR", os.path.join(args.work_dir, "test", name),  # = out_root below
         "LOG_DIR", os.path.join(args.work_dir, "tb_test", name),
@@ -407,8 +424,13 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
     seeds = sorted({r["seed"] for r in records})
     run_wall = sum(r["wall_s"] for r in records)
     steps = sorted({r["steps"] for r in records})
-    md = [f"# Synthetic SSL benchmark ({args.size}, device {args.device})", "",
-          f"`python bench/ssl_benchmark.py{'' if args.size == 'full' else ' --size ' + args.size} "
+    custom = getattr(args, "custom", False)
+    cfg_flag = (f" --dataset-cfg {os.path.relpath(args.base_cfg, ROOT)}"
+                if os.path.abspath(args.base_cfg) != os.path.join(ROOT, BASE_CFG) else "")
+    md = [f"# Synthetic SSL benchmark ({args.size}, device {args.device}"
+          f"{', dataset ' + args.dataset_name if custom else ''})", "",
+          f"`python bench/ssl_benchmark.py{cfg_flag}"
+          f"{'' if args.size == 'full' else ' --size ' + args.size} "
           f"--device {args.device}"
           f"{'' if args.epochs == SIZES[args.size]['epochs'] else f' --epochs {args.epochs}'}`: "
           f"preset light, {args.num_train} train images "
@@ -419,7 +441,8 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
           f"= {', '.join(map(str, steps))} optimizer steps per run, seeds {seeds}, "
           f"{len(records)} runs. Sum of run wall times {run_wall / 60:.1f} min "
           f"(last invocation {wall_s / 60:.1f} min).",
-          "", "COCO AP (GT boxes) of the final weights on the held-out test set, mean ± std "
+          "", f"{'OKS AP with the description' + chr(39) + 's sigmas' if custom else 'COCO AP'} "
+          "(GT boxes) of the final weights on the held-out test set, mean ± std "
           "(sample std over seeds):", "", table(records, labels, methods, "test_ap"), ""]
     if any(r["method"] == "supervised" for r in records) and len(methods) > 1:
         md += ["Gain over the supervised arm with the same seed and labels (test AP difference, "
@@ -463,9 +486,36 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
     return {"md": stem + ".md", "png": stem + ".png"}
 
 
+def prepare_custom_data(args: argparse.Namespace) -> int:
+    """A custom dataset's train/val folder and held-out test folder (the synthetic quadruped is
+    generated where they are missing); returns the number of train instances (the unlabeled
+    set of mix_custom)."""
+    from semipose.data.synthetic import generate
+    for root, seed, n_train, n_val in ((args.data_root, 0, args.num_train, args.num_val),
+                                       (args.test_root, TEST_SEED, 0, args.num_test)):
+        if not os.path.exists(os.path.join(root, "annotations", "val.json")):
+            print(f"generating the synthetic quadruped under {root}", flush=True)
+            generate(root, seed=seed, num_train=n_train, num_val=n_val, num_unlabeled=0,
+                     show_progress=False, workers=os.cpu_count() or 1, preset="light",
+                     body="quadruped", formats=("custom",))
+    with open(os.path.join(args.data_root, "annotations", "train.json")) as f:
+        train = json.load(f)
+    with open(os.path.join(args.test_root, "annotations", "val.json")) as f:
+        test = json.load(f)
+    if len(train["images"]) != args.num_train or len(test["images"]) != args.num_test:
+        raise SystemExit(f"{args.data_root} / {args.test_root} hold {len(train['images'])} train "
+                         f"/ {len(test['images'])} test images, this size asks for "
+                         f"{args.num_train} / {args.num_test}: pass the sizes of your folders "
+                         f"(--num-train, --num-test) or new --data-root / --test-root folders")
+    args.test_persons = sum(a.get("num_keypoints", 0) > 0 for a in test["annotations"])
+    return sum(a.get("num_keypoints", 0) > 0 for a in train["annotations"])
+
+
 def prepare_data(args: argparse.Namespace) -> int:
     """Generate the benchmark dataset if missing; returns the number of train persons."""
     from semipose.data.synthetic import generate
+    if args.custom:
+        return prepare_custom_data(args)
     ann = os.path.join(args.data_root, "coco", "annotations", "person_keypoints_{}2017.json")
     if not os.path.exists(ann.format("val")):
         print(f"generating the benchmark dataset under {args.data_root}", flush=True)
@@ -518,6 +568,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="data-loader workers per run (default: 0 on a CPU, where worker "
                         "processes take the cores the step's threads need and make every arm "
                         "16-30%% slower; 4 on a GPU). The data are the same either way.")
+    p.add_argument("--dataset-cfg", default=os.path.join(ROOT, BASE_CFG),
+                   help="the base config of every run (default the people set's "
+                        "ssl_benchmark.yaml; e.g. experiments/synthetic/ssl_benchmark_quadruped.yaml "
+                        "for a custom keypoint dataset)")
     p.add_argument("--data-root", help="benchmark dataset (generated if missing)")
     p.add_argument("--work-dir", help="run folders, logs and records (default output/ssl_benchmark_<size>)")
     p.add_argument("--out-dir", default=os.path.join(ROOT, "bench", "results"))
@@ -531,18 +585,33 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     a.methods = a.methods or list(DEFAULT_METHODS)
     if a.workers is None:
         a.workers = 0 if a.device == "cpu" else 4
-    # every size trains on the same generated data
-    a.data_root = a.data_root or os.path.join(ROOT, "data", "synthetic_ssl")
-    a.test_root = a.test_root or os.path.join(ROOT, "data", "synthetic_ssl_test")
-    a.work_dir = a.work_dir or os.path.join(ROOT, "output", f"ssl_benchmark_{a.size}_{a.device.split(':')[0]}")
+    a.base_cfg = os.path.abspath(a.dataset_cfg)
+    from semipose.config import load_cfg  # what the base config trains on
+    base = load_cfg(a.base_cfg)
+    a.custom = base.DATASET.TRAIN_DATASET == "mix_custom"
+    if not a.custom and base.DATASET.TRAIN_DATASET != "mix_coco_coco":
+        p.error(f"--dataset-cfg {a.dataset_cfg}: DATASET.TRAIN_DATASET must be mix_coco_coco "
+                f"(the people set) or mix_custom (a custom keypoint dataset)")
+    # every size trains on the same generated data (the base config's root for a custom set)
+    default_root = (os.path.join(ROOT, base.DATASET.ROOT) if a.custom
+                    else os.path.join(ROOT, "data", "synthetic_ssl"))
+    a.data_root = a.data_root or default_root
+    a.test_root = a.test_root or default_root.rstrip("/") + "_test"
+    name = os.path.basename(a.data_root.rstrip("/"))
+    a.dataset_name = (name[len("synthetic_"):] if name.startswith("synthetic_") else name
+                      ) if a.custom else ""
+    a.work_dir = a.work_dir or os.path.join(
+        ROOT, "output", f"ssl_benchmark{'_' + a.dataset_name if a.custom else ''}_{a.size}_"
+                        f"{a.device.split(':')[0]}")
     if len(a.opts) % 2:
         p.error(f"overrides must be KEY VALUE pairs, got {a.opts}")
     return a
 
 
 def report_stem(args: argparse.Namespace) -> str:
-    return os.path.join(args.out_dir, f"ssl_synthetic_{args.device.split(':')[0]}"
-                        + ("" if args.size == "full" else f"_{args.size}"))
+    dataset = f"{args.dataset_name}_" if getattr(args, "custom", False) else ""
+    size = "" if args.size in ("full", getattr(args, "dataset_name", "")) else f"_{args.size}"
+    return os.path.join(args.out_dir, f"ssl_synthetic_{dataset}{args.device.split(':')[0]}{size}")
 
 
 def restore_records(args: argparse.Namespace) -> int:

@@ -28,9 +28,10 @@ HRNET_BLOCKS = ("BASIC", "BOTTLENECK")
 
 # keys that must be > 0, and keys that must be >= 0
 # (The SSL section is checked by the parts that read it: see _check_method.)
-POSITIVE = ("MODEL.NUM_JOINTS", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "TEST.INTERVAL", "TRAIN.LR",
-            "PRINT_FREQ", "MODEL.EXTRA.SIGMA")
-NON_NEGATIVE = ("WORKERS", "SAVE_INTER", "TRAIN.BEGIN_EPOCH", "LOCAL_RANK",
+POSITIVE = ("MODEL.NUM_JOINTS", "DATASET.UNLABELED_EVERY", "TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE",
+            "TEST.INTERVAL", "TRAIN.LR", "PRINT_FREQ", "MODEL.EXTRA.SIGMA")
+NON_NEGATIVE = ("WORKERS", "DATASET.UNLABELED_PER_VIDEO", "SAVE_INTER", "TRAIN.BEGIN_EPOCH",
+                "LOCAL_RANK",
                 "SYNTHETIC.NUM_TRAIN", "SYNTHETIC.NUM_VAL", "SYNTHETIC.NUM_UNLABELED",
                 "MONITOR.NUM_SAMPLES", "DATASET.SCALE_FACTOR", "DATASET.ROT_FACTOR")
 
@@ -93,8 +94,8 @@ def validate(cfg: CN, source: str) -> None:
         _check(get_key(cfg, key) > 0, f"{key} is {get_key(cfg, key)!r}; it must be > 0", source)
     for key in NON_NEGATIVE:
         _check(get_key(cfg, key) >= 0, f"{key} is {get_key(cfg, key)!r}; it must be >= 0", source)
-    from ..data.keypoints import joint_space_problem
-    problem = joint_space_problem(cfg.DATASET.JOINT_SPACE, cfg.MODEL.NUM_JOINTS)
+    from ..data.keypoints import cfg_joint_space_problem
+    problem = cfg_joint_space_problem(cfg)  # a custom dataset's space is its description
     _check(problem is None, str(problem), source)
     for key in ("MODEL.IMAGE_SIZE", "MODEL.EXTRA.HEATMAP_SIZE"):
         _check(min(get_key(cfg, key)) > 0, f"{key} is {list(get_key(cfg, key))}; sizes must be > 0", source)

@@ -110,7 +110,7 @@ _C.MODEL.BACKBONE = "resnet"  # pose_cons/pose_dual backbone: resnet or hrnet
 _C.MODEL.PRM = False  # pose_resnet/pose_hrnet: PRM attention block before the final conv
 _C.MODEL.INIT_WEIGHTS = True  # initialise from MODEL.PRETRAINED when training ('' = random init)
 _C.MODEL.PRETRAINED = ""  # ImageNet (or dual) initialisation file
-_C.MODEL.NUM_JOINTS = 16  # heatmap channels (24 = union space in every semi-supervised config)
+_C.MODEL.NUM_JOINTS = 16  # heatmap channels (24 = union space in every semi-supervised config); 0 = the description's joint count (custom datasets)
 _C.MODEL.IMAGE_SIZE = (256, 256)  # network input [w, h]; an int v in YAML means [v, v]
 _C.MODEL.GROUPS = 1  # pose_resnet: Bottleneck groups (ResNeXt style)
 _C.MODEL.WIDTH_PER_GROUP = 64  # pose_resnet: Bottleneck width per group
@@ -122,9 +122,14 @@ _C.LOSS.USE_TARGET_WEIGHT = True  # JointsMSELoss multiplies prediction and targ
 
 _C.DATASET = CN()
 _C.DATASET.ROOT = ""  # data root ('data/' in the experiment files)
-_C.DATASET.TRAIN_DATASET = "mpii"  # coco, mpii, ai_challenger, mix_coco_coco, mix_mpii_ai
-_C.DATASET.TEST_DATASET = "mpii"  # coco, mpii, ai_challenger
-_C.DATASET.JOINT_SPACE = ""  # joints the nets predict: union, coco, mpii, aic or a dataset description .yaml; '' = the union for MODEL.NUM_JOINTS 24, else the dataset's own joints
+_C.DATASET.TRAIN_DATASET = "mpii"  # coco, mpii, ai_challenger, mix_coco_coco, mix_mpii_ai, custom (labeled only), mix_custom (labeled + DATASET.UNLABELED)
+_C.DATASET.TEST_DATASET = "mpii"  # coco, mpii, ai_challenger, custom
+_C.DATASET.JOINT_SPACE = ""  # joints the nets predict: union, coco, mpii, aic or a dataset description .yaml; '' = a custom dataset's description, else the union for MODEL.NUM_JOINTS 24, else the dataset's own joints
+_C.DATASET.DESCRIPTION = ""  # custom datasets: the dataset description .yaml (joints, flip pairs, skeleton, sigmas); '' = <DATASET.ROOT>/dataset.yaml
+_C.DATASET.UNLABELED = ""  # custom datasets: the unlabeled set, a folder of videos (mp4/avi/mov) or of images (relative to DATASET.ROOT or absolute); '' = the labeled train images
+_C.DATASET.UNLABELED_EVERY = 10  # videos: keep every k-th frame
+_C.DATASET.UNLABELED_PER_VIDEO = 0  # videos: >0 keeps this many frames spread evenly over each video instead of every k-th
+_C.DATASET.UNLABELED_BOXES = ""  # unlabeled boxes: '' = the whole frame, or a detection json (COCO results format: image file_name or id, bbox, score)
 _C.DATASET.TRAIN_SET = "train"  # training image set (COCO: 'train' -> train2017)
 _C.DATASET.TEST_SET = "valid"  # evaluation image set (COCO: 'val'/'validation' -> val2017)
 _C.DATASET.TRAIN_UNSUP_SET = ""  # mix_coco_coco unlabeled image set; '' = TRAIN_SET

@@ -91,9 +91,38 @@ def load_cfg(path: str, opts: Sequence[str] = ()) -> CN:
         cfg.MODEL.EXTRA = hrnet_extra()  # an HRNet file without EXTRA gets the W32 defaults
     opts = list(opts)
     merge_opts(cfg, opts)
-    validate(cfg, f"{path} + command line" if opts else path)
+    source = f"{path} + command line" if opts else path
+    resolve_num_joints(cfg, source)
+    validate(cfg, source)
     cfg.freeze()
     return cfg
+
+
+def resolve_num_joints(cfg: CN, source: str) -> None:
+    """MODEL.NUM_JOINTS 0 -> the joint count of a custom dataset's joint space (its description
+    file, or DATASET.JOINT_SPACE when set), so a template needs only DATASET.ROOT. Other values
+    stay; the checks then require NUM_JOINTS > 0 and that it matches the joint space."""
+    if cfg.MODEL.NUM_JOINTS != 0:
+        return
+    from ..data.keypoints import (CUSTOM_DATASETS, cfg_joint_space, description_of_cfg,
+                                  is_custom_cfg)
+    from ..data.meta import dataset_meta
+    if not is_custom_cfg(cfg):
+        raise ConfigError(
+            f"MODEL.NUM_JOINTS 0 means 'the joint count of the dataset description', which only a "
+            f"custom dataset has (DATASET.TRAIN_DATASET or TEST_DATASET one of "
+            f"{list(CUSTOM_DATASETS)}; here {cfg.DATASET.TRAIN_DATASET!r} / "
+            f"{cfg.DATASET.TEST_DATASET!r}): set MODEL.NUM_JOINTS to the joint count (config "
+            f"{source})")
+    try:
+        if cfg.DATASET.JOINT_SPACE:
+            space = dataset_meta(cfg_joint_space(cfg), "DATASET.JOINT_SPACE")
+        else:
+            space = description_of_cfg(cfg)
+    except MissingFileError as err:
+        raise ConfigError(f"MODEL.NUM_JOINTS 0 takes the joint count of the dataset description: "
+                          f"{err} (config {source})") from None
+    cfg.MODEL.NUM_JOINTS = space.num_joints
 
 
 def to_plain(node: Any) -> Any:

@@ -1,6 +1,7 @@
 """Dataset names (DATASET.TRAIN_DATASET / TEST_DATASET) -> torch datasets built from a config.
 
-Registered here: coco, mix_coco_coco, mpii, ai_challenger, mix_mpii_ai. A new dataset
+Registered here: coco, mix_coco_coco, mpii, ai_challenger, mix_mpii_ai, and custom / mix_custom
+(any skeleton in a converted folder, data/custom.py). A new dataset
 registers its builders (``fn(cfg) -> Dataset``) with::
 
     register_train_dataset("name", build_name_train)
@@ -168,6 +169,37 @@ def build_aic_val(cfg: CfgNode) -> PoseDataset:
     return wrap_records(cfg, _aic(cfg, cfg.DATASET.TEST_SET, False), is_train=False)
 
 
+# ---------------------------------------------------------------------------------- custom
+def _custom(cfg: CfgNode, image_set: str, is_train: bool):
+    from semipose.data.custom import CustomDataset
+    return CustomDataset.from_cfg(cfg, image_set, is_train)
+
+
+def build_custom_train(cfg: CfgNode) -> PoseDataset:
+    """The labeled train set of a custom folder (supervised training)."""
+    return wrap_records(cfg, _custom(cfg, cfg.DATASET.TRAIN_SET, True), is_train=True)
+
+
+def build_custom_val(cfg: CfgNode) -> PoseDataset:
+    return wrap_records(cfg, _custom(cfg, cfg.DATASET.TEST_SET, False), is_train=False)
+
+
+def build_mix_custom(cfg: CfgNode) -> PairedDataset:
+    """Labeled custom train set (TRAIN_LEN applied) + unlabeled: DATASET.UNLABELED's frames or
+    images, or every labeled train person with its labels hidden; paired as mix_coco_coco (an
+    epoch walks the unlabeled set). RAW_INPUT builds the unlabeled side without augmentation;
+    it never gets half-body crops (it has no joints)."""
+    from semipose.data.custom import unlabeled_set
+    labeled_src = _custom(cfg, cfg.DATASET.TRAIN_SET, True)
+    unlabeled_src = unlabeled_set(cfg, labeled_src)
+    u_train = not cfg.RAW_INPUT
+    codec = Codec.from_cfg(cfg)  # one codec for both sides
+    labeled = wrap_records(cfg, labeled_src, is_train=True, codec=codec)
+    unlabeled = wrap_records(cfg, unlabeled_src, is_train=u_train, allow_half_body=False,
+                             codec=codec)
+    return build_pair(cfg, labeled, unlabeled, labeled_src.native_joint_set)
+
+
 register_train_dataset("coco", build_coco_train)
 register_train_dataset("mix_coco_coco", build_mix_coco_coco)
 register_val_dataset("coco", build_coco_val)
@@ -176,3 +208,6 @@ register_val_dataset("mpii", build_mpii_val)
 register_train_dataset("ai_challenger", build_aic_train)
 register_val_dataset("ai_challenger", build_aic_val)
 register_train_dataset("mix_mpii_ai", build_mix_mpii_ai)
+register_train_dataset("custom", build_custom_train)
+register_train_dataset("mix_custom", build_mix_custom)
+register_val_dataset("custom", build_custom_val)

@@ -5,16 +5,18 @@
 Every dataset lists its native joints by name; the union slot ``k`` of a dataset is the native
 joint with the same name (or absent). All mappings are derived here from the names, so no other
 module hard-codes 24, 17, 16 or 14. Which joint space a model predicts in is DATASET.JOINT_SPACE
-('' = the union for MODEL.NUM_JOINTS 24, else the dataset's own joints).
+('' = the union for MODEL.NUM_JOINTS 24, else the dataset's own joints; for a custom dataset, its
+description file).
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from semipose.data.meta import JointSet, dataset_meta
-from semipose.errors import ConfigError
+from semipose.data.meta import JointSet, dataset_meta, is_meta_path
+from semipose.errors import ConfigError, MissingFileError
 
 UNION = dataset_meta("union")
 COCO = dataset_meta("coco")
@@ -27,6 +29,10 @@ JOINT_SETS: Dict[str, JointSet] = {"union": UNION, "coco": COCO, "mpii": MPII, "
 
 # COCO skeleton (native indices, 0-based), as in the COCO annotation files.
 COCO_SKELETON = COCO.skeleton
+
+# Dataset names (DATASET.TRAIN_DATASET / TEST_DATASET) whose joints are not built in but come
+# from a dataset description file (data/custom.py).
+CUSTOM_DATASETS = ("custom", "mix_custom")
 
 
 def union_slots(native: JointSet) -> np.ndarray:
@@ -94,9 +100,45 @@ def model_joint_set(num_joints: int, native: JointSet, joint_space: str = "") ->
     )
 
 
+def is_custom_cfg(cfg: Any) -> bool:
+    """Whether a config trains or tests on a custom dataset (joints from a description file)."""
+    names = (getattr(cfg.DATASET, "TRAIN_DATASET", ""), getattr(cfg.DATASET, "TEST_DATASET", ""))
+    return any(n in CUSTOM_DATASETS for n in names)
+
+
+def description_path(cfg: Any) -> str:
+    """The dataset description file of a custom dataset: DATASET.DESCRIPTION, or
+    <DATASET.ROOT>/dataset.yaml when that is ''. Always a path (never read as a joint-set
+    name)."""
+    path = str(getattr(cfg.DATASET, "DESCRIPTION", "")) or \
+        os.path.join(str(cfg.DATASET.ROOT), "dataset.yaml")
+    return path if is_meta_path(path) else os.path.join(".", path)
+
+
+def description_of_cfg(cfg: Any) -> JointSet:
+    """The dataset description a custom config names (:func:`description_path`).
+
+    MissingFileError when the file is absent (saying where it was looked for), DataError (from
+    the file reader: file, key, entry) when its content is wrong."""
+    path = description_path(cfg)
+    if not os.path.isfile(path):
+        given = "DATASET.DESCRIPTION" if getattr(cfg.DATASET, "DESCRIPTION", "") else \
+            f"DATASET.ROOT {str(cfg.DATASET.ROOT)!r} + dataset.yaml"
+        raise MissingFileError(
+            f"dataset description '{path}' ({given}) not found: set DATASET.ROOT to a converted "
+            f"folder (dataset.yaml, annotations/, images/; 'python -m semipose.data.convert dlc' "
+            f"writes one) or DATASET.DESCRIPTION to the description .yaml")
+    return dataset_meta(path, "DATASET.DESCRIPTION")
+
+
 def cfg_joint_space(cfg: Any) -> str:
-    """DATASET.JOINT_SPACE of a config ('' where the config predates the key)."""
-    return str(getattr(cfg.DATASET, "JOINT_SPACE", ""))
+    """DATASET.JOINT_SPACE of a config ('' where the config predates the key); for a custom
+    dataset '' means its description file, so a custom skeleton of 24 joints is never taken for
+    the union and flip pairs, body halves and drawing come from the description."""
+    space = str(getattr(cfg.DATASET, "JOINT_SPACE", ""))
+    if not space and is_custom_cfg(cfg):
+        return description_path(cfg)
+    return space
 
 
 def joint_space_problem(joint_space: str, num_joints: int) -> Optional[str]:
@@ -114,9 +156,28 @@ def joint_space_problem(joint_space: str, num_joints: int) -> Optional[str]:
     return None
 
 
+def cfg_joint_space_problem(cfg: Any) -> Optional[str]:
+    """:func:`joint_space_problem` of a config; for a custom dataset without DATASET.JOINT_SPACE
+    the description file must exist, be valid and have MODEL.NUM_JOINTS joints."""
+    space = str(getattr(cfg.DATASET, "JOINT_SPACE", ""))
+    if space or not is_custom_cfg(cfg):
+        return joint_space_problem(space, cfg.MODEL.NUM_JOINTS)
+    try:
+        meta = description_of_cfg(cfg)
+    except (OSError, ValueError, KeyError) as err:
+        return str(err)
+    if meta.num_joints != int(cfg.MODEL.NUM_JOINTS):
+        return (f"dataset description {meta.source} has {meta.num_joints} joints but "
+                f"MODEL.NUM_JOINTS is {cfg.MODEL.NUM_JOINTS}: set MODEL.NUM_JOINTS 0 (the "
+                f"description's count) or {meta.num_joints}")
+    return None
+
+
 def joint_space_without_dataset(cfg: Any) -> Optional[JointSet]:
     """The model space a config names when no dataset is at hand: DATASET.JOINT_SPACE, else the
     built-in joint set with MODEL.NUM_JOINTS joints (the union for 24); None if there is none."""
+    if is_custom_cfg(cfg) and not getattr(cfg.DATASET, "JOINT_SPACE", ""):
+        return description_of_cfg(cfg)
     space = cfg_joint_space(cfg)
     if space:
         return dataset_meta(space, "DATASET.JOINT_SPACE")
@@ -126,8 +187,13 @@ def joint_space_without_dataset(cfg: Any) -> Optional[JointSet]:
 
 def model_space_of_cfg(cfg: Any) -> Tuple[JointSet, JointSet]:
     """(native, model space) of a config's DATASET.TEST_DATASET: what inference and export
-    predict in and report in, without reading the dataset."""
-    native = dataset_meta(cfg.DATASET.TEST_DATASET, "DATASET.TEST_DATASET")
+    predict in and report in, without reading the dataset (a custom dataset's native joints are
+    its description file's)."""
+    name = cfg.DATASET.TEST_DATASET
+    if name in CUSTOM_DATASETS:
+        native = description_of_cfg(cfg)
+    else:
+        native = dataset_meta(name, "DATASET.TEST_DATASET")
     return native, model_joint_set(int(cfg.MODEL.NUM_JOINTS), native, cfg_joint_space(cfg))
 
 

@@ -185,36 +185,51 @@ def default_joint_colors(num_joints: int, flip_pairs: Sequence[Pair],
     return tuple(colours)
 
 
-def guess_flip_pairs(names: Sequence[str]) -> Tuple[Pair, ...]:
+def guess_flip_pairs(names: Sequence[str], left_first: bool = False) -> Tuple[Pair, ...]:
     """Left/right pairs proposed from the names, for a converter to write into a description file.
 
     A joint 'r<x>' pairs with 'l<x>' (this is how the built-in joint sets are named); so do
-    'right_<x>' / 'left_<x>', '<x>_r' / '<x>_l', '<x>_right' / '<x>_left' and the same with
-    capitals or '.' / '-' / ' ' instead of '_'. Pairs are (lower index, higher index), sorted.
+    'right<x>' / 'left<x>' and '<x>right' / '<x>left' (with or without a '_', '.', '-' or ' ' in
+    between: right_ear, RightEar, ear_right, earRight), '<x>_r' / '<x>_l' (any of those
+    separators) and, in camel case only, '<x>R' / '<x>L' (earR / earL; 'bear' never pairs with
+    'beal'). Case is ignored otherwise. A joint that the rules would pair with two twins keeps
+    the pair of lowest indices only (a joint has one mirror twin). Pairs are (lower index, higher index), sorted; with
+    ``left_first`` (left, right) sorted by the left joint, the order a description file wants
+    for its colours.
     """
     lowered = [n.lower() for n in names]
     index = {n: i for i, n in enumerate(lowered)}
-    pairs = set()
-    for i, n in enumerate(lowered):
+    found: List[Tuple[int, int]] = []  # (right, left)
+    for i, n in enumerate(names):
         for twin in _left_twins(n):
             j = index.get(twin)
-            if j is not None and j != i:
-                pairs.add((min(i, j), max(i, j)))
+            if j is not None and j != i and (i, j) not in found:
+                found.append((i, j))
+    pairs, used = set(), set()
+    for right, left in sorted(found, key=lambda p: (min(p), max(p))):
+        if right in used or left in used:
+            continue
+        used.update((right, left))
+        pairs.add((left, right) if left_first else (min(left, right), max(left, right)))
     return tuple(sorted(pairs))
 
 
 def _left_twins(name: str) -> List[str]:
-    """Candidate 'left' names of a 'right' joint name (lower case)."""
+    """Candidate 'left' names (lower case) of a joint name if it is a 'right' one."""
+    low = name.lower()
     out = []
-    if name.startswith("r") and len(name) > 1:
-        out.append("l" + name[1:])
+    if low.startswith("r") and len(low) > 1:
+        out.append("l" + low[1:])
+    if low.startswith("right") and len(low) > 5:
+        out.append("left" + low[5:])
+    if low.endswith("right") and len(low) > 5:
+        out.append(low[:-5] + "left")
     for sep in ("_", ".", "-", " "):
-        if name.startswith("right" + sep):
-            out.append("left" + name[5:])
-        if name.endswith(sep + "right"):
-            out.append(name[:-5] + "left")
-        if name.endswith(sep + "r"):
-            out.append(name[:-1] + "l")
+        if low.endswith(sep + "r"):
+            out.append(low[:-1] + "l")
+    # earR / earL: an upper-case R after a lower-case letter or a digit ends a camel-case name.
+    if len(name) > 1 and name.endswith("R") and (name[-2].islower() or name[-2].isdigit()):
+        out.append(low[:-1] + "l")
     return out
 
 

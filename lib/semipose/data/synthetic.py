@@ -20,13 +20,18 @@ splits. Each image is rendered from ``np.random.default_rng([seed, split code, i
 ``synthetic_scene`` stream of utils/streams.py), so the same seed gives byte-identical files
 whatever the number of worker processes. Images are written first, annotation files last, every
 file atomically.
+
+``body="quadruped"`` (``--body quadruped``) writes a custom keypoint dataset of a four-legged
+animal instead, in the converted-folder layout (dataset.yaml, annotations/{train,val}.json,
+images/...), optionally a DeepLabCut project of its labels and unlabeled video clips: see
+``synthetic_custom``.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import os
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -41,6 +46,7 @@ from semipose.utils.streams import stream_rng
 
 JPEG_QUALITY = 90
 FORMATS = ("coco", "mpii", "aic")
+BODIES = ("person", "quadruped")
 _CODES = {("coco", "train2017"): 1, ("coco", "val2017"): 2, ("coco", "unlabeled2017"): 3,
           ("mpii", "train"): 4, ("mpii", "validation"): 5, ("aic", "train"): 6, ("aic", "validation"): 7}
 _ID_STRIDE = 10 ** 8
@@ -125,7 +131,9 @@ def _plan(out_dir: str, seed: int, counts: Dict[tuple, int]) -> Dict[tuple, Dict
     return plan
 
 
-def _run(tasks: List[tuple], workers: int, show_progress: bool) -> List[Dict]:
+def _run(tasks: List[tuple], workers: int, show_progress: bool,
+         render: Callable[[tuple], Dict] = _render_one) -> List[Dict]:
+    """``render`` of every task, in order, in ``workers`` processes."""
     from tqdm import tqdm
 
     bar = tqdm(total=len(tasks), disable=not show_progress, desc="synthetic images", unit="img")
@@ -137,21 +145,28 @@ def _run(tasks: List[tuple], workers: int, show_progress: bool) -> List[Dict]:
         # parent and can deadlock in its first parallel OpenCV call.
         ctx = mp.get_context("spawn")
         with ctx.Pool(workers, initializer=_init_worker) as pool:
-            for r in pool.imap(_render_one, tasks, chunksize=8):
+            for r in pool.imap(render, tasks, chunksize=8):
                 results.append(r)
                 bar.update()
     else:
         for t in tasks:
-            results.append(_render_one(t))
+            results.append(render(t))
             bar.update()
     bar.close()
     return results
 
 
 def generate(out_dir: str, seed: int = 0, num_train: int = 2000, num_val: int = 200,
-             num_unlabeled: int = 2000, show_progress: bool = True, formats: Sequence[str] = ("coco",),
-             workers: int = 1, preset: str = "standard") -> Dict[str, str]:
+             num_unlabeled: int = 2000, show_progress: bool = True,
+             formats: Optional[Sequence[str]] = None, workers: int = 1, preset: str = "standard",
+             body: str = "person", videos: int = 0, clip_frames: int = 48,
+             video_ext: str = ".mp4") -> Dict[str, str]:
     """Write the synthetic dataset under ``out_dir``; return {name: path} of what was written.
+
+    ``body`` "person" (the default) writes the people datasets below; "quadruped" writes a
+    custom keypoint dataset of a four-legged animal (``synthetic_custom.generate_quadruped``:
+    formats "custom" and "dlc", ``videos`` unlabeled clips of ``clip_frames`` frames each, as
+    ``video_ext`` files). ``formats`` None means the body's default: ("coco",) for people.
 
     Keys: "root"; with COCO "coco_train", "coco_val", "coco_unlabeled" (annotation files),
     "coco_val_detections", "coco_unlabeled_detections", "coco_images"; with MPII "mpii_train",
@@ -160,11 +175,23 @@ def generate(out_dir: str, seed: int = 0, num_train: int = 2000, num_val: int = 
     processes (same bytes as one process). ``preset`` picks the scene kind (see
     synthetic_scene.PRESETS: "standard", or "light" for CPU-sized experiments).
     """
+    if body not in BODIES:
+        raise ConfigError(f"unknown synthetic body {body!r}: use one of {BODIES}")
+    if body == "quadruped":
+        from semipose.data.synthetic_custom import generate_quadruped
+
+        return generate_quadruped(out_dir, seed=seed, num_train=num_train, num_val=num_val,
+                                  num_unlabeled=num_unlabeled, show_progress=show_progress,
+                                  formats=formats, workers=workers, preset=preset, videos=videos,
+                                  clip_frames=clip_frames, video_ext=video_ext)
+    if videos:
+        raise ConfigError(f"videos={videos}: clips are rendered for body 'quadruped' only; the "
+                          f"people generator writes images")
     scene_preset(preset)  # fail before any folder is written
     for name, n in (("num_train", num_train), ("num_val", num_val), ("num_unlabeled", num_unlabeled)):
         if not 0 <= n < _ID_STRIDE:
             raise ConfigError(f"{name}={n} is out of range: use 0 <= {name} < {_ID_STRIDE}")
-    fmts = _check_formats(formats)
+    fmts = _check_formats(("coco",) if formats is None else formats)
     counts: Dict[tuple, int] = {}
     if "coco" in fmts:
         counts.update({("coco", "train2017"): num_train, ("coco", "val2017"): num_val,
@@ -260,9 +287,13 @@ def main(argv: Sequence[str] | None = None) -> Dict[str, str]:
     ap = argparse.ArgumentParser(
         prog="python -m semipose.data.synthetic",
         description="Write a synthetic people dataset in the COCO folder layout (and optionally "
-                    "MPII / AI Challenger layouts) so that the whole pipeline runs without downloads.")
+                    "MPII / AI Challenger layouts) so that the whole pipeline runs without downloads; "
+                    "with --body quadruped, a custom keypoint dataset of a four-legged animal (the "
+                    "converted-folder layout), optionally a DeepLabCut project (--dlc) and unlabeled "
+                    "video clips (--video N).")
     ap.add_argument("--out", required=True,
-                    help="dataset root to write (coco/, mpii/, ai_challenger/ go inside)")
+                    help="dataset root to write (coco/, mpii/, ai_challenger/ go inside; with "
+                         "--body quadruped dataset.yaml, annotations/, images/, ...)")
     ap.add_argument("--seed", type=int, default=0,
                     help="random seed; the same seed gives identical files (default 0)")
     ap.add_argument("--num-train", type=int, default=2000,
@@ -271,17 +302,38 @@ def main(argv: Sequence[str] | None = None) -> Dict[str, str]:
                     help="COCO val2017 images (default 200); MPII/AIC validation get half")
     ap.add_argument("--num-unlabeled", type=int, default=2000,
                     help="COCO unlabeled2017 images (default 2000); AIC train gets half")
-    ap.add_argument("--formats", nargs="+", default=["coco"], choices=list(FORMATS) + ["ai_challenger"],
-                    help="datasets to write (default: coco)")
+    ap.add_argument("--formats", nargs="+", default=None,
+                    choices=list(FORMATS) + ["ai_challenger", "custom", "dlc"],
+                    help="datasets to write (default: coco; for --body quadruped: custom, and "
+                         "dlc for a DeepLabCut project too)")
     ap.add_argument("--preset", default="standard", choices=sorted(PRESETS),
                     help="scene kind: 'standard' (default) or 'light' (smaller images, less clutter)")
+    ap.add_argument("--body", default="person", choices=list(BODIES),
+                    help="what the images show: 'person' (default, COCO / MPII / AIC layouts) or "
+                         "'quadruped' (16 joints, a custom keypoint dataset)")
+    ap.add_argument("--dlc", action="store_true",
+                    help="--body quadruped: also write the labels as a DeepLabCut project under "
+                         "<out>/dlc (labeled-data/<video>/imgNNNN.png + CollectedData_synthetic.csv)")
+    ap.add_argument("--video", type=int, default=0, metavar="N",
+                    help="--body quadruped: render N unlabeled clips of a walking animal under "
+                         "<out>/videos (default 0)")
+    ap.add_argument("--clip-frames", type=int, default=48, help="frames per clip (default 48)")
+    ap.add_argument("--video-format", default="mp4", choices=["mp4", "avi"],
+                    help="clip files: mp4 (mp4v codec, default) or avi (MJPG)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="rendering processes (default: all cores); output does not depend on it")
     ap.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     a = ap.parse_args(argv)
+    formats = a.formats
+    if a.body == "person" and (a.dlc or a.video):
+        ap.error("--dlc and --video are written for --body quadruped; the people generator writes "
+                 "the COCO / MPII / AIC layouts (--formats)")
+    if a.dlc:
+        formats = list(formats or ["custom"]) + ["dlc"]
     paths = generate(a.out, seed=a.seed, num_train=a.num_train, num_val=a.num_val,
                      num_unlabeled=a.num_unlabeled, show_progress=not a.no_progress,
-                     formats=a.formats, workers=a.workers, preset=a.preset)
+                     formats=formats, workers=a.workers, preset=a.preset, body=a.body,
+                     videos=a.video, clip_frames=a.clip_frames, video_ext="." + a.video_format)
     for k in sorted(paths):
         print(f"{k}: {paths[k]}")
     return paths

@@ -11,12 +11,11 @@ from __future__ import annotations
 import cmath
 import math
 from functools import lru_cache
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from semipose.data.keypoints import UNION
 from semipose.data.synthetic_body import JOINT_PART_OK, PARTS, build_person
 from semipose.utils.streams import stream_rng
 
@@ -178,25 +177,41 @@ def render_scene(scene: Dict) -> Tuple[np.ndarray, List[Dict]]:
     {0, 1, 2}, "hull" float [K, 2] (convex hull of the drawing clipped to the image; K = 0 when the
     person is outside), "area" float (hull area), "bbox" [x, y, w, h] (bounds of the clipped hull).
     """
+    img, people, _ = render_bodies(scene, [build_person(spec) for spec in scene["persons"]],
+                                   PARTS, JOINT_PART_OK)
+    return img, people
+
+
+def render_bodies(scene: Dict, built: Sequence[Tuple[np.ndarray, List[tuple], np.ndarray]],
+                  parts: Sequence[str], joint_part_ok: np.ndarray
+                  ) -> Tuple[np.ndarray, List[Dict], np.ndarray]:
+    """Render a scene whose bodies are already built, of any body plan.
+
+    ``built`` holds (joints [J, 2], primitives, forced visibility [J]) per body, far to near, as
+    ``build_person`` returns them; ``parts`` names the body plan's parts (at most 16) and
+    ``joint_part_ok`` [J, len(parts)] says which of its own parts may cover each joint. Returns
+    the image, one dict per body (see ``render_scene``) and the label map [H, W] uint16 (0 =
+    background, OCCLUDER_LABEL, else 1 + body * 16 + part index).
+    """
     w, h = scene["width"], scene["height"]
     light = cmath.exp(1j * scene["light"])
     img = render_background(scene["background"], w, h, light)
     lab = np.zeros((h, w), np.uint16)
-    built = [build_person(spec) for spec in scene["persons"]]
     for i, (_, prims, _) in enumerate(built):
         base = 1 + i * _LABELS_PER_PERSON
         for prim in prims:
             part = prim[1]
             _draw_prim(img, None if part is None else lab, prim,
-                       0 if part is None else base + PARTS.index(part), light)
+                       0 if part is None else base + parts.index(part), light)
     for occ in scene["occluders"]:
         _draw_occluder(img, lab, occ)
-    people = [_annotate(i, joints, prims, forced, lab) for i, (joints, prims, forced) in enumerate(built)]
-    return _camera(img, scene["camera"]), people
+    bodies = [_annotate(i, joints, prims, forced, lab, len(parts), joint_part_ok)
+              for i, (joints, prims, forced) in enumerate(built)]
+    return _camera(img, scene["camera"]), bodies, lab
 
 
 def _annotate(index: int, joints: np.ndarray, prims: List[tuple], forced: np.ndarray,
-              lab: np.ndarray) -> Dict:
+              lab: np.ndarray, num_parts: int, joint_part_ok: np.ndarray) -> Dict:
     h, w = lab.shape
     x, y = joints[:, 0], joints[:, 1]
     inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
@@ -204,8 +219,8 @@ def _annotate(index: int, joints: np.ndarray, prims: List[tuple], forced: np.nda
     iy = np.clip(np.rint(y), 0, h - 1).astype(np.int64)
     top = lab[iy, ix].astype(np.int64) - 1
     own = (top >= 0) & (top // _LABELS_PER_PERSON == index) & (top != OCCLUDER_LABEL - 1)
-    part = np.clip(top % _LABELS_PER_PERSON, 0, len(PARTS) - 1)
-    ok = own & JOINT_PART_OK[np.arange(UNION.num_joints), part]
+    part = np.clip(top % _LABELS_PER_PERSON, 0, num_parts - 1)
+    ok = own & joint_part_ok[np.arange(len(joints)), part]
     vis = np.where(inside, np.where(ok, 2, 1), 0)
     vis = np.where(forced == 0, 0, np.where((forced == 1) & inside, 1, vis))
     hull = cv2.convexHull(_outline(prims))

@@ -7,7 +7,7 @@ camera effects. ``synthetic_render.render_scene`` turns it into pixels and annot
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import cv2
 import numpy as np
@@ -96,7 +96,10 @@ def _background(d: Draws, w: int, h: int, preset: Dict) -> Dict:
             "shapes": shapes, "strokes": strokes, "ball_color": _color(d, 60, 240)}
 
 
-def _occluders(d: Draws, w: int, h: int, persons: List[Dict], preset: Dict) -> List[Dict]:
+def _occluders(d: Draws, w: int, h: int, persons: List[Dict], preset: Dict,
+               build: Callable[[Dict], tuple] = build_person) -> List[Dict]:
+    """0..len(preset["occluders_p"]) - 1 convex occluders; ``build`` turns a body spec (with its
+    size unit in pixels under "height") into (joints, ...) for the other body plans."""
     occs = []
     joints: Dict[int, np.ndarray] = {}
     for _ in range(d.pick(preset["occluders_p"])):
@@ -104,7 +107,7 @@ def _occluders(d: Draws, w: int, h: int, persons: List[Dict], preset: Dict) -> L
             k = d.i(0, len(persons))
             hp = persons[k]["height"]
             if k not in joints:
-                joints[k] = build_person(persons[k])[0]
+                joints[k] = build(persons[k])[0]
             jx, jy = joints[k][d.i(0, len(joints[k]))]
             cx, cy, size = d.n(jx, 0.04 * hp), d.n(jy, 0.04 * hp), hp * d.u(0.1, 0.35)
         else:

@@ -71,3 +71,18 @@ def score_aic(cfg, val_set: Any, net: str, keypoints: np.ndarray, pred: Dict[str
     return evaluate_aic(keypoints, val_set.records, val_set.joint_set, val_set.annotation_file,
                         output_dir, gt_npy=npy,
                         pred_file_name=MAT_FILE.get(net, f"{net}_pred.mat"))
+
+
+@register_evaluator("custom")
+def score_custom(cfg, val_set: Any, net: str, keypoints: np.ndarray, pred: Dict[str, Any],
+                 output_dir: str):
+    """A dataset of one's own skeleton: OKS AP with the description's sigmas (or the stated
+    default), PCK@0.05 / 0.1 of the box size and pixel error per joint (custom_eval.py)."""
+    from .custom_eval import evaluate_custom
+    boxes = {k: pred[k] for k in ("center", "scale", "area", "score", "raw_box")}
+    native = val_set.native_joint_set
+    return evaluate_custom(keypoints, boxes, pred["image_ids"], val_set.records,
+                           val_set.annotation_file, val_set.image_set, output_dir,
+                           getattr(val_set, "joint_set", native), native,
+                           prefix=COCO_PREFIX.get(net, net), in_vis_thre=cfg.TEST.IN_VIS_THRE,
+                           oks_thre=cfg.TEST.OKS_THRE, save_result=cfg.TEST.SAVE_RESULT)

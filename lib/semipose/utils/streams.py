@@ -39,6 +39,10 @@ synthetic_scene       [SYNTHETIC.SEED, split, index]     one synthetic image
 synthetic_detections  [SYNTHETIC.SEED, split, index, 1]  its simulated detections
 synthetic_textures    20210101                           noise tiles of all synthetic images
                                                          (data/synthetic_render.py)
+synthetic_quadruped   [SYNTHETIC.SEED, split, index, 2]  one synthetic quadruped image
+                                                         (data/synthetic_custom.py)
+synthetic_clip        [SYNTHETIC.SEED, index, 0, 3]      one synthetic quadruped video clip
+                                                         (data/synthetic_custom.py)
 ====================  =================================  ========================================
 
 List seeds are numpy ``SeedSequence`` entropy (``np.random.default_rng(list)``). numpy pads
@@ -137,6 +141,15 @@ def _synthetic_textures() -> int:
     return 20210101
 
 
+def _synthetic_quadruped(*, seed: int, split: int, index: int) -> List[int]:
+    # Ends in 2: never the people's scene ([.., 0] after numpy's padding) or detections (1).
+    return [seed, split, index, 2]
+
+
+def _synthetic_clip(*, seed: int, index: int) -> List[int]:
+    return [seed, int(index), 0, 3]
+
+
 STREAMS: Dict[str, Callable[..., Seed]] = {
     "process": _process,
     "hard_view": _hard_view,
@@ -154,6 +167,8 @@ STREAMS: Dict[str, Callable[..., Seed]] = {
     "synthetic_scene": _synthetic_scene,
     "synthetic_detections": _synthetic_detections,
     "synthetic_textures": _synthetic_textures,
+    "synthetic_quadruped": _synthetic_quadruped,
+    "synthetic_clip": _synthetic_clip,
 }
 
 
