@@ -388,6 +388,33 @@ def test_mix_custom_with_an_unlabeled_folder(toy_root, tmp_path):
     assert tuple(b["labeled"]["target"].shape) == (3, 5, 16, 16)
 
 
+def test_mix_custom_video_frames_cached_where_the_config_says(toy_root, tmp_path):
+    # DATASET.UNLABELED_CACHE (relative to DATASET.ROOT): the decoded frames go there, not beside
+    # the videos (a read-only video folder), and the records read the cached JPEGs
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    writer = cv2.VideoWriter(str(videos / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                             (64, 48))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write MJPG .avi files")
+    for i in range(6):
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[:, i * 8:i * 8 + 8] = 255
+        writer.write(frame)
+    writer.release()
+    cfg = load_cfg(POSECONS, custom_opts(toy_root, str(tmp_path / "out"),
+                                         "DATASET.UNLABELED", str(videos),
+                                         "DATASET.UNLABELED_EVERY", "2",
+                                         "DATASET.UNLABELED_CACHE", "frame_cache"))
+    pair = build_train_dataset(cfg)
+    cache = os.path.join(toy_root, "frame_cache")
+    assert len(pair.unlabeled) == 3  # frames 0, 2, 4
+    assert all(r["image"].startswith(cache) for r in pair.unlabeled.records)
+    assert sorted(os.listdir(os.path.join(cache, "clip.avi")))[:3] == [
+        "000000.jpg", "000002.jpg", "000004.jpg"]
+    assert not os.path.exists(videos / ".frames_cache")
+
+
 def test_hidden_labels_copies():
     rec = {"image": "a.png", "joints": np.ones((3, 2), np.float32),
            "joints_vis": np.ones(3, np.float32), "center": np.zeros(2)}

@@ -130,6 +130,7 @@ _C.DATASET.UNLABELED = ""  # custom datasets: the unlabeled set, a folder of vid
 _C.DATASET.UNLABELED_EVERY = 10  # videos: keep every k-th frame
 _C.DATASET.UNLABELED_PER_VIDEO = 0  # videos: >0 keeps this many frames spread evenly over each video instead of every k-th
 _C.DATASET.UNLABELED_BOXES = ""  # unlabeled boxes: '' = the whole frame, or a detection json (COCO results format: image file_name or id, bbox, score)
+_C.DATASET.UNLABELED_CACHE = ""  # where decoded video frames are cached as JPEG (relative to DATASET.ROOT or absolute); '' = <DATASET.UNLABELED>/.frames_cache (a read-only video folder needs one)
 _C.DATASET.TRAIN_SET = "train"  # training image set (COCO: 'train' -> train2017)
 _C.DATASET.TEST_SET = "valid"  # evaluation image set (COCO: 'val'/'validation' -> val2017)
 _C.DATASET.TRAIN_UNSUP_SET = ""  # mix_coco_coco unlabeled image set; '' = TRAIN_SET

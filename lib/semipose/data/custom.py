@@ -340,6 +340,8 @@ def unlabeled_set(cfg: CfgNode, labeled: CustomDataset) -> UnlabeledSet:
     records = unlabeled_records(folder, space.num_joints, every=int(cfg.DATASET.UNLABELED_EVERY),
                                 per_video=int(cfg.DATASET.UNLABELED_PER_VIDEO),
                                 boxes=resolve_under_root(root, cfg.DATASET.UNLABELED_BOXES),
+                                cache_dir=resolve_under_root(root, cfg.DATASET.UNLABELED_CACHE)
+                                or None,
                                 aspect_ratio=labeled.aspect_ratio)
     if not records:
         raise DataError(f"DATASET.UNLABELED {folder}: no video frames or images found; give a "

@@ -264,8 +264,9 @@ def _extract_video(path: str, rel: str, out_dir: str, reported: int, every: int,
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot create the frame cache folder '{out_dir}' ({exc}); pass a "
-                        f"writable cache_dir (--cache-dir)") from exc
+        raise DataError(f"cannot create the frame cache folder '{out_dir}' ({exc}); give a "
+                        f"writable cache folder (DATASET.UNLABELED_CACHE, or --cache-dir of "
+                        f"the extract command)") from exc
     # The old manifest goes first: a run stopped half way re-extracts instead of trusting it.
     try:
         os.remove(manifest_path)
