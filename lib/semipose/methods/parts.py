@@ -9,7 +9,8 @@ student pass, losses. What each of those does is configured here, once:
   a recorder or a tape; nothing else knows about compilation.
 - ``HardView``: what the student sees. Starting from the easy unlabeled crop (or its RandAugment
   twin), named ops run in the easy-view frame (``HARD_OPS``: Joint Cutout, cut-occlusion, cutmix,
-  mixup; a new op is one function with ``@register_hard_op``), then one random affine (the hard
+  mixup, and the MultiAugs / SSPCM ops of transforms/multiaugs.py; a new op is one function with
+  ``@register_hard_op``), then one random affine (the hard
   affine) warps the view and the teacher heatmaps alike. It also decides what the teacher sees.
 - ``Consistency``: the loss between the student on the hard view and the teacher target: its
   weight and ramp-up, the confidence mask and the heatmap loss.
@@ -33,8 +34,13 @@ from ..transforms.batch import (CUTOUT_MODES, compose_theta, cutmix, hard_affine
                                 invert_theta, joint_cut_occlusion, joint_cutout,
                                 max_preds_tensor, mixup, random_partner, warp)
 from ..transforms.draws import Recorder, Source, Tape
+from ..transforms.multiaugs import (check_mode, cutmix_holes, jccm, joco,
+                                    keypoint_cut_occlusion, mixup_batch, random_cutout)
 
 TEACHER_VIEWS = ("easy", "hard")
+# Per-op counts of the MultiAugs / SSPCM ops (HardView's op_counts): Joint Cutout boxes, JO
+# pastes, CO holes, CM holes (5 inside the dual network's JCCM).
+DEFAULT_OP_COUNTS: Dict[str, int] = {"jc": 5, "jo": 2, "co": 5, "cm": 2}
 Batch = Dict[str, object]
 
 
@@ -156,6 +162,62 @@ register_hard_op("mixup")(_mixing(mixup))
 register_hard_op("none")(lambda view, hv, gen: view)
 
 
+# The ops of MultiAugs / SSPCM as released (transforms/multiaugs.py): counts from the hard
+# view's ``op_counts``, mode from its ``op_mode``, pixel sizes times its ``cutout_scale``. None
+# of them changes the target or the joint weights (they occlude; no joint moves).
+@register_hard_op("jc")
+def _jc(view: View, hv: "HardView", gen: Source) -> View:
+    """Joint Cutout with the 'jc' count and the op mode (MultiAugs' JC path)."""
+    view.image = joint_cutout(view.image, view.joints_px(), hv.op_counts["jc"], gen, hv.op_mode,
+                              view.joint_mask, hv.cutout_scale)
+    return view
+
+
+@register_hard_op("jo")
+def _jo(view: View, hv: "HardView", gen: Source) -> View:
+    """Keypoint cut-occlusion (JO / SSCO), 'jo' pastes."""
+    view.image = keypoint_cut_occlusion(view.image, view.joints_px(), gen, hv.op_mode,
+                                        hv.op_counts["jo"], hv.cutout_scale)
+    return view
+
+
+@register_hard_op("co")
+def _co(view: View, hv: "HardView", gen: Source) -> View:
+    """Cutout (CO): 'co' random holes set to zero."""
+    view.image = random_cutout(view.image, gen, hv.op_mode, hv.op_counts["co"], hv.cutout_scale)
+    return view
+
+
+@register_hard_op("cm")
+def _cm(view: View, hv: "HardView", gen: Source) -> View:
+    """Hole CutMix (CM): 'cm' holes filled from a partner crop; targets not mixed."""
+    view.image = cutmix_holes(view.image, gen, hv.op_mode, hv.op_counts["cm"], hv.cutout_scale)
+    return view
+
+
+@register_hard_op("mu")
+def _mu(view: View, hv: "HardView", gen: Source) -> View:
+    """MixUp (MU): one lambda in (0.75, 1] per batch; targets not mixed."""
+    view.image = mixup_batch(view.image, gen)
+    return view
+
+
+@register_hard_op("joco")
+def _joco(view: View, hv: "HardView", gen: Source) -> View:
+    """JOCO: JO ('jo' pastes), then CO ('co' holes)."""
+    view.image = joco(view.image, view.joints_px(), gen, hv.op_mode, hv.op_counts["jo"],
+                      hv.op_counts["co"], hv.cutout_scale)
+    return view
+
+
+@register_hard_op("jccm")
+def _jccm(view: View, hv: "HardView", gen: Source) -> View:
+    """JCCM: Joint Cutout ('jc' boxes), then CM ('cm' holes: 5 for MultiAugs dual)."""
+    view.image = jccm(view.image, view.joints_px(), gen, hv.op_mode, hv.op_counts["jc"],
+                      hv.op_counts["cm"], view.joint_mask, hv.cutout_scale)
+    return view
+
+
 def parse_ops(entry: Union[str, Sequence[str]], key: str = "SSL.MULTI.PATHS") -> Tuple[str, ...]:
     """'occlusion+cutout' (or a sequence of names) -> ('occlusion', 'cutout'); ValueError naming
     the entry for an op that is not registered."""
@@ -189,6 +251,10 @@ class HardView(nn.Module):
         joint_mask: [J] bool of the joints a corrected cutout may centre on (None: per sample,
             from the unlabeled target_weight).
         seed: seed of the ``DrawStream`` (the run's seed plus the rank).
+        op_counts: counts of the ops 'jc', 'jo', 'co', 'cm' and the composites (keys 'jc', 'jo',
+            'co', 'cm'; missing keys keep DEFAULT_OP_COUNTS: 5, 2, 5, 2).
+        op_mode: 'reference' (the released code's geometry) or 'corrected', for those ops
+            (see transforms.multiaugs); 'cutout' and 'occlusion' keep cutout_mode.
     """
 
     def __init__(self, ops: Sequence[str] = (), joint_num: int = 0,
@@ -196,7 +262,8 @@ class HardView(nn.Module):
                  rand_aug: bool = False, affine: bool = True, scale_factor: float = 0.25,
                  rot_factor: float = 30.0, align_corners: bool = False,
                  teacher_view: str = "easy", joint_mask: Optional[torch.Tensor] = None,
-                 seed: int = 0):
+                 seed: int = 0, op_counts: Optional[Mapping[str, int]] = None,
+                 op_mode: str = "reference"):
         super().__init__()
         self.ops = parse_ops(tuple(ops), "hard view")
         if cutout_mode not in CUTOUT_MODES:
@@ -219,6 +286,18 @@ class HardView(nn.Module):
         self.affine, self.align_corners = bool(affine), bool(align_corners)
         self.scale_factor, self.rot_factor = float(scale_factor), float(rot_factor)
         self.teacher_view = teacher_view
+        unknown = sorted(set(op_counts or {}) - set(DEFAULT_OP_COUNTS))
+        if unknown:
+            raise ConfigError(f"hard-view op_counts key {unknown[0]!r} unknown; keys are "
+                             f"{sorted(DEFAULT_OP_COUNTS)}")
+        self.op_counts: Dict[str, int] = {**DEFAULT_OP_COUNTS,
+                                          **{k: int(v) for k, v in (op_counts or {}).items()}}
+        bad = [k for k, v in self.op_counts.items() if v < 0]
+        if bad:
+            raise ConfigError(f"hard-view op_counts[{bad[0]!r}] must be >= 0, got "
+                             f"{self.op_counts[bad[0]]}")
+        check_mode(op_mode)
+        self.op_mode = op_mode
         # A non-persistent buffer follows .to(device) and stays out of checkpoints.
         self.register_buffer("joint_mask", None if joint_mask is None else
                              torch.as_tensor(joint_mask, dtype=torch.bool), persistent=False)
@@ -237,11 +316,13 @@ class HardView(nn.Module):
                    seed=cfg.SEED if seed is None else seed)
 
     def with_ops(self, ops: Sequence[str], joint_num: int) -> "HardView":
-        """A view with other ops and box count that shares this one's settings, joint mask and
-        random stream (MultiAugs-style paths: one stream for all paths of a step)."""
+        """A view with other ops and box count that shares this one's settings (op counts and
+        op mode included), joint mask and random stream (MultiAugs-style paths: one stream for
+        all paths of a step)."""
         other = HardView(ops, joint_num, self.cutout_mode, self.cutout_scale, self.rand_aug,
                          self.affine, self.scale_factor, self.rot_factor, self.align_corners,
-                         self.teacher_view, self.joint_mask, self.stream.seed)
+                         self.teacher_view, self.joint_mask, self.stream.seed,
+                         self.op_counts, self.op_mode)
         other.stream = self.stream
         return other
 
