@@ -98,6 +98,15 @@ _C.SSL.EMA_DECAY = 0.999  # mean_teacher / pose_dual_mt: teacher <- d * teacher 
 _C.SSL.MULTI = CN()  # pose_multi (multi-path consistency)
 _C.SSL.MULTI.PATHS = ("occlusion+cutout", "cutout+cutmix")  # one hard view per entry, '+'-joined ops applied in order before the hard affine: cutout, occlusion (joint cut-occlusion), cutmix, mixup, none (alias MULTI.PATHS)
 _C.SSL.MULTI.MASK_JOINT_NUM = 5  # boxes per cutout / occlusion op (alias MULTI.MASK_JOINT_NUM)
+_C.SSL.MULTIAUGS = CN()  # multiaugs / multiaugs_dual (MultiAugs as released: one shared hard affine, one student pass per path)
+_C.SSL.MULTIAUGS.PATHS = ("jc", "jo", "joco", "jccm")  # one hard view per entry, '+'-joined ops: jc (Joint Cutout), jo (keypoint cut-occlusion), co (cutout), cm (hole cutmix), mu (mixup), joco, jccm; the reported COCO runs' four
+_C.SSL.MULTIAUGS.JC = 5  # Joint Cutout boxes of jc and of jccm's first half
+_C.SSL.MULTIAUGS.JO = 2  # keypoint cut-occlusion pastes of jo and joco
+_C.SSL.MULTIAUGS.CO = 5  # cutout holes of co and joco
+_C.SSL.MULTIAUGS.CM = 2  # cutmix holes of cm
+_C.SSL.MULTIAUGS.JCCM_CM = -1  # cutmix holes inside jccm; -1 = as released: CM (2) for multiaugs, CO (5) for multiaugs_dual
+_C.SSL.MULTIAUGS.OP_MODE = "reference"  # 'reference': the released ops' geometry, axis quirks included; 'corrected': true image geometry
+_C.SSL.MULTIAUGS.CONCAT = False  # True: one student pass over all paths concatenated (BatchNorm sees them together); False = released (one pass per path)
 
 _C.CUDNN = CN()
 _C.CUDNN.BENCHMARK = False  # torch.backends.cudnn.benchmark

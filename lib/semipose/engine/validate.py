@@ -34,6 +34,22 @@ def score(cfg: CfgNode, val_set: Any, pred: Dict[str, Any], output_dir: str) -> 
                        for net, kpts in pred["preds"].items())
 
 
+def mean_rows(results: Results, means: Mapping[str, Tuple[str, ...]]) -> Results:
+    """Rows averaging scored rows (``Method.metric_means``): row -> members; each metric of a
+    mean row is the mean of its members' values of that metric (the metrics all members
+    report), its main metric the mean of theirs."""
+    out: Results = OrderedDict()
+    for row, members in means.items():
+        missing = [m for m in members if m not in results]
+        if missing:
+            raise KeyError(f"validation row {row!r} averages {missing[0]!r}, which was not scored")
+        names = [k for k in results[members[0]][0] if all(k in results[m][0] for m in members)]
+        metrics = OrderedDict((k, sum(float(results[m][0][k]) for m in members) / len(members))
+                              for k in names)
+        out[row] = (metrics, sum(float(results[m][1]) for m in members) / len(members))
+    return out
+
+
 def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: Any,
                    info: DistInfo, output_dir: str, arch_name: str, progress: bool = True,
                    debug: Optional[DebugImages] = None, provenance: str = "",
@@ -74,6 +90,7 @@ def run_validation(cfg: CfgNode, method: torch.nn.Module, val_set: Any, loader: 
             f"prediction: replace or remove those images (see the warnings above)")
     np.save(os.path.join(output_dir, "all_preds.npy"), pred["preds"]["net1"])
     results = score(cfg, val_set, pred, output_dir)
+    results.update(mean_rows(results, getattr(method, "metric_means", {})))  # e.g. (AP1 + AP2) / 2
     tables = []
     for net, (metrics, _) in results.items():
         table = format_table(metrics, f"{arch_name} [{net}]")

@@ -13,6 +13,7 @@ from .base import Method, NetsArg, SemiMethod
 from .mean_teacher import EMATeachers, MeanTeacher, PoseDualMeanTeacher
 from .monitor import CollapseMonitor
 from .multi_path import MultiPath
+from .multiaugs import MultiAugs, MultiAugsDual
 from .posecons import PoseCons
 from .posedual import PoseDual
 from .registry import METHODS, method_class, register_method, resolve, resolve_cfg
@@ -36,5 +37,5 @@ def build_method(cfg, nets: NetsArg, seed: Optional[int] = None,
 
 
 __all__ = ["Method", "SemiMethod", "Supervised", "PoseCons", "PoseDual", "MeanTeacher",
-           "PoseDualMeanTeacher", "EMATeachers", "MultiPath", "CollapseMonitor", "METHODS",
+           "PoseDualMeanTeacher", "EMATeachers", "MultiPath", "MultiAugs", "MultiAugsDual", "CollapseMonitor", "METHODS",
            "method_class", "register_method", "resolve", "resolve_cfg", "num_nets", "build_method"]

@@ -52,6 +52,9 @@ class Method(nn.Module):
     # Validation rows that average the heatmaps of several nets (no extra forward pass),
     # e.g. PoseDual's {"ensemble": ("net1", "net2")}.
     averages: Dict[str, Tuple[str, ...]] = {}
+    # Validation rows whose metrics are the means of other rows' metrics (scored after them, no
+    # prediction of their own), e.g. MultiAugs dual's {"mean": ("net1", "net2")}: (AP1 + AP2) / 2.
+    metric_means: Dict[str, Tuple[str, ...]] = {}
 
     def __init__(self, nets: NetsArg, loss: Optional[nn.Module] = None):
         super().__init__()
@@ -95,7 +98,7 @@ class Method(nn.Module):
     @classmethod
     def eval_rows(cls) -> Tuple[str, ...]:
         """Names validation reports for this method (TEST.BEST_METRIC picks one of them)."""
-        return tuple(cls.net_names) + tuple(cls.averages)
+        return tuple(cls.net_names) + tuple(cls.averages) + tuple(cls.metric_means)
 
     def set_progress(self, epochs: float) -> None:
         """Called by the trainer before each step with the progress in (fractional) epochs."""
