@@ -108,6 +108,19 @@ _C.SSL.MULTIAUGS.JCCM_CM = -1  # cutmix holes inside jccm; -1 = as released: CM 
 _C.SSL.MULTIAUGS.OP_MODE = "reference"  # 'reference': the released ops' geometry, axis quirks included; 'corrected': true image geometry
 _C.SSL.MULTIAUGS.CONCAT = False  # True: one student pass over all paths concatenated (BatchNorm sees them together); False = released (one pass per path)
 
+_C.SSL.SSPCM = CN()  # sspcm (SSPCM as released: teachers teacher1/teacher2 cross-teach, net1 is the student taught by their time-corrected ensemble)
+_C.SSL.SSPCM.JO = 2  # keypoint cut-occlusion pastes per hard view (keypoint_perception_cutmix_num); 0 = Joint Cutout with SSL.HARD.JOINT_CUTOUT boxes instead (none if that is 0 too)
+_C.SSL.SSPCM.OP_MODE = "reference"  # cut-occlusion geometry: 'reference' (the released axis quirks) or 'corrected'
+_C.SSL.SSPCM.TIME_CORRECTION = True  # the student's target: per joint the closest-agreeing pair of current / previous-epoch teachers (uncertainty_and_time_correction); False = (t_A + t_B) / 2
+_C.SSL.SSPCM.WARMUP_EPOCH = 0  # the correction is active in epochs (0-based) above this (time_correction_warmup_epoch)
+_C.SSL.SSPCM.SCORE_FILTER = True  # weight 0 for joints whose mean teacher maximum (m_A + m_B) / 2 is not above SCORE_THRE (score_filter; released configs: on)
+_C.SSL.SSPCM.SCORE_THRE = 0.1  # threshold of the score filter (score_filter_thread)
+_C.SSL.SSPCM.DIST_FILTER = False  # the student's joints whose teachers' argmaxes lie DIST_THRE or more of the heatmap diagonal apart get weight 0 (kp_pixel_dist_filter; released: off)
+_C.SSL.SSPCM.DIST_THRE = 0.6  # threshold of the distance filter, a fraction of the heatmap diagonal (kp_pixel_dist_filter_thread of the released configs; its default 150 never filters)
+_C.SSL.SSPCM.SCORE_REWEIGHT = False  # multiply the weights by clip(1 - |m_A - m_B|, 0, 1) (score_diff_reweight)
+_C.SSL.SSPCM.DIST_REWEIGHT = False  # multiply the student's weights by 1 - distance / diagonal (kp_pixel_dist_diff_reweight)
+_C.SSL.SSPCM.BOTH_SATISFY = False  # with both filters on: keep a joint if EITHER filter keeps it, for all three terms (kp_dist_and_score_both_satisfy; an OR, as released)
+
 _C.CUDNN = CN()
 _C.CUDNN.BENCHMARK = False  # torch.backends.cudnn.benchmark
 _C.CUDNN.DETERMINISTIC = False  # torch.backends.cudnn.deterministic

@@ -16,6 +16,7 @@ from .multi_path import MultiPath
 from .multiaugs import MultiAugs, MultiAugsDual
 from .posecons import PoseCons
 from .posedual import PoseDual
+from .sspcm import SSPCM
 from .registry import METHODS, method_class, register_method, resolve, resolve_cfg
 from .supervised import Supervised
 
@@ -37,5 +38,5 @@ def build_method(cfg, nets: NetsArg, seed: Optional[int] = None,
 
 
 __all__ = ["Method", "SemiMethod", "Supervised", "PoseCons", "PoseDual", "MeanTeacher",
-           "PoseDualMeanTeacher", "EMATeachers", "MultiPath", "MultiAugs", "MultiAugsDual", "CollapseMonitor", "METHODS",
+           "PoseDualMeanTeacher", "EMATeachers", "MultiPath", "MultiAugs", "MultiAugsDual", "SSPCM", "CollapseMonitor", "METHODS",
            "method_class", "register_method", "resolve", "resolve_cfg", "num_nets", "build_method"]
