@@ -301,7 +301,7 @@ def gain_table(records: List[Dict], labels: Sequence[int], methods: Sequence[str
 
 
 def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], path: str,
-            key: str = "test_ap") -> None:
+            key: str = "test_ap", metric: str = "COCO AP", units: str = "persons") -> None:
     """Test AP against label count per method (PoseDual: its ensemble); with a single label count,
     every seed's AP per method instead, a seed's runs joined by a line (the paired comparison)."""
     from semipose.engine.visualize import pyplot, save_figure
@@ -334,7 +334,7 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
         ax.set_xticklabels([METHODS[m][0] + (" (ens.)" if row([r for r in records if r["method"] == m])
                                              == "ensemble" else "") for m in shown],
                            rotation=20, ha="right", fontsize=8)
-        ax.set_title(f"{labels[0]} labeled persons: AP per seed (black: mean)", fontsize=10)
+        ax.set_title(f"{labels[0]} labeled {units}: AP per seed (black: mean)", fontsize=10)
     else:
         for i, m in enumerate(methods):
             rs = [r for r in records if r["method"] == m]
@@ -363,8 +363,8 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
         ax.set_xticklabels([str(n) for n in labels])
         ax.xaxis.set_minor_locator(plt.NullLocator())  # no 2x10^2 ticks between the counts
         ax.set_title("mean ± std over seeds (n = seeds)", fontsize=10)
-        ax.set_xlabel("labeled persons")
-    ax.set_ylabel(f"COCO AP, synthetic {where}")
+        ax.set_xlabel(f"labeled {units}")
+    ax.set_ylabel(f"{metric}, synthetic {where}")
     ax.grid(alpha=0.3)
     if len(labels) == 1:
         ax.legend(fontsize=8)
@@ -434,9 +434,11 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
           f"--device {args.device}"
           f"{'' if args.epochs == SIZES[args.size]['epochs'] else f' --epochs {args.epochs}'}`: "
           f"preset light, {args.num_train} train images "
-          f"(unlabeled = all their {getattr(args, 'num_persons', '?')} persons), "
+          f"(unlabeled = all their {getattr(args, 'num_persons', '?')} "
+          f"{'instances' if custom else 'persons'}), "
           f"{args.num_val} val images (scored every epoch), {args.num_test} held-out test images "
-          f"of another generator seed ({getattr(args, 'test_persons', '?')} persons, scored once "
+          f"of another generator seed ({getattr(args, 'test_persons', '?')} "
+          f"{'instances' if custom else 'persons'}, scored once "
           f"with the final weights), {args.epochs} epochs "
           f"= {', '.join(map(str, steps))} optimizer steps per run, seeds {seeds}, "
           f"{len(records)} runs. Sum of run wall times {run_wall / 60:.1f} min "
@@ -480,7 +482,8 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
         if os.path.exists(src):
             with open(src, encoding="utf-8", errors="replace") as f:
                 atomic_write_text(f.read(), os.path.join(stem + "_logs", name + ".log"))
-    plot_ap(records, labels, methods, stem + ".png", "test_ap")
+    plot_ap(records, labels, methods, stem + ".png", "test_ap",
+            *(("OKS AP", "instances") if custom else ("COCO AP", "persons")))
     if same:
         plot_collapse(records, min(labels), stem + "_collapse.png")
     return {"md": stem + ".md", "png": stem + ".png"}
