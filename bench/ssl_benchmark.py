@@ -589,14 +589,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if a.workers is None:
         a.workers = 0 if a.device == "cpu" else 4
     a.base_cfg = os.path.abspath(a.dataset_cfg)
-    from semipose.config import load_cfg  # what the base config trains on
-    base = load_cfg(a.base_cfg)
-    a.custom = base.DATASET.TRAIN_DATASET == "mix_custom"
-    if not a.custom and base.DATASET.TRAIN_DATASET != "mix_coco_coco":
+    # What the base config trains on, read from its files alone (not load_cfg: a custom set's
+    # description is checked on load, and the data are generated only later)
+    from semipose.config.loader import read_with_bases
+    dataset = read_with_bases(a.base_cfg).get("DATASET", {})
+    train_dataset = dataset.get("TRAIN_DATASET", "")
+    a.custom = train_dataset == "mix_custom"
+    if not a.custom and train_dataset != "mix_coco_coco":
         p.error(f"--dataset-cfg {a.dataset_cfg}: DATASET.TRAIN_DATASET must be mix_coco_coco "
                 f"(the people set) or mix_custom (a custom keypoint dataset)")
     # every size trains on the same generated data (the base config's root for a custom set)
-    default_root = (os.path.join(ROOT, base.DATASET.ROOT) if a.custom
+    default_root = (os.path.join(ROOT, dataset.get("ROOT", "data/custom")) if a.custom
                     else os.path.join(ROOT, "data", "synthetic_ssl"))
     a.data_root = a.data_root or default_root
     a.test_root = a.test_root or default_root.rstrip("/") + "_test"
