@@ -8,10 +8,9 @@ student pass, losses. What each of those does is configured here, once:
   the run's seed (and rank). Its ``source`` slot is where the compile wrapper (compiled.py) plugs
   a recorder or a tape; nothing else knows about compilation.
 - ``HardView``: what the student sees. Starting from the easy unlabeled crop (or its RandAugment
-  twin), named ops run in the easy-view frame (``HARD_OPS``: Joint Cutout, cut-occlusion, cutmix,
-  mixup, and the MultiAugs / SSPCM ops of transforms/multiaugs.py; a new op is one function with
-  ``@register_hard_op``), then one random affine (the hard
-  affine) warps the view and the teacher heatmaps alike. It also decides what the teacher sees.
+  twin), named ops run in the easy-view frame (hard_ops.py: Joint Cutout, cut-occlusion, cutmix,
+  mixup, and the MultiAugs / SSPCM ops), then one random affine (the hard affine) warps the view
+  and the teacher heatmaps alike. It also decides what the teacher sees.
 - ``Consistency``: the loss between the student on the hard view and the teacher target: its
   weight and ramp-up, the confidence mask and the heatmap loss.
 
@@ -22,20 +21,18 @@ reported when the config is loaded, by the same code that would use it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError, ConfigLookupError
 from ..losses import JointsMSELoss
-from ..transforms.batch import (CUTOUT_MODES, compose_theta, cutmix, hard_affine_theta,
-                                invert_theta, joint_cut_occlusion, joint_cutout,
-                                max_preds_tensor, mixup, random_partner, warp)
+from ..transforms.batch import CUTOUT_MODES, compose_theta, hard_affine_theta, invert_theta, warp
 from ..transforms.draws import Recorder, Source, Tape
-from ..transforms.multiaugs import (check_mode, cutmix_holes, jccm, joco,
-                                    keypoint_cut_occlusion, mixup_batch, random_cutout)
+from ..transforms.multiaugs import check_mode
+# The op table lives in hard_ops.py; its names are re-exported here, where a method finds its parts.
+from .hard_ops import HARD_OPS, HardOp, View, parse_ops, register_hard_op, teacher_joints_px  # noqa: F401
 
 TEACHER_VIEWS = ("easy", "hard")
 # Per-op counts of the MultiAugs / SSPCM ops (HardView's op_counts): Joint Cutout boxes, JO
@@ -80,154 +77,6 @@ class DrawStream:
         for gen in self.generators.values():
             gen.manual_seed(seed)
         self.seed = int(seed)
-
-
-# ------------------------------------------------------------------------------- hard-view ops
-@dataclass
-class View:
-    """One hard view while its ops run, in the easy-view frame.
-
-    image [N, 3, H, W]; target [N, J, h, w] (what the student must predict on ``image``);
-    weight [N, J, 1] or None; teacher: the heatmaps whose argmax places joint-centred ops;
-    joint_mask: joints a corrected cutout may centre on ([J] or [N, J] bool, or None).
-    """
-
-    image: torch.Tensor
-    target: torch.Tensor
-    weight: Optional[torch.Tensor]
-    teacher: torch.Tensor
-    joint_mask: Optional[torch.Tensor]
-    _joints: Optional[torch.Tensor] = None
-
-    def joints_px(self) -> torch.Tensor:
-        """The teacher's argmax in pixels of the image [N, J, 2] (computed once per view)."""
-        if self._joints is None:
-            self._joints = teacher_joints_px(self.teacher, self.image)
-        return self._joints
-
-
-# An op: (view, its hard view's settings, the draw source) -> the changed view.
-HardOp = Callable[[View, "HardView", Source], View]
-HARD_OPS: Dict[str, HardOp] = {}
-
-
-def register_hard_op(name: str) -> Callable[[HardOp], HardOp]:
-    """Function decorator: make ``name`` usable in a hard view's ops (and in SSL.MULTI.PATHS)."""
-    def deco(fn: HardOp) -> HardOp:
-        if name in HARD_OPS and HARD_OPS[name] is not fn:
-            raise ValueError(f"hard-view op {name!r} is already registered")
-        HARD_OPS[name] = fn
-        return fn
-    return deco
-
-
-def teacher_joints_px(teacher: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Teacher argmax [N, J, h, w] -> joint centres [N, J, 2] in pixels of ``images``."""
-    coords, _ = max_preds_tensor(teacher)
-    # The stride is derived from the sizes (the reference hard-codes 4); Python scalars avoid
-    # a host-to-device copy.
-    return torch.stack([coords[..., 0] * (images.shape[3] / teacher.shape[3]),
-                        coords[..., 1] * (images.shape[2] / teacher.shape[2])], -1)
-
-
-@register_hard_op("cutout")
-def _cutout(view: View, hv: "HardView", gen: Source) -> View:
-    """Joint Cutout: zeroed boxes around the teacher's joints; the target is unchanged."""
-    view.image = joint_cutout(view.image, view.joints_px(), hv.joint_num, gen, hv.cutout_mode,
-                              view.joint_mask, hv.cutout_scale)
-    return view
-
-
-@register_hard_op("occlusion")
-def _occlusion(view: View, hv: "HardView", gen: Source) -> View:
-    """Joint cut-occlusion: the boxes filled from a partner crop; the target is unchanged."""
-    view.image = joint_cut_occlusion(view.image, view.joints_px(), hv.joint_num, gen,
-                                     view.joint_mask, scale=hv.cutout_scale)
-    return view
-
-
-def _mixing(op: Callable) -> HardOp:
-    def apply(view: View, hv: "HardView", gen: Source) -> View:
-        perm = random_partner(view.image.shape[0], gen, view.image.device)
-        view.image, view.target = op(view.image, view.target, perm, gen)
-        if view.weight is not None:  # a mixed joint counts only where both crops' joints do
-            view.weight = view.weight * view.weight[perm]
-        return view
-    apply.__doc__ = f"{op.__name__} with a random partner crop, into the image and the target."
-    return apply
-
-
-register_hard_op("cutmix")(_mixing(cutmix))
-register_hard_op("mixup")(_mixing(mixup))
-register_hard_op("none")(lambda view, hv, gen: view)
-
-
-# The ops of MultiAugs / SSPCM as released (transforms/multiaugs.py): counts from the hard
-# view's ``op_counts``, mode from its ``op_mode``, pixel sizes times its ``cutout_scale``. None
-# of them changes the target or the joint weights (they occlude; no joint moves).
-@register_hard_op("jc")
-def _jc(view: View, hv: "HardView", gen: Source) -> View:
-    """Joint Cutout with the 'jc' count and the op mode (MultiAugs' JC path)."""
-    view.image = joint_cutout(view.image, view.joints_px(), hv.op_counts["jc"], gen, hv.op_mode,
-                              view.joint_mask, hv.cutout_scale)
-    return view
-
-
-@register_hard_op("jo")
-def _jo(view: View, hv: "HardView", gen: Source) -> View:
-    """Keypoint cut-occlusion (JO / SSCO), 'jo' pastes."""
-    view.image = keypoint_cut_occlusion(view.image, view.joints_px(), gen, hv.op_mode,
-                                        hv.op_counts["jo"], hv.cutout_scale)
-    return view
-
-
-@register_hard_op("co")
-def _co(view: View, hv: "HardView", gen: Source) -> View:
-    """Cutout (CO): 'co' random holes set to zero."""
-    view.image = random_cutout(view.image, gen, hv.op_mode, hv.op_counts["co"], hv.cutout_scale)
-    return view
-
-
-@register_hard_op("cm")
-def _cm(view: View, hv: "HardView", gen: Source) -> View:
-    """Hole CutMix (CM): 'cm' holes filled from a partner crop; targets not mixed."""
-    view.image = cutmix_holes(view.image, gen, hv.op_mode, hv.op_counts["cm"], hv.cutout_scale)
-    return view
-
-
-@register_hard_op("mu")
-def _mu(view: View, hv: "HardView", gen: Source) -> View:
-    """MixUp (MU): one lambda in (0.75, 1] per batch; targets not mixed."""
-    view.image = mixup_batch(view.image, gen)
-    return view
-
-
-@register_hard_op("joco")
-def _joco(view: View, hv: "HardView", gen: Source) -> View:
-    """JOCO: JO ('jo' pastes), then CO ('co' holes)."""
-    view.image = joco(view.image, view.joints_px(), gen, hv.op_mode, hv.op_counts["jo"],
-                      hv.op_counts["co"], hv.cutout_scale)
-    return view
-
-
-@register_hard_op("jccm")
-def _jccm(view: View, hv: "HardView", gen: Source) -> View:
-    """JCCM: Joint Cutout ('jc' boxes), then CM ('cm' holes: 5 for MultiAugs dual)."""
-    view.image = jccm(view.image, view.joints_px(), gen, hv.op_mode, hv.op_counts["jc"],
-                      hv.op_counts["cm"], view.joint_mask, hv.cutout_scale)
-    return view
-
-
-def parse_ops(entry: Union[str, Sequence[str]], key: str = "SSL.MULTI.PATHS") -> Tuple[str, ...]:
-    """'occlusion+cutout' (or a sequence of names) -> ('occlusion', 'cutout'); ValueError naming
-    the entry for an op that is not registered."""
-    ops = (tuple(op.strip() for op in entry.split("+")) if isinstance(entry, str)
-           else tuple(entry))
-    bad = [op for op in ops if op not in HARD_OPS]
-    if bad:
-        raise ConfigError(f"{key} entry {entry!r}: unknown op {bad[0]!r}; ops are "
-                         f"{sorted(HARD_OPS)}, joined by '+'")
-    return ops
 
 
 # ------------------------------------------------------------------------------- hard view
