@@ -86,13 +86,21 @@ METHODS: Dict[str, tuple] = {
     # whole full-size run (950 steps), 1 / (1 - 0.99) = 100 steps a tenth of it
     "mean_teacher_d99": ("Mean Teacher, MT_EMA_DECAY 0.99",
                          ["MODEL.NAME", "mean_teacher", "MT_EMA_DECAY", "0.99"]),
+    # the methods that beat PoseDual on COCO (methods/multiaugs.py, methods/sspcm.py), as
+    # released; their box and patch sizes are made for 256x192 crops like Joint Cutout's, so they
+    # get the same geometric scale (SSL.HARD.CUTOUT_SCALE scales every op's pixel sizes)
+    "multiaugs": ("MultiAugs (JC, JO, JOCO, JCCM; sizes x 0.354)",
+                  ["MODEL.NAME", "multiaugs", "SSL.HARD.CUTOUT_SCALE", "0.354"]),
+    "multiaugs_dual": ("MultiAugs dual (sizes x 0.354)",
+                       ["MODEL.NAME", "multiaugs_dual", "SSL.HARD.CUTOUT_SCALE", "0.354"]),
+    "sspcm": ("SSPCM (sizes x 0.354)", ["MODEL.NAME", "sspcm", "SSL.HARD.CUTOUT_SCALE", "0.354"]),
 }
 # The held-out test set that scores every run's final weights: images of another generator seed
 # than the training data (seed 0), larger than the per-epoch val set so that its AP is less noisy
 # (on the 150 val images a run's AP has a bootstrap standard error of ~0.02: ssl_ap_bootstrap.py).
 TEST_SEED = 1
 # validation rows a method may report, in table order
-NETS = ("net1", "net2", "ensemble", "teacher", "teacher1", "teacher2", "teacher_ensemble")
+NETS = ("net1", "net2", "ensemble", "mean", "teacher", "teacher1", "teacher2", "teacher_ensemble")
 TABLE_METHODS = ("supervised", "posecons", "posecons_jcs", "posedual", "posedual_jcs",
                  "posedual_ra")
 COLLAPSE_PAIR = ("posecons", "posecons_same")

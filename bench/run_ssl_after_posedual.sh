@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The methods after PoseDual at the long size (7,600 steps a run) of the synthetic SSL benchmark on
+# CPU, answers first: MultiAugs dual, SSPCM and MultiAugs single at 100 labels, seed 0, then seeds
+# 1-2, then Mean Teacher, PoseDual + Mean Teacher and the multi-path method, then 300 labels, then
+# seeds 3-4 at 100 labels for the rows that end above PoseDual. Supervised, PoseCons and PoseDual
+# come from the committed long-size runs (bench/results/ssl_synthetic_cpu_long_runs.json), which
+# are restored and skipped. Every finished run is recorded and skipped on the next start, so this
+# can be stopped and restarted at any time. On 2 cores one MultiAugs dual step costs 2.25 PoseDual
+# steps and one SSPCM step 1.74 (bench/results/method_cost_cpu.md): about 35 and 27 minutes a run.
+set -e
+cd "$(dirname "$0")/.."
+NEW="multiaugs_dual sspcm multiaugs"
+python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 --methods $NEW "$@"
+python bench/ssl_benchmark.py --size long --labels 100 --seeds 1 2 --methods $NEW "$@"
+python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 \
+    --methods mean_teacher posedual_mt multi_path "$@"
+python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 --methods $NEW "$@"
+python bench/ssl_benchmark.py --size long --labels 100 --seeds 3 4 --methods $NEW "$@"
+python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 \
+    --methods mean_teacher posedual_mt multi_path "$@"
