@@ -272,27 +272,42 @@ def mean_std(values: Sequence[float], signed: bool = False) -> str:
 
 
 def method_rows(records: List[Dict], labels: Sequence[int], methods: Sequence[str], key: str,
-                cell: Callable[[List[Dict], str, int], str]) -> str:
+                cell: Callable[[List[Dict], str, int], str],
+                cost: Optional[Dict[str, float]] = None) -> str:
     """A markdown table: one row per method and validation net, one column per label count;
-    ``cell(runs, net, labels)`` renders the runs of that method and label count."""
+    ``cell(runs, net, labels)`` renders the runs of that method and label count. With ``cost``
+    (method -> step time relative to PoseDual), a last column shows it."""
     records = [r for r in records if key in r]
-    lines = ["| Method | net | " + " | ".join(f"{n} labels" for n in labels) + " |",
-             "|---|---|" + "---|" * len(labels)]
+    lines = ["| Method | net | " + " | ".join(f"{n} labels" for n in labels) +
+             (" | step cost vs PoseDual" if cost else "") + " |",
+             "|---|---|" + "---|" * (len(labels) + bool(cost))]
     for m in methods:
         runs = [r for r in records if r["method"] == m]
         for net in sorted({n for r in runs for n in r[key]}, key=NETS.index):
             cells = [cell([r for r in runs if r["labels"] == n], net, n) for n in labels]
+            if cost:
+                cells.append(f"{cost[m]:.2f}" if m in cost else "–")
             lines.append(f"| {METHODS[m][0]} | {net} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def table(records: List[Dict], labels: Sequence[int], methods: Sequence[str],
-          key: str = "test_ap") -> str:
+          key: str = "test_ap", cost: Optional[Dict[str, float]] = None) -> str:
     """Mean ± std of ``key`` (test_ap: held-out test set; ap: val set, last epoch)."""
     def cell(runs: List[Dict], net: str, _labels: int) -> str:
         vals = [r[key][net] for r in runs]
         return f"{mean_std(vals)} (n={len(vals)})" if vals else "–"
-    return method_rows(records, labels, methods, key, cell)
+    return method_rows(records, labels, methods, key, cell, cost)
+
+
+def step_costs(device: str) -> Dict[str, float]:
+    """Each method's training-step time relative to PoseDual's, measured in one process by
+    bench/bench_method_cost.py on this kind of device (empty when not measured)."""
+    path = os.path.join(ROOT, "bench", "results", f"method_cost_{device.split(':')[0]}.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {m: v["cost"] for m, v in json.load(f)["methods"].items()}
 
 
 def gain_table(records: List[Dict], labels: Sequence[int], methods: Sequence[str],
@@ -453,7 +468,9 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
           f"(last invocation {wall_s / 60:.1f} min).",
           "", f"{'OKS AP with the description' + chr(39) + 's sigmas' if custom else 'COCO AP'} "
           "(GT boxes) of the final weights on the held-out test set, mean ± std "
-          "(sample std over seeds):", "", table(records, labels, methods, "test_ap"), ""]
+          "(sample std over seeds); the last column is the step time relative to PoseDual's "
+          f"(bench/results/method_cost_{args.device.split(':')[0]}.md):", "",
+          table(records, labels, methods, "test_ap", step_costs(args.device)), ""]
     if any(r["method"] == "supervised" for r in records) and len(methods) > 1:
         md += ["Gain over the supervised arm with the same seed and labels (test AP difference, "
                "mean ± std over seeds, and how many seeds gained):", "",
@@ -463,6 +480,12 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
         md += ["PoseDual rows minus PoseCons with the same seed and labels (test AP difference):",
                "", gain_table(records, labels, duals + ["posecons"], "test_ap", base="posecons"),
                ""]
+    later = [m for m in methods if m != "posedual" and m not in TABLE_METHODS]
+    if "posedual" in methods and later:  # do the methods after PoseDual beat it?
+        md += ["Methods after the paper minus the PoseDual ensemble with the same seed and labels "
+               "(test AP difference):", "",
+               gain_table(records, labels, ["posedual"] + later, "test_ap", base="posedual",
+                          base_net="ensemble"), ""]
     md += [f"The same runs on the per-epoch val set after the last epoch ({args.num_val} images; "
            "with 150 a run's AP there has a bootstrap standard error of about 0.02, "
            "bench/ssl_ap_bootstrap.py):", "",
