@@ -65,7 +65,7 @@ def synthetic_records(folder: str, n: int, seed: int = 0) -> list:
 
 def current_rss_mib() -> float:
     with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
 
 
 def timed(fns: dict, n: int, repeats: int) -> dict:

@@ -94,6 +94,12 @@ METHODS: Dict[str, tuple] = {
     "multiaugs_dual": ("MultiAugs dual (sizes x 0.354)",
                        ["MODEL.NAME", "multiaugs_dual", "SSL.HARD.CUTOUT_SCALE", "0.354"]),
     "sspcm": ("SSPCM (sizes x 0.354)", ["MODEL.NAME", "sspcm", "SSL.HARD.CUTOUT_SCALE", "0.354"]),
+    # diagnostic of MultiAugs dual < PoseDual: the released loss sums the four paths' consistency
+    # terms, so each net's consistency weighs ~4x PoseDual's against the same 0.5 x supervised
+    # term; at 0.25 the sum weighs as one PoseDual term (a diagnostic row, not a tuned arm)
+    "multiaugs_dual_w025": ("MultiAugs dual, SSL.CONS.WEIGHT 0.25 (the 4 paths' sum as one term)",
+                            ["MODEL.NAME", "multiaugs_dual", "SSL.HARD.CUTOUT_SCALE", "0.354",
+                             "SSL.CONS.WEIGHT", "0.25"]),
 }
 # The held-out test set that scores every run's final weights: images of another generator seed
 # than the training data (seed 0), larger than the per-epoch val set so that its AP is less noisy

@@ -11,40 +11,11 @@ pip install -e '.[export]'.
 """
 from __future__ import annotations
 
-import os
 import sys
 
-from semipose.engine.cli import base_parser, parse_cli, run_job
-
-
-def main(argv=None) -> int:
-    p = base_parser(__doc__.strip().splitlines()[0])
-    p.add_argument("--model-file", dest="model_file", default="",
-                   help="weights (TEST.MODEL_FILE); default <run folder>/final_state.pth.tar")
-    p.add_argument("--net", default="net1", help="net1, net2 or ensemble (PoseDual models)")
-    p.add_argument("--out", default="", help="ONNX file (default next to the model file)")
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--tolerance", type=float, default=1e-4,
-                   help="largest allowed |ONNX - PyTorch| heatmap difference")
-    p.add_argument("--num-check", dest="num_check", type=int, default=8,
-                   help="random and real crops checked")
-    p.add_argument("--allow-single", dest="allow_single", action="store_true",
-                   help="load a one-net file into net1 of a PoseDual config")
-    args = parse_cli(p, argv)
-
-    def job(cfg, info):
-        from semipose.engine.runs import find_model_file
-        from semipose.engine.export import export_and_check
-        model_file = args.model_file or find_model_file(cfg, args.cfg)
-        out = args.out or os.path.join(os.path.dirname(os.path.abspath(model_file)),
-                                       f"{os.path.basename(model_file).split('.')[0]}_"
-                                       f"{args.net}.onnx")
-        return export_and_check(cfg, model_file, args.net, out, opset=args.opset,
-                                tolerance=args.tolerance, num_check=args.num_check,
-                                allow_single=args.allow_single)
-
-    return run_job(args, [], job, exit_codes=[(ImportError, 2)])
-
+# The command itself lives in the package (semipose.commands.export, also run as `semipose export`);
+# this script keeps the documented path working.
+from semipose.commands.export import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,21 +12,9 @@ from __future__ import annotations
 
 import sys
 
-from semipose.engine.cli import base_parser, parse_cli, run_job
-from semipose.engine.trainer import NonFiniteLossError, Trainer
-
-
-def main(argv=None) -> int:
-    p = base_parser(__doc__.strip().splitlines()[0])
-    p.add_argument("--pretrained_model", default="", help="initialisation file (MODEL.PRETRAINED)")
-    p.add_argument("--num_gpus", type=int, default=None, help="accepted for compatibility; unused")
-    args = parse_cli(p, argv)
-    extra = ["MODEL.PRETRAINED", args.pretrained_model] if args.pretrained_model else []
-    return run_job(args, extra,
-                   lambda cfg, info: Trainer(cfg, args.cfg, info,
-                                             progress=not args.no_progress).fit(),
-                   exit_codes=[(NonFiniteLossError, 3)])
-
+# The command itself lives in the package (semipose.commands.train, also run as `semipose train`);
+# this script keeps the documented path working.
+from semipose.commands.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

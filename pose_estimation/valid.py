@@ -8,44 +8,16 @@ does. Exit status 2: a user error (missing file, checkpoint of another model, ..
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from semipose.engine.cli import base_parser, parse_cli, run_job
+from semipose.commands import valid as command
+# The scorer is passed at each call (not bound once), so that replacing this module's name
+# replaces what main() scores with.
 from semipose.engine.validate import evaluate_checkpoint
 
 
 def main(argv=None) -> int:
-    p = base_parser(__doc__.strip().splitlines()[0])
-    p.add_argument("--model-file", dest="model_file", default="",
-                   help="weights to score (TEST.MODEL_FILE); default <run folder>/final_state.pth.tar")
-    p.add_argument("--use-detect-bbox", dest="use_detect_bbox", action="store_true",
-                   help="use the detection boxes of TEST.COCO_BBOX_FILE (TEST.USE_GT_BBOX False)")
-    onoff = argparse.BooleanOptionalAction
-    p.add_argument("--flip-test", dest="flip_test", action=onoff, default=None,
-                   help="average with the horizontally flipped input (TEST.FLIP_TEST; default off)")
-    p.add_argument("--post-process", dest="post_process", action=onoff, default=None,
-                   help="quarter-pixel refinement of the argmax (TEST.POST_PROCESS; default on)")
-    p.add_argument("--shift-heatmap", dest="shift_heatmap", action=onoff, default=None,
-                   help="flip test: shift flipped heatmaps by 1 px (TEST.SHIFT_HEATMAP; default on)")
-    p.add_argument("--allow-single", dest="allow_single", action="store_true",
-                   help="load a one-net checkpoint into net1 of a PoseDual config (net2 untrained)")
-    p.add_argument("--coco-bbox-file", dest="coco_bbox_file", default="",
-                   help="detection result json (TEST.COCO_BBOX_FILE)")
-    args = parse_cli(p, argv)
-    extra = []
-    if args.model_file:
-        extra += ["TEST.MODEL_FILE", args.model_file]
-    if args.use_detect_bbox:
-        extra += ["TEST.USE_GT_BBOX", "False"]
-    for flag, key in (("flip_test", "FLIP_TEST"), ("post_process", "POST_PROCESS"),
-                      ("shift_heatmap", "SHIFT_HEATMAP")):
-        if getattr(args, flag) is not None:
-            extra += [f"TEST.{key}", str(getattr(args, flag))]
-    if args.coco_bbox_file:
-        extra += ["TEST.COCO_BBOX_FILE", args.coco_bbox_file]
-    return run_job(args, extra, lambda cfg, info: evaluate_checkpoint(
-        cfg, args.cfg, info, progress=not args.no_progress, allow_single=args.allow_single))
+    return command.main(argv, scorer=evaluate_checkpoint)
 
 
 if __name__ == "__main__":

@@ -150,7 +150,9 @@ def test_hard_views_centre_on_the_teaching_nets_joints():
     def centroid(img):
         return (img[:, 0] == 0).nonzero()[:, 1:].float().mean(0).flip(0)  # (x, y)
 
-    near = lambda img, xy: (centroid(img) - torch.tensor(xy)).norm() < 25
+    def near(img, xy):
+        return (centroid(img) - torch.tensor(xy)).norm() < 25
+
     assert near(debug["hard_images_a"], [160.0, 224.0])  # A is cut where B sees joints
     assert near(debug["hard_images_b"], [16.0, 20.0])    # B where A does
     assert near(debug["hard_images"], [160.0, 224.0])    # S where E peaks (B's 1.0 > A's 0.6)

@@ -86,6 +86,24 @@ class PoseEstimator:
         self.image_size = self.transform.image_size  # (w, h)
         self.batch_size = int(cfg.TEST.BATCH_SIZE if batch_size is None else batch_size)
         self.in_vis_thre = float(cfg.TEST.IN_VIS_THRE)
+        self.layout = ""  # the checkpoint layout read, when made by from_checkpoint
+
+    @classmethod
+    def from_checkpoint(cls, cfg: Any, model_file: str, device: torch.device | str = "cpu",
+                        net: str = "net1", allow_single: bool = False,
+                        **options: Any) -> "PoseEstimator":
+        """An estimator from a weights file: ``cfg`` is a loaded config, a YAML path or a config
+        mapping (see ``semipose.load_cfg``); ``model_file`` a checkpoint of a run or a released
+        reference one (see :func:`load_method`); ``options``: the keyword arguments of the
+        constructor (flip_test, post_type, batch_size, ...). ``layout`` tells which checkpoint
+        layout was read."""
+        if not isinstance(cfg, CfgNode):
+            from .api import load_cfg
+            cfg = load_cfg(cfg)
+        method, layout = load_method(cfg, model_file, device, allow_single=allow_single)
+        estimator = cls(method, cfg, device, net=net, **options)
+        estimator.layout = layout
+        return estimator
 
     @property
     def joint_set(self) -> JointSet:
@@ -119,13 +137,21 @@ class PoseEstimator:
             out.append(hm.cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model_set.num_joints, 1, 1))
 
-    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """Keypoints [N, J_native, 3] (x, y, confidence) in image pixels for boxes [N, 4]."""
+    def __call__(self, image: np.ndarray, boxes: Optional[np.ndarray] = None) -> np.ndarray:
+        """Keypoints [N, J_native, 3] (x, y, confidence) in image pixels for boxes [N, 4]
+        (x, y, w, h; None = the whole image as one box). ``image``: [H, W, 3] uint8 in BGR order,
+        as cv2.imread and semipose.data.imageio.read_image return it and the nets were trained
+        on (DATASET.COLOR_RGB False)."""
+        if boxes is None:
+            check_image(image)
+            boxes = np.asarray([box for box, _ in whole_image_box(image)], np.float64)
         return self.predict_many([(image, boxes)])[0]
 
     def predict_many(self, items: Sequence[Tuple[np.ndarray, np.ndarray]]) -> List[np.ndarray]:
         """Keypoints for several (image, boxes [N_i, 4]) pairs; the crops of all images share the
         forward passes (``batch_size`` crops each), so one-person images batch as well."""
+        for image, _ in items:
+            check_image(image)
         parts = [self.crops(image, boxes) for image, boxes in items]
         counts = [p[0].shape[0] for p in parts]
         if sum(counts) == 0:
@@ -143,6 +169,17 @@ class PoseEstimator:
         conf = kpts[:, 2]
         good = conf[conf > self.in_vis_thre]
         return float(box_score * (good.mean() if good.size else 0.0))
+
+
+def check_image(image: Any) -> None:
+    """Raise ValueError unless ``image`` is an [H, W, 3] uint8 array (what the crops are cut
+    from; a wrong array from code would otherwise give silently wrong keypoints)."""
+    if (not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3
+            or image.dtype != np.uint8 or 0 in image.shape):
+        what = (f"an array of shape {image.shape} and dtype {image.dtype}"
+                if isinstance(image, np.ndarray) else f"a {type(image).__name__}")
+        raise ValueError(f"an image is an [H, W, 3] uint8 array (BGR, as cv2.imread reads it), "
+                         f"got {what}")
 
 
 # ------------------------------------------------------------------------------ boxes
@@ -309,6 +346,6 @@ def video_length(path: str) -> Optional[int]:
     return n or None
 
 
-__all__ = ["load_method", "PoseEstimator", "whole_image_box", "read_detections",
+__all__ = ["load_method", "PoseEstimator", "check_image", "whole_image_box", "read_detections",
            "read_annotation_boxes", "image_id_of", "TorchvisionDetector", "list_images",
            "coco_results", "frames", "video_length", "IMAGE_EXTENSIONS"]

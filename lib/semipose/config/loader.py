@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 from yacs.config import CfgNode as CN
@@ -83,15 +83,57 @@ def load_cfg(path: str, opts: Sequence[str] = ()) -> CN:
     Unknown keys raise UnknownKeyError naming the key, the file (or 'command line') and the closest
     valid key; values of the wrong type raise ConfigTypeError; a missing file FileNotFoundError.
     """
-    data = read_with_bases(path)
+    return build_cfg(read_with_bases(path), path, opts)
+
+
+DICT_SOURCE = "the config dict"
+
+
+def load_cfg_dict(data: Mapping[str, Any], opts: Sequence[Any] = (), base_dir: str = "",
+                  source: str = DICT_SOURCE, opts_source: str = "overrides") -> CN:
+    """:func:`load_cfg` of a nested mapping with the keys a YAML file would hold.
+
+    ``_BASE_`` names YAML files relative to ``base_dir`` (default the current folder); their
+    keys are merged first, as for a file. ``opts``: flat [KEY, VALUE, ...] whose values may be
+    Python values or strings (read as on the command line). Errors name ``source`` for the
+    mapping's keys and ``opts_source`` for the overrides. Validated and frozen.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a config is a mapping of keys (as a YAML file holds), not a "
+                          f"{type(data).__name__}")
+    data = canonical_yaml(to_plain(dict(data)), source)  # the reference's key names, as in files
+    bases = data.pop(BASE_KEY, None)
+    bases = [] if bases is None else [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{source}: {BASE_KEY} must be a file name or a list of file names, "
+                          f"got {bases!r}")
+    folder = base_dir or os.getcwd()
+    merged: dict = {}
+    for b in bases:
+        base_path = b if os.path.isabs(b) else os.path.join(folder, b)
+        if not os.path.isfile(base_path):
+            raise MissingFileError(f"{source}: {BASE_KEY} file {b!r} not found (looked for "
+                                   f"{base_path!r}; paths are relative to base_dir, default the "
+                                   f"current folder)")
+        merged = deep_merge(merged, read_with_bases(base_path))
+    probe = get_defaults()  # the mapping's own keys checked over its bases, as for a file
+    merge_dict(probe, merged, f"the {BASE_KEY} files of {source}", probe)
+    merge_dict(probe, data, source, probe)
+    return build_cfg(deep_merge(merged, data), source, opts, opts_source)
+
+
+def build_cfg(data: dict, path: str, opts: Sequence[Any],
+              opts_source: str = "command line") -> CN:
+    """Defaults <- ``data`` (the merged keys of a file and its bases, named ``path`` in errors)
+    <- ``opts`` (named ``opts_source``); validated and frozen. What load_cfg does after reading."""
     cfg = get_defaults()
     merge_dict(cfg, data, path, cfg)
     model = data.get("MODEL") if isinstance(data.get("MODEL"), dict) else {}
     if "EXTRA" not in model and is_hrnet_model(cfg.MODEL.NAME, cfg.MODEL.BACKBONE):
         cfg.MODEL.EXTRA = hrnet_extra()  # an HRNet file without EXTRA gets the W32 defaults
     opts = list(opts)
-    merge_opts(cfg, opts)
-    source = f"{path} + command line" if opts else path
+    merge_opts(cfg, opts, opts_source)
+    source = f"{path} + {opts_source}" if opts else path
     resolve_num_joints(cfg, source)
     validate(cfg, source)
     cfg.freeze()

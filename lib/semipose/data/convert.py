@@ -586,9 +586,9 @@ def _count(n: int, noun: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- command line
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m semipose.data.convert") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m semipose.data.convert",
+        prog=prog,
         description="Convert another tool's keypoint labels into a custom dataset folder "
                     "(dataset.yaml, annotations/train.json and val.json, images/).")
     sub = ap.add_subparsers(dest="format", required=True, metavar="FORMAT")
@@ -622,8 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    """``prog``: the command name in the usage text (``semipose convert`` runs this too)."""
+    args = (build_parser(prog) if prog else build_parser()).parse_args(argv)
     try:
         convert_dlc(args.csv, args.images_root, args.out, val_fraction=args.val_fraction,
                     seed=args.seed, box=args.box, margin=args.margin, skip_bad=args.skip_bad,
