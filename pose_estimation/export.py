@@ -2,12 +2,7 @@
 
     python pose_estimation/export.py --cfg FILE --model-file PATH [--net ensemble] [--out model.onnx]
 
-The graph takes 'images' [N, 3, H, W] (ImageNet-normalised crops, as the training pipeline makes
-them; N is dynamic) and returns 'heatmaps' [N, J, H/4, W/4]; the file's metadata
-'semipose.joint_space' holds the description (YAML) of the J channels' joints. After export,
-onnxruntime runs random crops and real crops of the config's validation set and the largest heatmap
-difference to PyTorch is printed; above --tolerance (1e-4) the command fails. Needs
-pip install -e '.[export]'.
+Options, outputs and exit codes: lib/semipose/commands/export.py (``semipose export --help``).
 """
 from __future__ import annotations
 

@@ -4,9 +4,7 @@
     torchrun --nproc_per_node=4 pose_estimation/train.py --cfg FILE [KEY VALUE ...]
     python -m torch.distributed.launch --nproc_per_node=4 pose_estimation/train.py --distributed --cfg FILE
 
-SIGINT/SIGTERM save a checkpoint after the current step and exit with status 0; continue with
-TRAIN.RESUME True. Exit status 2: a user error (bad config, missing file, unreadable image, ...),
-printed as one 'error: ...' line; 3: a non-finite loss.
+Options, outputs and exit codes: lib/semipose/commands/train.py (``semipose train --help``).
 """
 from __future__ import annotations
 

@@ -2,9 +2,7 @@
 
     python pose_estimation/valid.py --cfg FILE --model-file PATH [KEY VALUE ...]
 
-Reads this project's checkpoints and the reference implementation's released ones
-(pose_resnet, pose_hrnet, pose_cons, pose_dual layouts). Runs sharded under torchrun as train.py
-does. Exit status 2: a user error (missing file, checkpoint of another model, ...), one line.
+Options, outputs and exit codes: lib/semipose/commands/valid.py (``semipose valid --help``).
 """
 from __future__ import annotations
 

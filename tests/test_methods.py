@@ -13,6 +13,7 @@ from semipose.methods import (CollapseMonitor, PoseCons, PoseDual, Supervised, b
                               num_nets)
 from semipose.methods.parts import HardView
 from semipose.transforms.batch import warp
+from semipose.transforms.draws import Recorder, Tape, draw_all
 
 J = 5
 
@@ -378,3 +379,27 @@ def test_monitor_warns_when_already_collapsed():
     # Still collapsed and not recovering: warn again; recovering below 0.9: quiet.
     assert len(mon.update({"net1/collapse_frac": 1.0, "net2/collapse_frac": 0.3})) == 1
     assert mon.update({"net1/collapse_frac": 0.5, "net2/collapse_frac": 0.3}) == []
+
+
+def record_then_replay(method, batch, seed):
+    """The compiled step's draw handling by hand (methods/compiled.py): one step of ``method``
+    with its draws recorded, the same draws taken again from a fresh generator of ``seed``, and
+    one step of a copy of the method made before the first step, replaying them from a tape.
+    Returns (recorded step, replayed step, recorder, fresh generator, tape, draws)."""
+    replay = copy.deepcopy(method)
+    stream = method.hard.stream
+    recorder = Recorder(stream.generator(torch.device("cpu")))
+    stream.source = recorder
+    try:
+        a = method.training_step(batch)
+    finally:
+        stream.source = None
+    gen = torch.Generator().manual_seed(seed)
+    draws = draw_all(gen, recorder.specs)
+    tape = Tape(draws)
+    replay.hard.stream.source = tape
+    try:
+        b = replay.training_step(batch)
+    finally:
+        replay.hard.stream.source = None
+    return a, b, recorder, gen, tape, draws

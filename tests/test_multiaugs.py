@@ -18,11 +18,10 @@ from semipose.methods import MultiAugs, MultiAugsDual, PoseDual, build_method
 from semipose.methods.multiaugs import path_names
 from semipose.methods.parts import HardView, teacher_joints_px
 from semipose.transforms.batch import hard_affine_theta, joint_cutout, warp
-from semipose.transforms.draws import Recorder, Tape, draw_all
 from semipose.transforms.multiaugs import jccm, joco, keypoint_cut_occlusion, random_cutout
 from semipose.utils.dist import DistInfo
 from conftest import make_synthetic, synthetic_cfg, tiny
-from test_methods import J, FixedNet, PoolNet, TinyNet, make_batch
+from test_methods import J, FixedNet, PoolNet, TinyNet, make_batch, record_then_replay
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTH = os.path.join(ROOT, "experiments", "synthetic")
@@ -239,26 +238,10 @@ def test_recorded_draws_replay_the_step(dual):
                                hard=HardView(seed=5, cutout_scale=SCALE))
     else:
         method = MultiAugs(TinyNet(seed=0), hard=HardView(seed=5, cutout_scale=SCALE))
-    replay = copy.deepcopy(method)
-    batch = make_batch(h=64, w=48)
-    stream = method.hard.stream
-    recorder = Recorder(stream.generator(torch.device("cpu")))
-    stream.source = recorder
-    try:
-        a = method.training_step(batch)
-    finally:
-        stream.source = None
+    a, b, recorder, gen, tape, draws = record_then_replay(method, make_batch(h=64, w=48), 5)
     # 4 paths per net, then one theta (randn, randn, rand): every draw goes through the stream
     assert len(recorder.specs) > 3 * (2 if dual else 1) * 4
-    gen = torch.Generator().manual_seed(5)
-    draws = draw_all(gen, recorder.specs)
     assert torch.equal(gen.get_state(), recorder.generator.get_state())  # same stream consumed
-    tape = Tape(draws)
-    replay.hard.stream.source = tape
-    try:
-        b = replay.training_step(batch)
-    finally:
-        replay.hard.stream.source = None
     assert tape.pos == len(draws)
     assert a.terms.keys() == b.terms.keys() and a.debug.keys() == b.debug.keys()
     for k in a.terms:

@@ -4,7 +4,6 @@ previous-epoch snapshots (taken at the epoch boundary, restored from extra_state
 draws, and a train/validate/resume run through the trainer."""
 from __future__ import annotations
 
-import copy
 import io
 import os
 
@@ -17,10 +16,9 @@ from semipose.losses import JointsMSELoss
 from semipose.methods import SSPCM, build_method
 from semipose.methods.parts import HardView
 from semipose.methods.sspcm import JointFilter, time_corrected_ensemble
-from semipose.transforms.draws import Recorder, Tape, draw_all
 from semipose.utils.dist import DistInfo
 from conftest import make_synthetic, synthetic_cfg, tiny
-from test_methods import J, FixedNet, TinyNet, make_batch
+from test_methods import J, FixedNet, TinyNet, make_batch, record_then_replay
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTH = os.path.join(ROOT, "experiments", "synthetic")
@@ -230,25 +228,9 @@ def test_extra_state_restores_the_snapshot_exactly():
 def test_recorded_draws_replay_the_step():
     method = tiny_method()
     method.set_progress(1.0)  # the correction active: all five teacher passes
-    replay = copy.deepcopy(method)
-    batch = make_batch(h=64, w=48)
-    stream = method.hard.stream
-    recorder = Recorder(stream.generator(torch.device("cpu")))
-    stream.source = recorder
-    try:
-        a = method.training_step(batch)
-    finally:
-        stream.source = None
+    a, b, recorder, gen, tape, draws = record_then_replay(method, make_batch(h=64, w=48), 5)
     assert len(recorder.specs) > 3 * 3  # three JO views, then one theta
-    gen = torch.Generator().manual_seed(5)
-    draws = draw_all(gen, recorder.specs)
     assert torch.equal(gen.get_state(), recorder.generator.get_state())
-    tape = Tape(draws)
-    replay.hard.stream.source = tape
-    try:
-        b = replay.training_step(batch)
-    finally:
-        replay.hard.stream.source = None
     assert tape.pos == len(draws)
     assert a.terms.keys() == b.terms.keys() and a.debug.keys() == b.debug.keys()
     assert all(torch.equal(a.terms[k], b.terms[k]) for k in a.terms)
