@@ -87,3 +87,25 @@ def test_data_bench_stage_timer_counts_wall_and_host_time():
     wall, host = bench_data.stage_ms(stage, ["a", "b"], torch.device("cpu"), repeats=3, batch=2)
     assert calls == ["a"] + ["a", "b", "a", "b"] * 3
     assert wall >= 2.0 and 0.0 <= host < wall
+
+
+def test_jo_op_matches_the_described_steps_and_only_reading_a_zero_fills():
+    """bench/jo_outcomes.py's straight-from-the-description JO (numpy, one draw per row) and the
+    library's vectorised op give the same paste / zero-fill / nothing fractions in 'reference'
+    mode (reading A of the clamp bounds); reading B never zero-fills, so it cannot be the
+    released op, which the description says zero-fills about one draw in five."""
+    import numpy as np
+
+    jo = load_script("jo_outcomes", "bench")
+    n = 2000  # sampling sd of each fraction <= 0.011, so 0.05 is over 3 sd of the difference
+    for spread in (jo.SPREADS["uniform over the crop"],
+                   jo.SPREADS["central 60%, 7 of 24 at (0, 0)"]):
+        rng = np.random.default_rng(1)
+        own, partner = jo.joints(rng, n, spread), jo.joints(rng, n, spread)
+        described = {r: jo.described_outcomes(own, partner, rng, r) for r in ("A", "B")}
+        op = jo.op_outcomes(np.random.default_rng(2), n, spread, "reference", 2)
+        for key in ("paste", "zero-fill", "nothing"):
+            assert abs(described["A"][key] - op[key]) < 0.05, (spread, key, described, op)
+        assert described["B"]["zero-fill"] == 0
+        assert op["zero-fill"] > 0.15
+        assert jo.op_outcomes(np.random.default_rng(2), 500, spread, "corrected", 2)["zero-fill"] == 0
