@@ -1,5 +1,6 @@
 """Extensions in one place: a method defined in one file (here, this test) and registered by one
-decorator trains, validates, checkpoints and resumes with no other file touched; Mean Teacher."""
+decorator trains, validates, checkpoints and resumes with no other file touched; the same for a
+backbone; Mean Teacher."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ from semipose.engine.trainer import Trainer
 from semipose.methods import MeanTeacher, build_method, num_nets, register_method
 from semipose.methods.base import Batch, Method, labeled_part
 from semipose.models.build import build_net
+from semipose.models.registry import register_backbone
 from semipose.types import StepOutput
 from semipose.utils.dist import DistInfo
 from conftest import make_synthetic, synthetic_cfg, tiny
@@ -154,3 +156,93 @@ def test_mean_teacher_short_run_scores_both_and_resumes_the_teacher(data_root, t
     resumed.setup()
     for k, v in resumed.method.nets["teacher"].state_dict().items():
         assert torch.equal(v, teacher[k]), k  # restored from the checkpoint, not re-copied
+
+
+# ---------------------------------------------------------------- a backbone in one file
+def _toy_extra():
+    from yacs.config import CfgNode as CN
+    e = CN()
+    e.TOY_WIDTH = 8  # the marker: only this backbone's MODEL.EXTRA has it
+    e.TARGET_TYPE = "gaussian"
+    e.HEATMAP_SIZE = (16, 16)
+    e.SIGMA = 1.0
+    return e
+
+
+class ToyNet(torch.nn.Module):
+    """Two strided convs (stride 4) and a heatmap conv: the smallest PoseNet."""
+
+    head_modules = ("final_layer",)
+
+    def __init__(self, width: int, joints: int):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, width, 3, 2, 1), torch.nn.ReLU(),
+                                        torch.nn.Conv2d(width, width, 3, 2, 1), torch.nn.ReLU())
+        self.final_layer = torch.nn.Conv2d(width, joints, 1)
+
+    def forward(self, x):
+        return self.final_layer(self.body(x))
+
+    def reference_init(self, std: float = 0.001) -> None:
+        torch.nn.init.normal_(self.final_layer.weight, std=std)
+
+    def imagenet_only_key(self, key: str) -> bool:
+        return False
+
+
+@register_backbone("toy", title="Toy", template=_toy_extra, marker="TOY_WIDTH",
+                   check=lambda e: None if e.TOY_WIDTH > 0 else
+                   f"MODEL.EXTRA.TOY_WIDTH is {e.TOY_WIDTH}; it must be > 0",
+                   stride=lambda e: 4, run_name=lambda e: (f"w{e.TOY_WIDTH}", ""))
+def build_toy(cfg):
+    return ToyNet(int(cfg.MODEL.EXTRA.TOY_WIDTH), int(cfg.MODEL.NUM_JOINTS))
+
+
+register_method("toy_any_backbone")(ToyMethod)  # the same method, MODEL.BACKBONE picks the net
+
+
+def _toy_yaml(tmp_path, width: int = 6) -> str:
+    import yaml
+    with open(SUPERVISED) as f:
+        data = yaml.safe_load(f)
+    data["MODEL"].update(NAME="toy_any_backbone", BACKBONE="toy",
+                         EXTRA={"TOY_WIDTH": width, "HEATMAP_SIZE": [16, 16], "SIGMA": 1.0})
+    path = str(tmp_path / f"toy_w{width}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f)
+    return path
+
+
+def test_a_backbone_in_one_file_is_checked_named_built_and_trained(data_root, tmp_path):
+    """A backbone registered by one decorator (here, in this test): its YAML EXTRA merges into its
+    template, its check and stride guard the config, its tag names the run folder, and the trainer
+    trains and scores it, with no other file touched."""
+    from conftest import synthetic_opts
+    from semipose.models.registry import backbones
+
+    assert "toy" in backbones() and {"resnet", "hrnet"} <= set(backbones())
+    path = _toy_yaml(tmp_path)
+    small = ["MODEL.IMAGE_SIZE", "[64, 64]", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "8",
+             "WORKERS", "0", "PRINT_FREQ", "1", "DATASET.TRAIN_LEN", "8",
+             "SYNTHETIC.GENERATE_IF_MISSING", "False", "DEVICE", "cpu", "TRAIN.END_EPOCH", "1",
+             "TRAIN.LR_STEP", "[5]", "MONITOR.ENABLED", "False"]
+    opts = synthetic_opts(data_root, str(tmp_path / "out"), small)
+    cfg = load_cfg(path, opts)
+    assert cfg.MODEL.EXTRA.TOY_WIDTH == 6 and cfg.MODEL.EXTRA.TARGET_TYPE == "gaussian"
+    assert "NUM_LAYERS" not in cfg.MODEL.EXTRA  # merged into the toy template, not ResNet's
+    net = build_net(cfg)
+    assert isinstance(net, ToyNet) and net(torch.zeros(1, 3, 64, 64)).shape == (1, 24, 16, 16)
+    trainer = Trainer(cfg, path, DistInfo(), progress=False)
+    results = trainer.fit()
+    table, metric = results["net1"]  # the scored COCO table of the toy net and its AP
+    assert set(results) == {"net1", "average"} and table["AP"] == metric and 0.0 <= metric <= 1.0
+    assert f"toy_any_backbone_w6{os.sep}toy_w6{os.sep}" in trainer.out_dir + os.sep
+    # its own check, its stride, and the marker check all name the key
+    with pytest.raises(ConfigError, match="TOY_WIDTH is 0"):
+        load_cfg(_toy_yaml(tmp_path, 0), opts)
+    with pytest.raises(ConfigError, match=r"HEATMAP_SIZE \[16, 16\] .*stride 4.*\[8, 8\]"):
+        load_cfg(path, opts + ["MODEL.IMAGE_SIZE", "[32, 32]"])
+    with pytest.raises(ConfigError, match="selects the Toy backbone but MODEL.EXTRA holds ResNet"):
+        load_cfg(SUPERVISED, ["MODEL.NAME", "toy_any_backbone", "MODEL.BACKBONE", "toy"])
+    with pytest.raises(ConfigError, match=r"MODEL.BACKBONE is 'no_such'.*'toy'"):
+        load_cfg(SUPERVISED, ["MODEL.NAME", "toy_any_backbone", "MODEL.BACKBONE", "no_such"])

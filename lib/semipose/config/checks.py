@@ -10,10 +10,8 @@ from .merge import ConfigError
 
 # dotted key -> allowed values
 CHOICES: Dict[str, Tuple[Any, ...]] = {
-    "MODEL.BACKBONE": ("resnet", "hrnet"),
     "MODEL.STYLE": ("pytorch", "caffe"),
     "MODEL.EXTRA.TARGET_TYPE": ("gaussian",),
-    "MODEL.EXTRA.FINAL_CONV_KERNEL": (1, 3),
     "DATASET.DATA_FORMAT": ("jpg", "zip"),
     "TRAIN.OPTIMIZER": ("adam", "sgd"),
     "TRAIN.AMP": ("", "bf16", "fp16"),
@@ -23,8 +21,6 @@ CHOICES: Dict[str, Tuple[Any, ...]] = {
     "TEST.POST_TYPE": ("shift", "dark"),
     "SYNTHETIC.PRESET": ("standard", "light"),
 }
-RESNET_DEPTHS = (18, 34, 50, 101, 152)
-HRNET_BLOCKS = ("BASIC", "BOTTLENECK")
 
 # keys that must be > 0, and keys that must be >= 0
 # (The SSL section is checked by the parts that read it: see _check_method.)
@@ -48,39 +44,15 @@ def _check(ok: bool, msg: str, source: str) -> None:
         raise ConfigError(f"{msg} (config {source})")
 
 
-def _check_resnet_extra(extra: CN, source: str) -> None:
-    _check(extra.NUM_LAYERS in RESNET_DEPTHS,
-           f"MODEL.EXTRA.NUM_LAYERS is {extra.NUM_LAYERS}; choose one of {RESNET_DEPTHS}", source)
-    n = extra.NUM_DECONV_LAYERS
-    _check(len(extra.NUM_DECONV_FILTERS) == n and len(extra.NUM_DECONV_KERNELS) == n,
-           f"MODEL.EXTRA.NUM_DECONV_FILTERS {list(extra.NUM_DECONV_FILTERS)} and NUM_DECONV_KERNELS "
-           f"{list(extra.NUM_DECONV_KERNELS)} need NUM_DECONV_LAYERS = {n} entries each", source)
-    bad = [k for k in extra.NUM_DECONV_KERNELS if k not in (2, 3, 4)]
-    _check(not bad, f"MODEL.EXTRA.NUM_DECONV_KERNELS has {bad}; each kernel must be 2, 3 or 4", source)
-
-
-def _check_hrnet_extra(extra: CN, source: str) -> None:
-    for i, stage_name in enumerate(("STAGE2", "STAGE3", "STAGE4")):
-        stage, key = extra[stage_name], f"MODEL.EXTRA.{stage_name}"
-        _check(stage.NUM_BRANCHES == i + 2, f"{key}.NUM_BRANCHES is {stage.NUM_BRANCHES}; HRNet "
-               f"{stage_name} has {i + 2} branches", source)
-        _check(len(stage.NUM_BLOCKS) == len(stage.NUM_CHANNELS) == stage.NUM_BRANCHES,
-               f"{key}.NUM_BLOCKS {list(stage.NUM_BLOCKS)} and NUM_CHANNELS {list(stage.NUM_CHANNELS)} "
-               f"need NUM_BRANCHES = {stage.NUM_BRANCHES} entries each", source)
-        _check(stage.NUM_MODULES >= 1, f"{key}.NUM_MODULES must be >= 1", source)
-        _check(stage.BLOCK in HRNET_BLOCKS, f"{key}.BLOCK is {stage.BLOCK!r}; choose one of {HRNET_BLOCKS}",
-               source)
-        _check(stage.FUSE_METHOD == "SUM", f"{key}.FUSE_METHOD is {stage.FUSE_METHOD!r}; only 'SUM' exists",
-               source)
-
-
 def validate(cfg: CN, source: str) -> None:
     """Raise ConfigError naming the key, the value and the allowed values for the first problem."""
     # Names registered in the tables of methods, datasets and evaluators (one place each).
     from ..data.build import TRAIN_DATASETS, VAL_DATASETS
     from ..evaluation.registry import EVALUATORS
     from ..methods.registry import method_names, resolve_cfg
-    registered = {"MODEL.NAME": method_names(), "DATASET.TRAIN_DATASET": tuple(TRAIN_DATASETS),
+    from ..models.registry import backbones
+    registered = {"MODEL.NAME": method_names(), "MODEL.BACKBONE": tuple(backbones()),
+                  "DATASET.TRAIN_DATASET": tuple(TRAIN_DATASETS),
                   "DATASET.TEST_DATASET": tuple(n for n in VAL_DATASETS if n in EVALUATORS)}
     for key, allowed in dict(CHOICES, **registered).items():
         value = get_key(cfg, key)
@@ -107,15 +79,16 @@ def validate(cfg: CN, source: str) -> None:
     steps = list(cfg.TRAIN.LR_STEP)
     _check(steps == sorted(steps), f"TRAIN.LR_STEP {steps} must be increasing", source)
 
-    hrnet = resolve_cfg(cfg)[1] == "hrnet"
-    has_stages = "STAGE2" in cfg.MODEL.EXTRA
-    _check(hrnet == has_stages,
-           f"MODEL.NAME {cfg.MODEL.NAME!r} with MODEL.BACKBONE {cfg.MODEL.BACKBONE!r} is "
-           f"{'an HRNet' if hrnet else 'a ResNet'} model but MODEL.EXTRA holds "
-           f"{'HRNet (STAGE2..4)' if has_stages else 'ResNet (NUM_LAYERS)'} keys; give MODEL.EXTRA "
-           f"of the matching architecture", source)
-    (_check_hrnet_extra if has_stages else _check_resnet_extra)(cfg.MODEL.EXTRA, source)
-    _check_sizes(cfg, has_stages, source)
+    backbone = backbones()[resolve_cfg(cfg)[1]]
+    held = [b for b in backbones().values() if b.marker in cfg.MODEL.EXTRA]
+    _check(held == [backbone],
+           f"MODEL.NAME {cfg.MODEL.NAME!r} with MODEL.BACKBONE {cfg.MODEL.BACKBONE!r} selects "
+           f"the {backbone.title} backbone but MODEL.EXTRA holds "
+           f"{' and '.join(f'{b.title} ({b.marker})' for b in held) or 'no architecture'} keys; "
+           f"give MODEL.EXTRA of the matching architecture", source)
+    problem = backbone.check(cfg.MODEL.EXTRA)
+    _check(problem is None, str(problem), source)
+    _check_sizes(cfg, backbone.stride(cfg.MODEL.EXTRA), source)
 
 
 def _check_method(method: type, cfg: CN, source: str) -> None:
@@ -129,14 +102,13 @@ def _check_method(method: type, cfg: CN, source: str) -> None:
         raise ConfigError(f"{exc} (config {source})") from exc
 
 
-def _check_sizes(cfg: CN, hrnet: bool, source: str) -> None:
-    """The backbones downsample by 32 and the heads output stride 4 (HRNet) or
-    32 / 2**NUM_DECONV_LAYERS (ResNet): other sizes would give heatmaps of the wrong shape."""
+def _check_sizes(cfg: CN, stride: int, source: str) -> None:
+    """The backbones downsample by 32 and the heads output the backbone's stride (4 for HRNet,
+    32 / 2**NUM_DECONV_LAYERS for ResNet): other sizes would give heatmaps of the wrong shape."""
     img, hm = list(cfg.MODEL.IMAGE_SIZE), list(cfg.MODEL.EXTRA.HEATMAP_SIZE)
     _check(all(v % 32 == 0 for v in img),
            f"MODEL.IMAGE_SIZE {img}: both sides must be multiples of 32 (the backbone "
            f"downsamples by 32), e.g. [192, 256]", source)
-    stride = 4 if hrnet else 32 // 2 ** cfg.MODEL.EXTRA.NUM_DECONV_LAYERS
     want = [v // stride for v in img]
     _check(hm == want, f"MODEL.EXTRA.HEATMAP_SIZE {hm} does not match the network output for "
            f"MODEL.IMAGE_SIZE {img} (stride {stride}); use {want}", source)

@@ -7,9 +7,9 @@ from typing import Any, Mapping, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
-from .defaults import get_defaults, hrnet_extra
+from .defaults import get_defaults
 from .aliases import canonical_yaml
-from .merge import ConfigError, is_hrnet_model, merge_dict, merge_opts
+from .merge import ConfigError, extra_template, merge_dict, merge_opts, model_backbone
 from .checks import validate
 from ..errors import MissingFileError
 from ..utils.io import atomic_write
@@ -129,8 +129,9 @@ def build_cfg(data: dict, path: str, opts: Sequence[Any],
     cfg = get_defaults()
     merge_dict(cfg, data, path, cfg)
     model = data.get("MODEL") if isinstance(data.get("MODEL"), dict) else {}
-    if "EXTRA" not in model and is_hrnet_model(cfg.MODEL.NAME, cfg.MODEL.BACKBONE):
-        cfg.MODEL.EXTRA = hrnet_extra()  # an HRNet file without EXTRA gets the W32 defaults
+    if "EXTRA" not in model:  # e.g. an HRNet file without EXTRA gets the W32 defaults
+        cfg.MODEL.EXTRA = extra_template({}, model_backbone(cfg.MODEL.NAME, cfg.MODEL.BACKBONE),
+                                         path)
     opts = list(opts)
     merge_opts(cfg, opts, opts_source)
     source = f"{path} + {opts_source}" if opts else path

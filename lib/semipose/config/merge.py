@@ -13,7 +13,7 @@ from yacs.config import CfgNode as CN
 
 # The config errors live with the other user errors; importing them from here keeps working.
 from ..errors import ConfigError, ConfigTypeError, UnknownKeyError
-from .defaults import hrnet_extra, resnet_extra
+from .defaults import resnet_extra
 
 # Keys holding a [w, h] size: an int v means [v, v] (as in the reference loader).
 SIZE_KEYS = ("MODEL.IMAGE_SIZE", "MODEL.EXTRA.HEATMAP_SIZE")
@@ -119,25 +119,24 @@ def coerce(value: Any, default: Any, full_key: str, source: str) -> Any:
     return _coerce_scalar(value, default, full_key, source)
 
 
-def is_hrnet_model(name: str, backbone: str) -> bool:
-    """Whether MODEL.NAME / MODEL.BACKBONE select HRNet (BACKBONE only matters for cons/dual)."""
+def model_backbone(name: str, backbone: str) -> str:
+    """The backbone MODEL.NAME / MODEL.BACKBONE select (a name may fix it, e.g. pose_hrnet)."""
     from ..methods.registry import METHODS, resolve
     if name not in METHODS:  # reported by the config checks; here only the template matters
-        return backbone == "hrnet"
-    return resolve(name, backbone)[1] == "hrnet"
+        return backbone
+    return resolve(name, backbone)[1]
 
 
-def extra_template(yaml_extra: Mapping, hrnet_model: bool, source: str) -> CN:
-    """The EXTRA template a YAML's MODEL.EXTRA is merged into (see defaults.py docstring)."""
-    has_stages, has_layers = "STAGE2" in yaml_extra, "NUM_LAYERS" in yaml_extra
-    if has_stages and has_layers:
-        raise ConfigError(f"MODEL.EXTRA in {source} has both NUM_LAYERS (ResNet) and STAGE2 (HRNet); "
-                          "keep the keys of one architecture")
-    if has_stages:
-        return hrnet_extra()
-    if has_layers:
+def extra_template(yaml_extra: Mapping, backbone: str, source: str) -> CN:
+    """The EXTRA template a YAML's MODEL.EXTRA is merged into (see defaults.py docstring): that of
+    the backbone whose marker key it holds (NUM_LAYERS: ResNet, STAGE2: HRNet), else that of the
+    model's own backbone."""
+    from ..models.registry import backbone_of_extra, backbones
+    table = backbones()
+    kind = backbone_of_extra(yaml_extra, source) or backbone
+    if kind not in table:  # an unknown MODEL.BACKBONE: the config checks name it
         return resnet_extra()
-    return hrnet_extra() if hrnet_model else resnet_extra()
+    return table[kind].template()
 
 
 def merge_dict(node: CN, data: Mapping, source: str, root: CN, prefix: str = "") -> None:
@@ -150,8 +149,9 @@ def merge_dict(node: CN, data: Mapping, source: str, root: CN, prefix: str = "")
             if not isinstance(value, Mapping):
                 raise _type_error(full, value, "a mapping of architecture keys", source)
             model = data  # MODEL.NAME / BACKBONE of this file if it sets them, else the current ones
-            hrnet = is_hrnet_model(model.get("NAME", node.NAME), model.get("BACKBONE", node.BACKBONE))
-            node.EXTRA = extra_template(value, hrnet, source)
+            backbone = model_backbone(model.get("NAME", node.NAME),
+                                      model.get("BACKBONE", node.BACKBONE))
+            node.EXTRA = extra_template(value, backbone, source)
             merge_dict(node.EXTRA, value, source, root, full + ".")
         elif isinstance(node[key], CN):
             if not isinstance(value, Mapping):

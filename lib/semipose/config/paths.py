@@ -48,19 +48,17 @@ def apply_dirs(cfg: CN, model_dir: str = "", log_dir: str = "", data_dir: str = 
 def model_name(cfg: CN) -> Tuple[str, str]:
     """(name, full_name), e.g. ('pose_dual_18', '256x192_pose_dual_18_d256d256d256').
 
-    name = <MODEL.NAME>_<NUM_LAYERS> (ResNet) or <MODEL.NAME>_<STAGE2 width> (HRNet); full_name
-    = <H>x<W>_<name>_<d<f> per deconv filter> (empty suffix for HRNet, keeping the underscore).
+    name = <MODEL.NAME>_<tag>, full_name = <H>x<W>_<name>_<suffix>, with the backbone's tag and
+    suffix (models/registry.py): ResNet <NUM_LAYERS> and <d<f> per deconv filter>, HRNet <STAGE2
+    width> and an empty suffix (keeping the underscore).
     """
-    from ..methods.registry import METHODS
+    from ..methods.registry import METHODS, resolve_cfg
+    from ..models.registry import get_backbone
     name = cfg.MODEL.NAME
     if name not in METHODS:
         raise ConfigError(f"model_name: MODEL.NAME {name!r} is not a registered method")
-    extra = cfg.MODEL.EXTRA
-    if "NUM_LAYERS" in extra:
-        name = f"{name}_{extra.NUM_LAYERS}"
-    else:
-        name = f"{name}_{extra.STAGE2.NUM_CHANNELS[0]}"
-    suffix = "".join(f"d{f}" for f in extra.get("NUM_DECONV_FILTERS", ()))
+    tag, suffix = get_backbone(resolve_cfg(cfg)[1]).run_name(cfg.MODEL.EXTRA)
+    name = f"{name}_{tag}"
     width, height = cfg.MODEL.IMAGE_SIZE
     return name, f"{height}x{width}_{name}_{suffix}"
 

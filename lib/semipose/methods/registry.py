@@ -9,20 +9,22 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple, Type
 
 METHODS: Dict[str, type] = {}
-# A backbone kind fixed by the name ('resnet' / 'hrnet'), or None: MODEL.BACKBONE decides.
-BACKBONES: Dict[str, Optional[str]] = {}
+# A backbone fixed by the name (a registered MODEL.BACKBONE value, models/registry.py), or None:
+# MODEL.BACKBONE decides.
+FIXED_BACKBONE: Dict[str, Optional[str]] = {}
 
 
 def register_method(name: str, backbone: Optional[str] = None):
-    """Class decorator: make ``name`` a valid MODEL.NAME training with the decorated class."""
-    if backbone not in (None, "resnet", "hrnet"):
-        raise ValueError(f"register_method({name!r}): backbone must be None, 'resnet' or 'hrnet'")
+    """Class decorator: make ``name`` a valid MODEL.NAME training with the decorated class
+    (``backbone``: the backbone this name always uses, e.g. pose_hrnet's 'hrnet')."""
+    if backbone is not None and not isinstance(backbone, str):
+        raise ValueError(f"register_method({name!r}): backbone must be None or a backbone name")
 
     def deco(cls: type) -> type:
         if name in METHODS and METHODS[name] is not cls:
             raise ValueError(f"MODEL.NAME {name!r} is already registered to "
                              f"{METHODS[name].__name__}")
-        METHODS[name], BACKBONES[name] = cls, backbone
+        METHODS[name], FIXED_BACKBONE[name] = cls, backbone
         return cls
     return deco
 
@@ -32,12 +34,12 @@ def method_names() -> Tuple[str, ...]:
 
 
 def resolve(name: str, backbone: str = "resnet") -> Tuple[type, str]:
-    """(method class, backbone kind 'resnet' / 'hrnet') of MODEL.NAME / MODEL.BACKBONE: the one
-    place that decides both (a name may fix its backbone, e.g. pose_hrnet)."""
+    """(method class, backbone name) of MODEL.NAME / MODEL.BACKBONE: the one place that decides
+    both (a name may fix its backbone, e.g. pose_hrnet)."""
     if name not in METHODS:
         raise ValueError(f"MODEL.NAME {name!r} has no training method; use one of "
                          f"{sorted(METHODS)} (or register one with @register_method)")
-    return METHODS[name], BACKBONES[name] or backbone
+    return METHODS[name], FIXED_BACKBONE[name] or backbone
 
 
 def resolve_cfg(cfg) -> Tuple[type, str]:

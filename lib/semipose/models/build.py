@@ -1,6 +1,7 @@
 """Build pose nets from a config and initialise them from ImageNet (or dual-init) files.
 
-``build_net(cfg)`` reads MODEL.NAME / MODEL.BACKBONE / MODEL.EXTRA and returns a plain module
+``build_net(cfg)`` builds the backbone registered for MODEL.NAME / MODEL.BACKBONE from MODEL.EXTRA
+(models/registry.py) and returns a plain module
 (images [N, 3, H, W] -> heatmaps [N, J, H/4, W/4]). ``init_weights`` / ``init_nets`` apply the
 reference's random head initialisation and then load backbone tensors with an explicit, strict key
 check (only the ImageNet classifier and the checkpoint's BN step counters may be absent/extra).
@@ -16,10 +17,9 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
-from ..errors import ConfigError, ConfigLookupError, MissingFileError, WeightsError
-from .hrnet import PoseHighResolutionNet, StageSpec
-from .resnet import PoseResNet
+from ..errors import ConfigError, MissingFileError, WeightsError
 from ..types import PoseNet
+from .registry import backbone_kind, get_backbone
 from .weights import copy_tensors, list_keys, read_state
 
 __all__ = ["build_net", "init_weights", "init_nets", "init_nets_from_cfg", "pretrained_layers",
@@ -31,34 +31,9 @@ DUAL_MARKER = "resnet2.conv1.weight"  # a dual init file holds per-net 'resnet.'
 DUAL_PREFIXES = ("resnet.", "resnet2.")
 
 
-def _extra(cfg: CfgNode, key: str):
-    extra = cfg.MODEL.EXTRA
-    if key not in extra:
-        raise ConfigLookupError(f"MODEL.EXTRA.{key} is missing from the config; "
-                                f"MODEL.NAME={cfg.MODEL.NAME} with backbone "
-                                f"{backbone_kind(cfg)!r} needs it")
-    return extra[key]
-
-
-def backbone_kind(cfg: CfgNode) -> str:
-    """'resnet' or 'hrnet' for a config: fixed by the method's registration (pose_resnet,
-    pose_hrnet) or given by MODEL.BACKBONE."""
-    from ..methods.registry import resolve_cfg
-    backbone = resolve_cfg(cfg)[1]
-    if backbone not in ("resnet", "hrnet"):
-        raise ConfigError(f"MODEL.BACKBONE must be 'resnet' or 'hrnet', got {backbone!r}")
-    return backbone
-
-
-def _stage(cfg: CfgNode, key: str) -> StageSpec:
-    s = _extra(cfg, key)
-    return StageSpec(num_modules=int(s.NUM_MODULES), num_branches=int(s.NUM_BRANCHES),
-                     num_blocks=tuple(s.NUM_BLOCKS), num_channels=tuple(s.NUM_CHANNELS),
-                     block=s.get("BLOCK", "BASIC"), fuse_method=s.get("FUSE_METHOD", "SUM"))
-
-
 def build_net(cfg: CfgNode) -> nn.Module:
-    """One pose net for ``cfg`` (MODEL.NAME, MODEL.BACKBONE, MODEL.NUM_JOINTS, MODEL.EXTRA.*).
+    """One pose net for ``cfg``: the registered backbone of MODEL.NAME / MODEL.BACKBONE
+    (models/registry.py) built from MODEL.NUM_JOINTS and MODEL.EXTRA.*.
 
     Two-net methods call this once per net. The returned module maps [N, 3, H, W] images to
     [N, MODEL.NUM_JOINTS, H/4, W/4] heatmaps; no initialisation beyond PyTorch defaults.
@@ -66,25 +41,7 @@ def build_net(cfg: CfgNode) -> nn.Module:
     if cfg.MODEL.get("PRM", False):
         raise ConfigError("MODEL.PRM=True (attention block before the final conv) is not "
                           "supported; set MODEL.PRM False")
-    num_joints = int(cfg.MODEL.NUM_JOINTS)
-    if backbone_kind(cfg) == "hrnet":
-        stages = [_stage(cfg, k) for k in ("STAGE2", "STAGE3", "STAGE4")]
-        return PoseHighResolutionNet(num_joints, stages,
-                                     int(cfg.MODEL.EXTRA.get("FINAL_CONV_KERNEL", 1)))
-    n_deconv = int(_extra(cfg, "NUM_DECONV_LAYERS"))
-    filters, kernels = list(_extra(cfg, "NUM_DECONV_FILTERS")), list(_extra(cfg, "NUM_DECONV_KERNELS"))
-    if len(filters) != n_deconv or len(kernels) != n_deconv:
-        raise ConfigError(f"MODEL.EXTRA.NUM_DECONV_LAYERS={n_deconv} but "
-                          f"NUM_DECONV_FILTERS={filters} and NUM_DECONV_KERNELS={kernels}; "
-                          f"give one entry per layer")
-    return PoseResNet(
-        depth=int(_extra(cfg, "NUM_LAYERS")), num_joints=num_joints,
-        deconv_filters=filters, deconv_kernels=kernels,
-        deconv_with_bias=bool(_extra(cfg, "DECONV_WITH_BIAS")),
-        final_conv_kernel=int(_extra(cfg, "FINAL_CONV_KERNEL")),
-        style=cfg.MODEL.get("STYLE", "pytorch"), groups=int(cfg.MODEL.get("GROUPS", 1)),
-        width_per_group=int(cfg.MODEL.get("WIDTH_PER_GROUP", 64)),
-        base_width=int(cfg.MODEL.EXTRA.get("BASE_WIDTH", 64)))
+    return get_backbone(backbone_kind(cfg)).build(cfg)
 
 
 def pretrained_layers(cfg: CfgNode) -> List[str]:

@@ -12,7 +12,9 @@ from typing import List, Optional, Sequence
 import torch
 from torch import nn
 
+from ..config.defaults import hrnet_extra
 from ..errors import ConfigError
+from .registry import extra_value, register_backbone
 from .resnet import BasicBlock, Bottleneck, init_like_reference, make_layer
 
 BLOCKS = {"BASIC": BasicBlock, "BOTTLENECK": Bottleneck}
@@ -173,3 +175,44 @@ class PoseHighResolutionNet(nn.Module):
             return True
         prefix = f"{self.last_stage}.fuse_layers."
         return key.startswith(prefix) and key[len(prefix):].split(".", 1)[0] != "0"
+
+
+# ----------------------------------------------------------------------------- registration
+STAGES = ("STAGE2", "STAGE3", "STAGE4")
+
+
+def _check_extra(extra) -> Optional[str]:
+    """The first problem of an HRNet MODEL.EXTRA, or None."""
+    for i, stage_name in enumerate(STAGES):
+        stage, key = extra[stage_name], f"MODEL.EXTRA.{stage_name}"
+        if stage.NUM_BRANCHES != i + 2:
+            return f"{key}.NUM_BRANCHES is {stage.NUM_BRANCHES}; HRNet {stage_name} has {i + 2} branches"
+        if not len(stage.NUM_BLOCKS) == len(stage.NUM_CHANNELS) == stage.NUM_BRANCHES:
+            return (f"{key}.NUM_BLOCKS {list(stage.NUM_BLOCKS)} and NUM_CHANNELS "
+                    f"{list(stage.NUM_CHANNELS)} need NUM_BRANCHES = {stage.NUM_BRANCHES} entries each")
+        if stage.NUM_MODULES < 1:
+            return f"{key}.NUM_MODULES must be >= 1"
+        if stage.BLOCK not in BLOCKS:
+            return f"{key}.BLOCK is {stage.BLOCK!r}; choose one of {tuple(BLOCKS)}"
+        if stage.FUSE_METHOD != "SUM":
+            return f"{key}.FUSE_METHOD is {stage.FUSE_METHOD!r}; only 'SUM' exists"
+    if extra.FINAL_CONV_KERNEL not in (1, 3):
+        return f"MODEL.EXTRA.FINAL_CONV_KERNEL is {extra.FINAL_CONV_KERNEL!r}; choose one of [1, 3]"
+    return None
+
+
+def _stage(cfg, key: str) -> StageSpec:
+    s = extra_value(cfg, key)
+    return StageSpec(num_modules=int(s.NUM_MODULES), num_branches=int(s.NUM_BRANCHES),
+                     num_blocks=tuple(s.NUM_BLOCKS), num_channels=tuple(s.NUM_CHANNELS),
+                     block=s.get("BLOCK", "BASIC"), fuse_method=s.get("FUSE_METHOD", "SUM"))
+
+
+@register_backbone(
+    "hrnet", title="HRNet", template=hrnet_extra, marker="STAGE2", check=_check_extra,
+    stride=lambda extra: 4,  # the highest-resolution branch, at 1/4 of the image, makes the heatmaps
+    run_name=lambda extra: (str(extra.STAGE2.NUM_CHANNELS[0]), ""))
+def build_pose_hrnet(cfg) -> PoseHighResolutionNet:
+    """PoseHighResolutionNet of MODEL.NUM_JOINTS and MODEL.EXTRA (STAGE2..4, FINAL_CONV_KERNEL)."""
+    return PoseHighResolutionNet(int(cfg.MODEL.NUM_JOINTS), [_stage(cfg, k) for k in STAGES],
+                                 int(cfg.MODEL.EXTRA.get("FINAL_CONV_KERNEL", 1)))

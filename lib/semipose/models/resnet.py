@@ -6,12 +6,14 @@ so ImageNet files and released checkpoints map onto this module key for key.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple, Type, Union
+from typing import List, Optional, Sequence, Tuple, Type, Union
 
 import torch
 from torch import nn
 
+from ..config.defaults import resnet_extra
 from ..errors import ConfigError
+from .registry import extra_value, register_backbone
 
 # Blocks per stage and block type for each supported depth.
 RESNET_SPECS = {
@@ -207,3 +209,47 @@ class PoseResNet(nn.Module):
     def imagenet_only_key(self, key: str) -> bool:
         """True for ImageNet-file tensors that have no counterpart here (the classifier)."""
         return key.split(".", 1)[0] == "fc"
+
+
+# ----------------------------------------------------------------------------- registration
+def _check_extra(extra) -> Optional[str]:
+    """The first problem of a ResNet MODEL.EXTRA, or None."""
+    if extra.NUM_LAYERS not in RESNET_SPECS:
+        return f"MODEL.EXTRA.NUM_LAYERS is {extra.NUM_LAYERS}; choose one of {tuple(RESNET_SPECS)}"
+    n = extra.NUM_DECONV_LAYERS
+    if len(extra.NUM_DECONV_FILTERS) != n or len(extra.NUM_DECONV_KERNELS) != n:
+        return (f"MODEL.EXTRA.NUM_DECONV_FILTERS {list(extra.NUM_DECONV_FILTERS)} and "
+                f"NUM_DECONV_KERNELS {list(extra.NUM_DECONV_KERNELS)} need NUM_DECONV_LAYERS = "
+                f"{n} entries each")
+    bad = [k for k in extra.NUM_DECONV_KERNELS if k not in (2, 3, 4)]
+    if bad:
+        return f"MODEL.EXTRA.NUM_DECONV_KERNELS has {bad}; each kernel must be 2, 3 or 4"
+    if extra.FINAL_CONV_KERNEL not in (1, 3):
+        return f"MODEL.EXTRA.FINAL_CONV_KERNEL is {extra.FINAL_CONV_KERNEL!r}; choose one of [1, 3]"
+    return None
+
+
+@register_backbone(
+    "resnet", title="ResNet", template=resnet_extra, marker="NUM_LAYERS", check=_check_extra,
+    # the backbone downsamples by 32 and each deconv upsamples by 2
+    stride=lambda extra: 32 // 2 ** extra.NUM_DECONV_LAYERS,
+    run_name=lambda extra: (str(extra.NUM_LAYERS),
+                            "".join(f"d{f}" for f in extra.NUM_DECONV_FILTERS)))
+def build_pose_resnet(cfg) -> PoseResNet:
+    """PoseResNet of MODEL.NUM_JOINTS, MODEL.EXTRA (depth, deconv head) and MODEL.STYLE /
+    GROUPS / WIDTH_PER_GROUP."""
+    n_deconv = int(extra_value(cfg, "NUM_DECONV_LAYERS"))
+    filters = list(extra_value(cfg, "NUM_DECONV_FILTERS"))
+    kernels = list(extra_value(cfg, "NUM_DECONV_KERNELS"))
+    if len(filters) != n_deconv or len(kernels) != n_deconv:
+        raise ConfigError(f"MODEL.EXTRA.NUM_DECONV_LAYERS={n_deconv} but "
+                          f"NUM_DECONV_FILTERS={filters} and NUM_DECONV_KERNELS={kernels}; "
+                          f"give one entry per layer")
+    return PoseResNet(
+        depth=int(extra_value(cfg, "NUM_LAYERS")), num_joints=int(cfg.MODEL.NUM_JOINTS),
+        deconv_filters=filters, deconv_kernels=kernels,
+        deconv_with_bias=bool(extra_value(cfg, "DECONV_WITH_BIAS")),
+        final_conv_kernel=int(extra_value(cfg, "FINAL_CONV_KERNEL")),
+        style=cfg.MODEL.get("STYLE", "pytorch"), groups=int(cfg.MODEL.get("GROUPS", 1)),
+        width_per_group=int(cfg.MODEL.get("WIDTH_PER_GROUP", 64)),
+        base_width=int(cfg.MODEL.EXTRA.get("BASE_WIDTH", 64)))
