@@ -174,6 +174,20 @@ def test_pose_estimator_on_an_array_equals_the_demo(run, data_root, tmp_path, ca
     # the config as a mapping or a path gives the same estimator
     from_mapping = semipose.PoseEstimator.from_checkpoint(to_plain(cfg), result.model_file)
     np.testing.assert_array_equal(from_mapping(image), kpts)
+    # an RGB array (PIL, video readers) with channels='rgb' gives the BGR result exactly; the
+    # same array read as BGR does not (the nets see swapped colours)
+    rgb = semipose.PoseEstimator.from_checkpoint(cfg, result.model_file, channels="rgb")
+    np.testing.assert_array_equal(rgb(np.ascontiguousarray(image[:, :, ::-1])), kpts)
+    assert not np.array_equal(pose(np.ascontiguousarray(image[:, :, ::-1])), kpts)
+    # nets trained on RGB crops (DATASET.COLOR_RGB True) get RGB from either input order
+    cfg_rgb = semipose.load_cfg(SUPERVISED, opts + ["DATASET.COLOR_RGB", "True"])
+    on_rgb = {c: semipose.PoseEstimator.from_checkpoint(cfg_rgb, result.model_file, channels=c)
+              for c in ("bgr", "rgb")}
+    assert (on_rgb["bgr"].swap_channels, on_rgb["rgb"].swap_channels, rgb.swap_channels,
+            pose.swap_channels) == (True, False, True, False)
+    np.testing.assert_array_equal(on_rgb["bgr"](image), rgb(image))
+    with pytest.raises(ValueError, match="channels is 'gbr'"):
+        semipose.PoseEstimator.from_checkpoint(cfg, result.model_file, channels="gbr")
     with pytest.raises(ValueError, match=r"\[H, W, 3\] uint8 array .* dtype float32"):
         pose(image.astype(np.float32))
     with pytest.raises(ValueError, match="shape"):

@@ -65,13 +65,19 @@ class PoseEstimator:
             POST_PROCESS / POST_TYPE / SHIFT_HEATMAP (None = keep the codec's value).
         batch_size: person crops per forward pass (None = TEST.BATCH_SIZE).
         codec: crop size and decode settings (None = ``Codec.from_cfg(cfg)``).
+        channels: the channel order of the images given to it: 'bgr' (cv2.imread,
+            semipose.data.imageio.read_image) or 'rgb' (PIL, imageio, video readers); the nets
+            see the order they were trained on (DATASET.COLOR_RGB) either way.
     """
 
     def __init__(self, method: torch.nn.Module, cfg: CfgNode, device: torch.device | str,
                  net: str = "net1", flip_test: Optional[bool] = None,
                  post_process: Optional[bool] = None, post_type: Optional[str] = None,
                  shift_heatmap: Optional[bool] = None, batch_size: Optional[int] = None,
-                 codec: Optional[Codec] = None):
+                 codec: Optional[Codec] = None, channels: str = "bgr"):
+        if channels not in ("bgr", "rgb"):
+            raise ValueError(f"channels is {channels!r}; use 'bgr' (cv2.imread) or 'rgb' (PIL)")
+        self.channels = channels
         models = method.eval_models()
         if net not in models:
             raise ConfigError(f"--net {net!r}: this {cfg.MODEL.NAME} model offers {list(models)}")
@@ -84,6 +90,8 @@ class PoseEstimator:
         self.transform = SampleTransform.from_cfg(cfg, False, self.model_set.flip_pairs,
                                                   self.model_set, codec=self.codec)
         self.image_size = self.transform.image_size  # (w, h)
+        # swap the channels when the given order is not the one the nets were trained on
+        self.swap_channels = (channels == "rgb") != bool(self.transform.color_rgb)
         self.batch_size = int(cfg.TEST.BATCH_SIZE if batch_size is None else batch_size)
         self.in_vis_thre = float(cfg.TEST.IN_VIS_THRE)
         self.layout = ""  # the checkpoint layout read, when made by from_checkpoint
@@ -112,9 +120,11 @@ class PoseEstimator:
 
     def crops(self, image: np.ndarray, boxes: np.ndarray
               ) -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """Person crops of ``image`` (as decoded, [H, W, 3] uint8) for boxes [N, 4] (x, y, w, h):
+        """Person crops of ``image`` ([H, W, 3] uint8, ``channels`` order) for boxes [N, 4] (x, y, w, h):
         (images [N, 3, h, w] normalised, center [N, 2], scale [N, 2])."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if self.swap_channels:
+            image = np.ascontiguousarray(image[:, :, ::-1])
         aspect = self.image_size[0] / self.image_size[1]
         center, scale = box_to_center_scale(boxes, aspect)
         center, scale = center.reshape(-1, 2), scale.reshape(-1, 2)
@@ -139,9 +149,9 @@ class PoseEstimator:
 
     def __call__(self, image: np.ndarray, boxes: Optional[np.ndarray] = None) -> np.ndarray:
         """Keypoints [N, J_native, 3] (x, y, confidence) in image pixels for boxes [N, 4]
-        (x, y, w, h; None = the whole image as one box). ``image``: [H, W, 3] uint8 in BGR order,
-        as cv2.imread and semipose.data.imageio.read_image return it and the nets were trained
-        on (DATASET.COLOR_RGB False)."""
+        (x, y, w, h; None = the whole image as one box). ``image``: [H, W, 3] uint8 in the
+        estimator's ``channels`` order (default BGR, as cv2.imread and
+        semipose.data.imageio.read_image return it)."""
         if boxes is None:
             check_image(image)
             boxes = np.asarray([box for box, _ in whole_image_box(image)], np.float64)
