@@ -120,8 +120,8 @@ class PoseEstimator:
 
     def crops(self, image: np.ndarray, boxes: np.ndarray
               ) -> Tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """Person crops of ``image`` ([H, W, 3] uint8, ``channels`` order) for boxes [N, 4] (x, y, w, h):
-        (images [N, 3, h, w] normalised, center [N, 2], scale [N, 2])."""
+        """Person crops of ``image`` ([H, W, 3] uint8, ``channels`` order) for boxes [N, 4]
+        (x, y, w, h): (images [N, 3, h, w] normalised, center [N, 2], scale [N, 2])."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if self.swap_channels:
             image = np.ascontiguousarray(image[:, :, ::-1])
