@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from semipose.data import video
+from semipose.data import video_frames
 from semipose.data.video import (extract_frames, main, sampled_indices, stable_image_id,
                                  unlabeled_records)
 from semipose.errors import DataError, MissingFileError
@@ -104,7 +104,7 @@ def test_per_video_when_the_container_misstates_the_frame_count(folder, monkeypa
     """No count (0: counted by reading) or too many (30 of 20: the video ends early): the frames
     are still spread over the 20 real ones."""
     root, rel = folder
-    monkeypatch.setattr(video, "_reported_frames", lambda path: stated)
+    monkeypatch.setattr(video_frames, "_reported_frames", lambda path: stated)
     recs = unlabeled_records(root, J, per_video=4, progress=False)
     assert _kept(recs) == [2, 7, 12, 17]
     assert [_square_index(r["image"]) for r in recs] == [2, 7, 12, 17]
@@ -121,7 +121,7 @@ def test_second_call_reads_cache_without_decoding(folder, monkeypatch):
     def no_video(*args, **kwargs):
         raise AssertionError("the video was opened although its frames are cached")
 
-    monkeypatch.setattr(video.cv2, "VideoCapture", no_video)
+    monkeypatch.setattr(video_frames.cv2, "VideoCapture", no_video)
     second = unlabeled_records(root, J, every=3, progress=False)
     assert [r["image"] for r in second] == [r["image"] for r in first]
     assert [r["image_id"] for r in second] == [r["image_id"] for r in first]
@@ -133,7 +133,7 @@ def test_changed_sampling_or_video_reextracts(folder, monkeypatch):
     unlabeled_records(root, J, every=3, progress=False)
     opened = []
     real = cv2.VideoCapture
-    monkeypatch.setattr(video.cv2, "VideoCapture", lambda *a: opened.append(a) or real(*a))
+    monkeypatch.setattr(video_frames.cv2, "VideoCapture", lambda *a: opened.append(a) or real(*a))
 
     recs = unlabeled_records(root, J, every=5, progress=False)
     assert opened and _kept(recs) == [0, 5, 10, 15]
