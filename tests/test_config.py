@@ -167,6 +167,9 @@ def test_enumerated_values(tmp_path):
         load_cfg(COCO1K, ["TRAIN.AMP", "fp8"])
     with pytest.raises(ConfigError, match="NUM_DECONV_FILTERS"):
         load_cfg(COCO1K, ["MODEL.EXTRA.NUM_DECONV_FILTERS", "[64, 64]"])
+    for path in (COCO1K, HRNET):  # the head kernel is checked for every backbone that has one
+        with pytest.raises(ConfigError, match=r"FINAL_CONV_KERNEL is 2; choose one of \[1, 3\]"):
+            load_cfg(path, ["MODEL.EXTRA.FINAL_CONV_KERNEL", "2"])
 
 
 def test_conversions(tmp_path):

@@ -57,6 +57,10 @@ def validate(cfg: CN, source: str) -> None:
     for key, allowed in dict(CHOICES, **registered).items():
         value = get_key(cfg, key)
         _check(value in allowed, f"{key} is {value!r}; choose one of {list(allowed)}", source)
+    if "FINAL_CONV_KERNEL" in cfg.MODEL.EXTRA:  # the heatmap head's kernel, where a backbone has one
+        kernel = cfg.MODEL.EXTRA.FINAL_CONV_KERNEL
+        _check(kernel in (1, 3), f"MODEL.EXTRA.FINAL_CONV_KERNEL is {kernel!r}; choose one of [1, 3]",
+               source)
     method, _ = resolve_cfg(cfg)  # the method class, checked against its own rows and keys
     rows = method.eval_rows()  # what this method's validation reports
     _check(cfg.TEST.BEST_METRIC in rows, f"TEST.BEST_METRIC is {cfg.TEST.BEST_METRIC!r}, which "

@@ -196,8 +196,6 @@ def _check_extra(extra) -> Optional[str]:
             return f"{key}.BLOCK is {stage.BLOCK!r}; choose one of {tuple(BLOCKS)}"
         if stage.FUSE_METHOD != "SUM":
             return f"{key}.FUSE_METHOD is {stage.FUSE_METHOD!r}; only 'SUM' exists"
-    if extra.FINAL_CONV_KERNEL not in (1, 3):
-        return f"MODEL.EXTRA.FINAL_CONV_KERNEL is {extra.FINAL_CONV_KERNEL!r}; choose one of [1, 3]"
     return None
 
 

@@ -224,8 +224,6 @@ def _check_extra(extra) -> Optional[str]:
     bad = [k for k in extra.NUM_DECONV_KERNELS if k not in (2, 3, 4)]
     if bad:
         return f"MODEL.EXTRA.NUM_DECONV_KERNELS has {bad}; each kernel must be 2, 3 or 4"
-    if extra.FINAL_CONV_KERNEL not in (1, 3):
-        return f"MODEL.EXTRA.FINAL_CONV_KERNEL is {extra.FINAL_CONV_KERNEL!r}; choose one of [1, 3]"
     return None
 
 
