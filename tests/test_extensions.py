@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from semipose.config import ConfigError, load_cfg
+from semipose.config.describe import format_key_docs
 from semipose.engine.checkpoint import load_resume_state
 from semipose.engine.trainer import Trainer
 from semipose.methods import MeanTeacher, build_method, num_nets, register_method
@@ -246,3 +247,8 @@ def test_a_backbone_in_one_file_is_checked_named_built_and_trained(data_root, tm
         load_cfg(SUPERVISED, ["MODEL.NAME", "toy_any_backbone", "MODEL.BACKBONE", "toy"])
     with pytest.raises(ConfigError, match=r"MODEL.BACKBONE is 'no_such'.*'toy'"):
         load_cfg(SUPERVISED, ["MODEL.NAME", "toy_any_backbone", "MODEL.BACKBONE", "no_such"])
+    # --list-keys shows its template with the defaults, the built-in ones stay documented once
+    listing = format_key_docs().splitlines()
+    toy_rows = [line.split() for line in listing if "(Toy backbone)" in line]
+    assert ["MODEL.EXTRA.TOY_WIDTH", "8", "#", "(Toy", "backbone)"] in toy_rows
+    assert len(toy_rows) == len(_toy_extra()) and sum("NUM_LAYERS " in s for s in listing) == 1

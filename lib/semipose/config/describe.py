@@ -37,9 +37,30 @@ def key_docs() -> List[Tuple[str, str, str]]:
     return sorted(out, key=lambda row: row[0].startswith("MODEL.EXTRA."))
 
 
+def registered_extra_docs() -> List[Tuple[str, str, str]]:
+    """(key, default, '(<title> backbone)') for the MODEL.EXTRA template of every backbone
+    registered outside defaults.py (a user's or a plugin's), whose keys have no comment here to
+    read; the built-in templates are documented by key_docs()."""
+    from ..models.registry import backbones
+    rows = []
+    for backbone in backbones().values():
+        if getattr(backbone.template, "__module__", "") == defaults.__name__:
+            continue
+
+        def walk(node, prefix: str) -> None:
+            for key, value in node.items():
+                if isinstance(value, dict):
+                    walk(value, f"{prefix}{key}.")
+                else:
+                    rows.append((f"{prefix}{key}", repr(value), f"({backbone.title} backbone)"))
+        walk(backbone.template(), "MODEL.EXTRA.")
+    return rows
+
+
 def format_key_docs(rows: Sequence[Tuple[str, str, str]] | None = None) -> str:
-    """``rows`` (default every key) as aligned lines: KEY  default  # comment."""
-    rows = key_docs() if rows is None else list(rows)
+    """``rows`` (default every key, with the templates of backbones registered elsewhere) as
+    aligned lines: KEY  default  # comment."""
+    rows = key_docs() + registered_extra_docs() if rows is None else list(rows)
     width = max(len(k) for k, _, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}  # {c}" if c else f"{k:<{width}}  {v}"
                      for k, v, c in rows)
