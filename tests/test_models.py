@@ -164,7 +164,7 @@ def test_build_net_errors():
         build_net(bad)
     bad = resnet_cfg()
     bad.MODEL.EXTRA.NUM_DECONV_LAYERS = 2
-    with pytest.raises(ValueError, match="NUM_DECONV_LAYERS=2"):
+    with pytest.raises(ValueError, match="need NUM_DECONV_LAYERS = 2 entries each"):
         build_net(bad)
     bad = resnet_cfg(depth=42)
     with pytest.raises(ValueError, match="42"):

@@ -236,15 +236,15 @@ def _check_extra(extra) -> Optional[str]:
 def build_pose_resnet(cfg) -> PoseResNet:
     """PoseResNet of MODEL.NUM_JOINTS, MODEL.EXTRA (depth, deconv head) and MODEL.STYLE /
     GROUPS / WIDTH_PER_GROUP."""
-    n_deconv = int(extra_value(cfg, "NUM_DECONV_LAYERS"))
+    depth = int(extra_value(cfg, "NUM_LAYERS"))
+    extra_value(cfg, "NUM_DECONV_LAYERS")
     filters = list(extra_value(cfg, "NUM_DECONV_FILTERS"))
     kernels = list(extra_value(cfg, "NUM_DECONV_KERNELS"))
-    if len(filters) != n_deconv or len(kernels) != n_deconv:
-        raise ConfigError(f"MODEL.EXTRA.NUM_DECONV_LAYERS={n_deconv} but "
-                          f"NUM_DECONV_FILTERS={filters} and NUM_DECONV_KERNELS={kernels}; "
-                          f"give one entry per layer")
+    problem = _check_extra(cfg.MODEL.EXTRA)  # the config check again: configs built in code skip it
+    if problem:
+        raise ConfigError(problem)
     return PoseResNet(
-        depth=int(extra_value(cfg, "NUM_LAYERS")), num_joints=int(cfg.MODEL.NUM_JOINTS),
+        depth=depth, num_joints=int(cfg.MODEL.NUM_JOINTS),
         deconv_filters=filters, deconv_kernels=kernels,
         deconv_with_bias=bool(extra_value(cfg, "DECONV_WITH_BIAS")),
         final_conv_kernel=int(extra_value(cfg, "FINAL_CONV_KERNEL")),
