@@ -341,7 +341,13 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
 
     records = [r for r in records if key in r]
     where = "held-out test set" if key == "test_ap" else "val set, last epoch"
-    colors = plt.get_cmap("tab10")
+    tab10 = plt.get_cmap("tab10")
+
+    def colors(i: int):  # past ten methods the colours repeat, with another marker and line
+        return tab10(i % 10)
+
+    def style(i: int) -> Dict[str, str]:
+        return dict(marker="os^D"[i // 10 % 4], linestyle="-" if i < 10 else "--")
 
     def row(rs):
         return "ensemble" if rs and "ensemble" in rs[0][key] else "net1"
@@ -389,7 +395,7 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
                 for x, y, c in zip(xs, ys, counts):
                     ax.annotate(f"n={c}", (x, y), textcoords="offset points", xytext=(5, -3),
                                 fontsize=7, color=colors(i))
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=colors(i), label=label)
+            ax.errorbar(xs, ys, yerr=es, capsize=3, color=colors(i), label=label, **style(i))
         ax.set_xscale("log")
         ax.set_xticks(list(labels))
         ax.set_xticklabels([str(n) for n in labels])
