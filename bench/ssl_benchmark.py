@@ -353,9 +353,9 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
         return "ensemble" if rs and "ensemble" in rs[0][key] else "net1"
 
     # several label counts: the legend beside the axes, where it hides no point
-    fig, ax = plt.subplots(figsize=(7, 4.5) if len(labels) == 1 else (11, 4.5))
+    shown = [m for m in methods if any(r["method"] == m for r in records)]
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(shown)), 4.5) if len(labels) == 1 else (11, 4.5))
     if len(labels) == 1:
-        shown = [m for m in methods if any(r["method"] == m for r in records)]
         seeds = sorted({r["seed"] for r in records})
         for j, seed in enumerate(seeds):
             ys = []
@@ -528,8 +528,14 @@ def write_report(args: argparse.Namespace, wall_s: float) -> Dict[str, str]:
         if os.path.exists(src):
             with open(src, encoding="utf-8", errors="replace") as f:
                 atomic_write_text(f.read(), os.path.join(stem + "_logs", name + ".log"))
-    plot_ap(records, labels, methods, stem + ".png", "test_ap",
-            *(("OKS AP", "instances") if custom else ("COCO AP", "persons")))
+    axis = ("OKS AP", "instances") if custom else ("COCO AP", "persons")
+    plot_ap(records, labels, methods, stem + ".png", "test_ap", *axis)
+    if len(labels) > 1:  # and per label count, each seed's arms joined (the paired comparison)
+        for n in labels:
+            at = [r for r in records if r["labels"] == n]
+            paired = [m for m in methods if len({r["seed"] for r in at if r["method"] == m}) >= 3]
+            if paired:
+                plot_ap(at, [n], paired, f"{stem}_{n}labels_per_seed.png", "test_ap", *axis)
     if same:
         plot_collapse(records, min(labels), stem + "_collapse.png")
     return {"md": stem + ".md", "png": stem + ".png"}

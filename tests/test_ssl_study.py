@@ -281,3 +281,19 @@ def test_consistency_rampup_weight():
     torch.testing.assert_close(out["loss"], out["loss_pose"] + out["loss_cons"])
     with pytest.raises(ValueError, match="CONS_RAMPUP_EPOCHS"):
         PoseCons(TinyNet(), cons=Consistency(rampup_epochs=-1))
+
+
+def test_label_count_plot_keeps_every_method_apart(tmp_path, monkeypatch):
+    """Past ten methods the colour cycle repeats: each method still gets its own colour and
+    marker pair, so no two legend entries look the same."""
+    import semipose.engine.visualize as visualize
+    bench = _load_bench()
+    methods = list(bench.METHODS)[:13]
+    records = [{"method": m, "labels": n, "seed": s, "test_ap": {"net1": 0.1 + 0.01 * i}}
+               for i, m in enumerate(methods) for n in (100, 300) for s in (0, 1)]
+    figures = []
+    monkeypatch.setattr(visualize, "save_figure", lambda fig, path, dpi=90: figures.append(fig))
+    bench.plot_ap(records, [100, 300], methods, str(tmp_path / "ap.png"))
+    handles, _ = figures[0].axes[0].get_legend_handles_labels()
+    looks = {(tuple(h.lines[0].get_color()), h.lines[0].get_marker()) for h in handles}
+    assert len(handles) == 13 and len(looks) == 13
