@@ -109,3 +109,23 @@ def test_jo_op_matches_the_described_steps_and_only_reading_a_zero_fills():
         assert described["B"]["zero-fill"] == 0
         assert op["zero-fill"] > 0.15
         assert jo.op_outcomes(np.random.default_rng(2), 500, spread, "corrected", 2)["zero-fill"] == 0
+
+
+def test_labeled_fit_averages_the_nets_over_the_last_epochs(tmp_path):
+    """bench/labeled_fit.py: per-net loss_pose_<net> fields are averaged (a single net's
+    loss_pose is taken as it is) over the iterations of the last epochs only."""
+    fit = load_script("labeled_fit", "bench")
+    line = "12:00:00 Epoch: [{e}/4][{i}/10]\tLoss 1 (1)\tAccuracy 0.5 (0.5)\t{fields}\n"
+    dual = [line.format(e=1, i=10, fields="loss_pose: 9.0\tloss_pose_1: 9.0\tloss_pose_2: 9.0"),
+            line.format(e=3, i=5, fields="loss_pose: 0.5\tloss_pose_1: 0.002\tloss_pose_2: 0.004"),
+            line.format(e=4, i=10, fields="loss_pose: 0.5\tloss_pose_1: 0.004\tloss_pose_2: 0.006")]
+    single = [line.format(e=2, i=10, fields="loss_pose: 7.0\tloss_cons: 1.0"),
+              line.format(e=4, i=10, fields="loss_pose: 0.001\tloss_cons: 1.0")]
+    (tmp_path / "posedual_L100_s0.log").write_text("".join(dual))
+    (tmp_path / "supervised_L100_s0.log").write_text("".join(single))
+    (tmp_path / "supervised_L300_s0.log").write_text("".join(single))
+    table = fit.collect(str(tmp_path), labels=100, last=2)
+    assert table["posedual"][0] == pytest.approx((0.003 + 0.005) / 2)
+    assert table["supervised"] == {0: pytest.approx(0.001)}
+    text = fit.report(table, 100, 2)
+    assert "| supervised | 0.0010 | 0.0010 | 0.25x (n=1) |" in text
