@@ -7,7 +7,8 @@
 # come from the committed long-size runs (bench/results/ssl_synthetic_cpu_long_runs.json), which
 # are restored and skipped. Every finished run is recorded and skipped on the next start, so this
 # can be stopped and restarted at any time. On 2 cores one MultiAugs dual step costs 2.25 PoseDual
-# steps and one SSPCM step 1.74 (bench/results/method_cost_cpu.md): about 35 and 27 minutes a run.
+# steps and one SSPCM step 1.74 (bench/results/method_cost_cpu.md); measured alone on 2 cores, a
+# MultiAugs dual run takes about 48 minutes, SSPCM 42 and MultiAugs single 25.
 set -e
 cd "$(dirname "$0")/.."
 NEW="multiaugs_dual sspcm multiaugs"
