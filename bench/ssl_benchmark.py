@@ -362,8 +362,8 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
             for m in shown:
                 rs = [r for r in records if r["method"] == m and r["seed"] == seed]
                 ys.append(rs[0][key][row(rs)] if rs else np.nan)
-            xs = [i for i, y in enumerate(ys) if np.isfinite(y)]  # skip arms this seed lacks
-            ax.plot(xs, [ys[i] for i in xs], marker="o", color=colors(j), alpha=0.8,
+            # an arm this seed lacks is a gap in its line (NaN), not a line across other arms
+            ax.plot(range(len(ys)), ys, marker="o", color=colors(j), alpha=0.8,
                     label=f"seed {seed}")
         for i, m in enumerate(shown):
             rs = [r for r in records if r["method"] == m]
