@@ -13,7 +13,7 @@ import semipose
 from conftest import make_synthetic, script_env, synthetic_opts, tiny
 from entry_points import load_script
 from semipose.commands import COMMANDS, main, usage
-from semipose.config.describe import format_key_docs, key_docs
+from semipose.config.describe import all_key_docs, format_key_docs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUPERVISED = os.path.join(ROOT, "experiments", "synthetic", "supervised.yaml")
@@ -93,7 +93,7 @@ def test_keys_filters_by_substring_or_glob(capsys):
     assert [ln.split()[0] for ln in capsys.readouterr().out.splitlines()] == ["TRAIN.LR"]
     assert main(["keys", "thre"]) == 0
     found = [ln.split()[0] for ln in capsys.readouterr().out.splitlines()]
-    assert found == [k for k, _, _ in key_docs() if "THRE" in k]
+    assert found == [k for k, _, _ in all_key_docs() if "THRE" in k]
     assert {"TEST.OKS_THRE", "TEST.IN_VIS_THRE", "TEST.IMAGE_THRE"} <= set(found)
     # no pattern: the same lines as --list-keys
     assert main(["keys"]) == 0

@@ -13,7 +13,7 @@ import yaml
 from conftest import make_synthetic, synthetic_opts, tiny
 from entry_points import load_script
 from semipose.config import experiment_dir, load_cfg
-from semipose.config.describe import key_docs
+from semipose.config.describe import all_key_docs, key_docs
 from semipose.engine.cli import base_parser, parse_cli
 from semipose.engine.runs import LATEST, latest_run
 from semipose.engine.validate import valid_folder
@@ -117,7 +117,7 @@ def test_print_config_and_list_keys(data_root, tmp_path, capsys):
     assert stop.value.code == 0
     listing = capsys.readouterr().out
     assert "TRAIN.LR " in listing and "MODEL.EXTRA.BASE_WIDTH" in listing
-    assert len(listing.splitlines()) == len(key_docs()) > 100
+    assert len(listing.splitlines()) == len(all_key_docs()) > 100
     assert train_cli.main(_args(data_root, str(tmp_path), "TRAIN.LR", "0.125") +
                           ["--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)

@@ -33,8 +33,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     p.add_argument("pattern", nargs="?", default="",
                    help="a part of the key (e.g. flip) or a glob (e.g. 'SSL.*'); case ignored")
     args = p.parse_args(argv)
-    from ..config.describe import format_key_docs, key_docs
-    rows = key_docs()
+    from ..config.describe import all_key_docs, format_key_docs
+    rows = all_key_docs()
     if args.pattern:
         rows = matching_keys(rows, args.pattern)
     if not rows:

@@ -57,10 +57,15 @@ def registered_extra_docs() -> List[Tuple[str, str, str]]:
     return rows
 
 
+def all_key_docs() -> List[Tuple[str, str, str]]:
+    """What ``--list-keys`` and ``semipose keys`` list: key_docs() and the MODEL.EXTRA templates
+    of backbones registered outside defaults.py."""
+    return key_docs() + registered_extra_docs()
+
+
 def format_key_docs(rows: Sequence[Tuple[str, str, str]] | None = None) -> str:
-    """``rows`` (default every key, with the templates of backbones registered elsewhere) as
-    aligned lines: KEY  default  # comment."""
-    rows = key_docs() + registered_extra_docs() if rows is None else list(rows)
+    """``rows`` (default all_key_docs()) as aligned lines: KEY  default  # comment."""
+    rows = all_key_docs() if rows is None else list(rows)
     width = max(len(k) for k, _, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}  # {c}" if c else f"{k:<{width}}  {v}"
                      for k, v, c in rows)
