@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
+import yaml
 
 from ..errors import ConfigLookupError, MissingFileError
 from .meta_file import DEFAULT_PALETTE, RGB, Pair, parse_description, read_description_yaml
@@ -149,7 +150,6 @@ class DatasetMeta:
 
     def to_yaml(self) -> str:
         """``to_dict`` as YAML text (floats are written so that they read back bit-identical)."""
-        import yaml
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None,
                               width=100)
 
