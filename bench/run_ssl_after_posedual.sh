@@ -19,6 +19,8 @@ python bench/ssl_benchmark.py --size long --labels 100 --seeds 1 --methods $NEW 
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 2 --methods $NEW multiaugs_dual_w025 "$@"
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 \
     --methods mean_teacher posedual_mt multi_path "$@"
+# SSPCM's teachers end below PoseDual's nets: the same runs without the score filter
+python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 --methods sspcm_nofilter "$@"
 python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 --methods $NEW "$@"
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 3 4 --methods sspcm "$@"  # level with PoseDual
 python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 \

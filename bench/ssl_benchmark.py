@@ -100,6 +100,11 @@ METHODS: Dict[str, tuple] = {
     "multiaugs_dual_w025": ("MultiAugs dual, SSL.CONS.WEIGHT 0.25 (the 4 paths' sum as one term)",
                             ["MODEL.NAME", "multiaugs_dual", "SSL.HARD.CUTOUT_SCALE", "0.354",
                              "SSL.CONS.WEIGHT", "0.25"]),
+    # diagnostic of SSPCM's teachers ending below PoseDual's nets: they are a PoseDual pair whose
+    # consistency terms also pass the score filter; this row turns the filter off
+    "sspcm_nofilter": ("SSPCM, SSL.SSPCM.SCORE_FILTER False (diagnostic)",
+                       ["MODEL.NAME", "sspcm", "SSL.HARD.CUTOUT_SCALE", "0.354",
+                        "SSL.SSPCM.SCORE_FILTER", "False"]),
 }
 # The held-out test set that scores every run's final weights: images of another generator seed
 # than the training data (seed 0), larger than the per-epoch val set so that its AP is less noisy
