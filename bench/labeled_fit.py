@@ -81,19 +81,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--logs", default=LOGS, help="folder of <method>_L<labels>_s<seed>.log files")
     ap.add_argument("--labels", type=int, default=100, help="labeled persons of the runs")
     ap.add_argument("--last", type=int, default=5, help="epochs at the end to average over")
-    ap.add_argument("--out", default="", help="markdown file to write (default: print only)")
+    ap.add_argument("--out", default="-", help="markdown file to write (default -: print only)")
     args = ap.parse_args(argv)
     if not os.path.isdir(args.logs):
         sys.exit(f"no log folder {args.logs}: run bench/ssl_benchmark.py first, or give --logs")
     table = collect(args.logs, args.labels, args.last)
     if not table:
         sys.exit(f"no <method>_L{args.labels}_s<seed>.log with loss_pose fields in {args.logs}")
-    text = report(table, args.labels, args.last)
-    if args.out:
-        sys.path.insert(0, os.path.join(ROOT, "lib"))
-        from semipose.utils.io import atomic_write_text
-        atomic_write_text(text, args.out)
-    print(text, end="")
+    from semipose.utils.io import print_and_write
+    print_and_write(report(table, args.labels, args.last), args.out)
     return 0
 
 

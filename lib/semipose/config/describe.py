@@ -41,20 +41,12 @@ def registered_extra_docs() -> List[Tuple[str, str, str]]:
     """(key, default, '(<title> backbone)') for the MODEL.EXTRA template of every backbone
     registered outside defaults.py (a user's or a plugin's), whose keys have no comment here to
     read; the built-in templates are documented by key_docs()."""
+    from ..engine.compare import flatten
     from ..models.registry import backbones
-    rows = []
-    for backbone in backbones().values():
-        if getattr(backbone.template, "__module__", "") == defaults.__name__:
-            continue
-
-        def walk(node, prefix: str) -> None:
-            for key, value in node.items():
-                if isinstance(value, dict):
-                    walk(value, f"{prefix}{key}.")
-                else:
-                    rows.append((f"{prefix}{key}", repr(value), f"({backbone.title} backbone)"))
-        walk(backbone.template(), "MODEL.EXTRA.")
-    return rows
+    return [(key, repr(value), f"({b.title} backbone)")
+            for b in backbones().values()
+            if getattr(b.template, "__module__", "") != defaults.__name__
+            for key, value in flatten(b.template(), "MODEL.EXTRA.").items()]
 
 
 def all_key_docs() -> List[Tuple[str, str, str]]:
