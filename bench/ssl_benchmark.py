@@ -100,6 +100,11 @@ METHODS: Dict[str, tuple] = {
     "multiaugs_dual_w025": ("MultiAugs dual, SSL.CONS.WEIGHT 0.25 (the 4 paths' sum as one term)",
                             ["MODEL.NAME", "multiaugs_dual", "SSL.HARD.CUTOUT_SCALE", "0.354",
                              "SSL.CONS.WEIGHT", "0.25"]),
+    # the same diagnostic for MultiAugs single: its four summed paths weigh ~4x PoseCons' one
+    # consistency term against the same supervised term
+    "multiaugs_w025": ("MultiAugs single, SSL.CONS.WEIGHT 0.25 (the 4 paths' sum as one term)",
+                       ["MODEL.NAME", "multiaugs", "SSL.HARD.CUTOUT_SCALE", "0.354",
+                        "SSL.CONS.WEIGHT", "0.25"]),
     # diagnostic of SSPCM's teachers ending below PoseDual's nets: they are a PoseDual pair whose
     # consistency terms also pass the score filter; this row turns the filter off
     "sspcm_nofilter": ("SSPCM, SSL.SSPCM.SCORE_FILTER False (diagnostic)",
@@ -118,7 +123,8 @@ COLLAPSE_PAIR = ("posecons", "posecons_same")
 CORE_METHODS = ("supervised", "posecons", "posedual")  # the sizes that skip the hard-aug rows
 # the methods after the paper (and their diagnostic rows), compared with the PoseDual ensemble
 AFTER_PAPER = ("mean_teacher", "mean_teacher_d99", "posedual_mt", "multi_path", "posecons_conf",
-               "multiaugs", "multiaugs_dual", "multiaugs_dual_w025", "sspcm")
+               "multiaugs", "multiaugs_dual", "multiaugs_w025", "multiaugs_dual_w025", "sspcm",
+               "sspcm_nofilter")
 
 SIZES = {  # name -> benchmark size
     # 3,800 steps: enough for the supervised arm to flatten out on its 100 labels, the regime

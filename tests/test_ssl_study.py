@@ -266,6 +266,16 @@ def test_gain_tables_pair_runs_by_seed():
     assert len(rows) == 3  # PoseDual net1 / net2 / ensemble; the base arm has no row
 
 
+def test_every_later_method_is_compared_with_posedual():
+    """Each row after the paper (methods and their diagnostics) gets the 'minus PoseDual ensemble,
+    same seed' table; the paper's rows and their diagnostics are the only others."""
+    bench = _load_bench()
+    paper = set(bench.TABLE_METHODS) | {"posecons_jc", "posedual_jc", "posecons_same",
+                                        "posedual_sup1"}
+    assert set(bench.METHODS) - paper == set(bench.AFTER_PAPER)
+    assert not paper & set(bench.AFTER_PAPER)
+
+
 def test_consistency_rampup_weight():
     m = PoseCons(TinyNet(), hard=HardView(seed=1), cons=Consistency(rampup_epochs=2.0))
     expected = {0.0: math.exp(-5), 1.0: math.exp(-5 * 0.25), 2.0: 1.0, 7.5: 1.0}
