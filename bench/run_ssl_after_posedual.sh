@@ -12,8 +12,25 @@
 # can be stopped and restarted at any time. On 2 cores one MultiAugs dual step costs 2.25 PoseDual
 # steps and one SSPCM step 1.74 (bench/results/method_cost_cpu.md); measured alone on 2 cores, a
 # MultiAugs dual run takes about 48 minutes, SSPCM 42 and MultiAugs single 25.
+#
+# LANES=2 bash bench/run_ssl_after_posedual.sh runs two copies side by side, one thread each: a run
+# in training is locked, so each copy takes the next free run (on 2 cores about 1.6x the runs per
+# hour of one copy with two threads). Each copy's output goes to output/ssl_lane_<i>.log.
 set -e
 cd "$(dirname "$0")/.."
+if [ "${LANES:-1}" -gt 1 ] && [ -z "${SSL_LANE:-}" ]; then
+    mkdir -p output
+    pids=()
+    for i in $(seq 1 "$LANES"); do
+        SSL_LANE=$i OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 bash "$0" "$@" > "output/ssl_lane_$i.log" 2>&1 &
+        pids+=($!)
+        sleep 2  # the first copy takes the first run
+    done
+    echo "$LANES lanes started: output/ssl_lane_<i>.log"
+    status=0
+    for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+    exit $status
+fi
 NEW="multiaugs_dual sspcm multiaugs"
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 --methods $NEW "$@"
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 1 --methods $NEW multiaugs_dual_w025 "$@"

@@ -28,7 +28,11 @@ carry the dataset's name.
 
 Resumable: each finished run leaves ``<work>/records/<run>.json`` and is skipped next time; an
 interrupted run continues from its checkpoint (TRAIN.RESUME); runs already in the committed
-``_runs.json`` of the same size are restored into the work folder and skipped too. Outputs (under
+``_runs.json`` of the same size are restored into the work folder and skipped too. Lanes: a run
+in training holds a lock in ``<work>/claims/``, and other processes on the same work folder skip
+it, so the same command started twice (``OMP_NUM_THREADS=1`` each, on 2 cores about 1.6x the
+runs per hour of one process with two threads) shares the runs out; the lock goes with its
+process, so a killed lane's run is taken up again by the next start. Outputs (under
 --out-dir, default bench/results): ``ssl_synthetic_<device>[_<size>].md`` (mean +- std AP per
 method and label count; net1 / net2 / ensemble for PoseDual; the gain of each arm over the
 supervised one with the same seed), ``.png`` (AP against label count; AP per seed and method
@@ -39,14 +43,20 @@ when there is one label count), ``_collapse.png``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: no locks, one process per work folder
+    fcntl = None
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_CFG = os.path.join("experiments", "synthetic", "ssl_benchmark.yaml")
@@ -248,22 +258,70 @@ def score_on_test(method: str, labels: int, seed: int, args: argparse.Namespace)
     return {net: row["main"] for net, row in rows.items()}
 
 
-def run_one(method: str, labels: int, seed: int, args: argparse.Namespace) -> Dict:
-    """Train one run (or reuse its record) and return the record."""
+@contextlib.contextmanager
+def exclusive(path: str, wait: bool) -> Iterator[bool]:
+    """Hold an advisory lock on ``path`` for the block; yields False when another process holds it
+    and ``wait`` is off. The system drops the lock with its process, so a killed holder never
+    leaves a stale one."""
+    if fcntl is None:
+        yield True
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def finished_record(method: str, labels: int, seed: int, args: argparse.Namespace
+                    ) -> Optional[Dict]:
+    """The record of a finished run, or None."""
     from semipose.utils.io import atomic_write_text
 
     name = run_name(method, labels, seed)
     rec_path = os.path.join(args.work_dir, "records", name + ".json")
-    if os.path.exists(rec_path):
-        with open(rec_path) as f:
-            rec = json.load(f)
-        if rec.get("epochs", args.epochs) != args.epochs:
-            raise SystemExit(f"{rec_path} was trained for {rec['epochs']} epochs, not "
-                             f"{args.epochs}: give this budget its own --work-dir")
-        if "test_ap" not in rec and os.path.isdir(os.path.join(args.work_dir, "runs", name)):
-            rec["test_ap"] = score_on_test(method, labels, seed, args)  # a run of an older version
-            atomic_write_text(json.dumps(rec, indent=1), rec_path)
+    if not os.path.exists(rec_path):
+        return None
+    with open(rec_path) as f:
+        rec = json.load(f)
+    if rec.get("epochs", args.epochs) != args.epochs:
+        raise SystemExit(f"{rec_path} was trained for {rec['epochs']} epochs, not "
+                         f"{args.epochs}: give this budget its own --work-dir")
+    if "test_ap" not in rec and os.path.isdir(os.path.join(args.work_dir, "runs", name)):
+        rec["test_ap"] = score_on_test(method, labels, seed, args)  # a run of an older version
+        atomic_write_text(json.dumps(rec, indent=1), rec_path)
+    return rec
+
+
+def run_one(method: str, labels: int, seed: int, args: argparse.Namespace) -> Optional[Dict]:
+    """Train one run (or reuse its record) and return the record; None when another process
+    (a lane on the same work folder) is training it."""
+    rec = finished_record(method, labels, seed, args)
+    if rec is not None:
         return rec
+    name = run_name(method, labels, seed)
+    with exclusive(os.path.join(args.work_dir, "claims", name + ".lock"), wait=False) as mine:
+        if not mine:
+            print(f"[{time.strftime('%H:%M:%S')}] {name}: in training by another process, "
+                  f"skipped", flush=True)
+            return None
+        # another lane may have finished it between the first look and the lock
+        rec = finished_record(method, labels, seed, args)
+        return rec if rec is not None else train_one(method, labels, seed, args)
+
+
+def train_one(method: str, labels: int, seed: int, args: argparse.Namespace) -> Dict:
+    """Train one run, score it on the held-out test set and write its record."""
+    from semipose.utils.io import atomic_write_text
+
+    name = run_name(method, labels, seed)
+    rec_path = os.path.join(args.work_dir, "records", name + ".json")
     log_path = os.path.join(args.work_dir, "logs", name + ".log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     cmd = train_command(method, labels, seed, args)
@@ -711,7 +769,9 @@ def restore_records(args: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, str]:
     args = parse_args(argv)
     t0 = time.time()
-    args.num_persons = prepare_data(args)
+    # one lane generates the data, the others wait for it
+    with exclusive(os.path.abspath(args.data_root).rstrip(os.sep) + ".lock", wait=True):
+        args.num_persons = prepare_data(args)
     restore_records(args)
     # Lowest label count first (the ordering the paper is about), seeds interleaved so that a
     # partial run already has every method at one seed.

@@ -1,9 +1,11 @@
 """Pieces added for the synthetic SSL benchmark: same-difficulty teacher views (collapse study),
 theta algebra, the light scene preset, thin ResNets, and a tiny end-to-end benchmark run."""
+import argparse
 import json
 import math
 import os
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -264,6 +266,29 @@ def test_gain_tables_pair_runs_by_seed():
     assert rows[("PoseDual", "net1")] == "+0.025 ± 0.049 (1/2 seeds > 0)"  # -0.01, +0.06
     assert rows[("PoseDual", "ensemble")] == "+0.045 ± 0.007 (2/2 seeds > 0)"  # +0.05, +0.04
     assert len(rows) == 3  # PoseDual net1 / net2 / ensemble; the base arm has no row
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="lanes need POSIX file locks")
+def test_lanes_skip_a_run_in_training_and_reuse_a_finished_one(tmp_path, monkeypatch):
+    """Two processes on one work folder: a run whose claim is held elsewhere is skipped without
+    training; a record written meanwhile is returned; a released claim can be taken."""
+    bench = _load_bench()
+    args = argparse.Namespace(work_dir=str(tmp_path), epochs=3)
+    trained = []
+    monkeypatch.setattr(bench, "train_one", lambda *a: trained.append(a) or {"trained": True})
+    claim = tmp_path / "claims" / (bench.run_name("posedual", 100, 0) + ".lock")
+    with bench.exclusive(str(claim), wait=False) as mine:  # the other lane holds the run
+        assert mine
+        assert bench.run_one("posedual", 100, 0, args) is None
+        with bench.exclusive(str(claim), wait=False) as second:
+            assert not second
+    assert trained == []
+    record = {"method": "posedual", "labels": 100, "seed": 0, "epochs": 3, "test_ap": {"net1": .5}}
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "posedual_L100_s0.json").write_text(json.dumps(record))
+    assert bench.run_one("posedual", 100, 0, args) == record  # the other lane finished it
+    assert bench.run_one("posecons", 100, 0, args) == {"trained": True}  # free: this lane trains
+    assert [a[:3] for a in trained] == [("posecons", 100, 0)]
 
 
 def test_every_later_method_is_compared_with_posedual():
