@@ -271,7 +271,7 @@ def test_gain_tables_pair_runs_by_seed():
 @pytest.mark.skipif(sys.platform == "win32", reason="lanes need POSIX file locks")
 def test_lanes_skip_a_run_in_training_and_reuse_a_finished_one(tmp_path, monkeypatch):
     """Two processes on one work folder: a run whose claim is held elsewhere is skipped without
-    training; a record written meanwhile is returned; a released claim can be taken."""
+    training; a record written meanwhile is returned; a free run is trained."""
     bench = _load_bench()
     args = argparse.Namespace(work_dir=str(tmp_path), epochs=3)
     trained = []
