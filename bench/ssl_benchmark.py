@@ -131,10 +131,10 @@ TABLE_METHODS = ("supervised", "posecons", "posecons_jcs", "posedual", "posedual
                  "posedual_ra")
 COLLAPSE_PAIR = ("posecons", "posecons_same")
 CORE_METHODS = ("supervised", "posecons", "posedual")  # the sizes that skip the hard-aug rows
-# the methods after the paper (and their diagnostic rows), compared with the PoseDual ensemble
-AFTER_PAPER = ("mean_teacher", "mean_teacher_d99", "posedual_mt", "multi_path", "posecons_conf",
-               "multiaugs", "multiaugs_dual", "multiaugs_w025", "multiaugs_dual_w025", "sspcm",
-               "sspcm_nofilter")
+# the paper's rows and their diagnostics; every other row is a method after the paper (or one of
+# its diagnostics), compared with the PoseDual ensemble of the same seed
+PAPER_ROWS = TABLE_METHODS + ("posecons_jc", "posedual_jc", "posecons_same", "posedual_sup1")
+AFTER_PAPER = tuple(m for m in METHODS if m not in PAPER_ROWS)
 
 SIZES = {  # name -> benchmark size
     # 3,800 steps: enough for the supervised arm to flatten out on its 100 labels, the regime
@@ -302,16 +302,13 @@ def finished_record(method: str, labels: int, seed: int, args: argparse.Namespac
 def run_one(method: str, labels: int, seed: int, args: argparse.Namespace) -> Optional[Dict]:
     """Train one run (or reuse its record) and return the record; None when another process
     (a lane on the same work folder) is training it."""
-    rec = finished_record(method, labels, seed, args)
-    if rec is not None:
-        return rec
     name = run_name(method, labels, seed)
     with exclusive(os.path.join(args.work_dir, "claims", name + ".lock"), wait=False) as mine:
         if not mine:
             print(f"[{time.strftime('%H:%M:%S')}] {name}: in training by another process, "
                   f"skipped", flush=True)
             return None
-        # another lane may have finished it between the first look and the lock
+        # looked up under the lock: another lane may have finished the run a moment ago
         rec = finished_record(method, labels, seed, args)
         return rec if rec is not None else train_one(method, labels, seed, args)
 
