@@ -3,10 +3,10 @@
 # CPU, answers first: MultiAugs dual, SSPCM and MultiAugs single at 100 labels, seed 0, then seeds
 # 1-2 (each with the diagnostic MultiAugs dual whose four-path consistency sum is weighted as one
 # term, multiaugs_dual_w025: the evidence for why the released weighting falls behind), then
-# Mean Teacher, PoseDual + Mean Teacher and the multi-path method, the same diagnostic for
-# MultiAugs single (multiaugs_w025) and SSPCM without its score filter, then 300 labels, then seeds
+# Mean Teacher, PoseDual + Mean Teacher and the multi-path method, then 300 labels, then seeds
 # 3-4 at 100 labels for SSPCM, the row level with PoseDual after three seeds (the MultiAugs rows
-# end below it on every seed, so three seeds settle them). Supervised, PoseCons and PoseDual
+# end below it on every seed, so three seeds settle them), then the 300-label Mean Teacher rows, and
+# last the two diagnostics: MultiAugs single (multiaugs_w025) and SSPCM without its score filter. Supervised, PoseCons and PoseDual
 # come from the committed long-size runs (bench/results/ssl_synthetic_cpu_long_runs.json), which
 # are restored and skipped. Every finished run is recorded and skipped on the next start, so this
 # can be stopped and restarted at any time. On 2 cores one MultiAugs dual step costs 2.25 PoseDual
@@ -37,12 +37,12 @@ python bench/ssl_benchmark.py --size long --labels 100 --seeds 1 --methods $NEW 
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 2 --methods $NEW multiaugs_dual_w025 "$@"
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 \
     --methods mean_teacher posedual_mt multi_path "$@"
-# MultiAugs single ends below PoseCons: its four summed paths weighted as one term, as the dual
-# diagnostic
-python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 --methods multiaugs_w025 "$@"
-# SSPCM's teachers end below PoseDual's nets: the same runs without the score filter
-python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 --methods sspcm_nofilter "$@"
 python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 --methods $NEW "$@"
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 3 4 --methods sspcm "$@"  # level with PoseDual
 python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 \
     --methods mean_teacher posedual_mt multi_path "$@"
+# The diagnostics come after every ranked row. MultiAugs single ends below PoseCons: its four summed
+# paths weighted as one term, as the dual diagnostic
+python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 --methods multiaugs_w025 "$@"
+# SSPCM's teachers end below PoseDual's nets: the same runs without the score filter
+python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 --methods sspcm_nofilter "$@"
