@@ -400,8 +400,9 @@ def gain_table(records: List[Dict], labels: Sequence[int], methods: Sequence[str
 
 def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], path: str,
             key: str = "test_ap", metric: str = "COCO AP", units: str = "persons") -> None:
-    """Test AP against label count per method (PoseDual: its ensemble); with a single label count,
-    every seed's AP per method instead, a seed's runs joined by a line (the paired comparison)."""
+    """Test AP against label count per method (PoseDual: its ensemble; SSPCM: its student); with a
+    single label count, every seed's AP per method instead, a seed's runs joined by a line (the
+    paired comparison)."""
     from semipose.engine.visualize import pyplot, save_figure
     plt = pyplot()
 
@@ -418,10 +419,9 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
     def row(rs):
         return "ensemble" if rs and "ensemble" in rs[0][key] else "net1"
 
-    # several label counts: the legend beside the axes, where it hides no point
     shown = [m for m in methods if any(r["method"] == m for r in records)]
-    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(shown)), 4.5) if len(labels) == 1 else (11, 4.5))
     if len(labels) == 1:
+        fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(shown)), 4.5))
         seeds = sorted({r["seed"] for r in records})
         for j, seed in enumerate(seeds):
             ys = []
@@ -439,13 +439,35 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
                                              == "ensemble" else "") for m in shown],
                            rotation=20, ha="right", fontsize=8)
         ax.set_title(f"{labels[0]} labeled {units}: AP per seed (black: mean)", fontsize=10)
-    else:
-        for i, m in enumerate(methods):
+        ax.set_ylabel(f"{metric}, synthetic {where}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        save_figure(fig, path, dpi=110)
+        return
+
+    # Several label counts: the paper's rows in one panel and the methods after it in another,
+    # beside the Supervised and PoseDual references drawn in black and grey, so that no panel
+    # needs more than ten colours and each legend sits under its own panel.
+    refs = [m for m in ("supervised", "posedual") if m in shown]
+    panels = [("the paper's methods and their diagnostics", [m for m in shown if m in PAPER_ROWS]),
+              ("the methods after the paper, against Supervised and PoseDual",
+               [m for m in shown if m not in PAPER_ROWS])]
+    panels = [(t, ms) for t, ms in panels if ms]
+    if len(panels) == 2:
+        panels[1] = (panels[1][0], refs + panels[1][1])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6.2), sharey=True,
+                             squeeze=False)
+    for j, (ax, (title, ms)) in enumerate(zip(axes[0], panels)):
+        # the references keep one look in the panel of the later methods
+        ref_look = {"supervised": "k", "posedual": "0.55"} if j == 1 else {}
+        k = 0
+        for i, m in enumerate(ms):
             rs = [r for r in records if r["method"] == m]
             net = row(rs)
             xs, ys, es = [], [], []
             # methods side by side around each count, so that equal means stay apart
-            dodge = 1.02 ** (i - (len(methods) - 1) / 2)
+            dodge = 1.02 ** (i - (len(ms) - 1) / 2)
             counts = []
             for n in labels:
                 vals = [r[key][net] for r in rs if r["labels"] == n]
@@ -454,26 +476,30 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
                     es.append(np.std(vals, ddof=1) if len(vals) > 1 else 0)
             if not xs:
                 continue
-            label = METHODS[m][0] + (" (ensemble)" if net == "ensemble" else "")
+            if m in ref_look:
+                color, look = ref_look[m], dict(marker="o", linestyle=":")
+            else:
+                color, look = colors(k), style(k)
+                k += 1
+            label = METHODS[m][0] + (" (ensemble)" if net == "ensemble" else
+                                     " (student)" if "teacher_ensemble" in rs[0][key] else "")
             if len(set(counts)) == 1:  # one seed count: say it once, in the legend
                 label += f", n={counts[0]}"
             else:
                 for x, y, c in zip(xs, ys, counts):
                     ax.annotate(f"n={c}", (x, y), textcoords="offset points", xytext=(5, -3),
-                                fontsize=7, color=colors(i))
-            ax.errorbar(xs, ys, yerr=es, capsize=3, color=colors(i), label=label, **style(i))
+                                fontsize=7, color=color)
+            ax.errorbar(xs, ys, yerr=es, capsize=3, color=color, label=label, **look)
         ax.set_xscale("log")
         ax.set_xticks(list(labels))
         ax.set_xticklabels([str(n) for n in labels])
         ax.xaxis.set_minor_locator(plt.NullLocator())  # no 2x10^2 ticks between the counts
-        ax.set_title("mean ± std over seeds (n = seeds)", fontsize=10)
+        ax.set_title(title + "\nmean ± std over seeds (n = seeds)", fontsize=9)
         ax.set_xlabel(f"labeled {units}")
-    ax.set_ylabel(f"{metric}, synthetic {where}")
-    ax.grid(alpha=0.3)
-    if len(labels) == 1:
-        ax.legend(fontsize=8)
-    else:
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        ax.grid(alpha=0.3)
+        # the legend under its panel, where it hides no point
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), borderaxespad=0)
+    axes[0][0].set_ylabel(f"{metric}, synthetic {where}")
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
 

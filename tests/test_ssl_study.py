@@ -319,16 +319,28 @@ def test_consistency_rampup_weight():
 
 
 def test_label_count_plot_keeps_every_method_apart(tmp_path, monkeypatch):
-    """Past ten methods the colour cycle repeats: each method still gets its own colour and
-    marker pair, so no two legend entries look the same."""
+    """The paper's rows and the later methods get a panel each, the later ones beside the
+    Supervised and PoseDual references; within a panel no two legend entries look the same."""
     import semipose.engine.visualize as visualize
     bench = _load_bench()
-    methods = list(bench.METHODS)[:13]
+    methods = list(bench.METHODS)
     records = [{"method": m, "labels": n, "seed": s, "test_ap": {"net1": 0.1 + 0.01 * i}}
                for i, m in enumerate(methods) for n in (100, 300) for s in (0, 1)]
     figures = []
     monkeypatch.setattr(visualize, "save_figure", lambda fig, path, dpi=90: figures.append(fig))
     bench.plot_ap(records, [100, 300], methods, str(tmp_path / "ap.png"))
-    handles, _ = figures[0].axes[0].get_legend_handles_labels()
-    looks = {(tuple(h.lines[0].get_color()), h.lines[0].get_marker()) for h in handles}
-    assert len(handles) == 13 and len(looks) == 13
+    panels = []
+    for ax in figures[0].axes:
+        handles, names = ax.get_legend_handles_labels()
+        looks = {(str(h.lines[0].get_color()), h.lines[0].get_marker(), h.lines[0].get_linestyle())
+                 for h in handles}
+        assert len(looks) == len(handles)
+        panels.append([n.rsplit(", n=", 1)[0] for n in names])
+    paper = [bench.METHODS[m][0] for m in bench.PAPER_ROWS]
+    later = [bench.METHODS[m][0] for m in bench.AFTER_PAPER]
+    assert panels[0] == paper
+    assert panels[1] == [bench.METHODS["supervised"][0], bench.METHODS["posedual"][0]] + later
+    # only the paper's rows: one panel
+    figures.clear()
+    bench.plot_ap(records, [100, 300], list(bench.TABLE_METHODS), str(tmp_path / "ap.png"))
+    assert len(figures[0].axes) == 1
