@@ -5,10 +5,10 @@
 # term, multiaugs_dual_w025: the evidence for why the released weighting falls behind), then
 # Mean Teacher, PoseDual + Mean Teacher and the multi-path method, then 300 labels, then seeds
 # 3-4 at 100 labels for SSPCM, the row level with PoseDual after three seeds (the MultiAugs rows
-# end below it on every seed, so three seeds settle them), then the 300-label Mean Teacher rows, and
-# last the two diagnostics: MultiAugs single (multiaugs_w025) and SSPCM without its score filter. Supervised, PoseCons and PoseDual
-# come from the committed long-size runs (bench/results/ssl_synthetic_cpu_long_runs.json), which
-# are restored and skipped. Every finished run is recorded and skipped on the next start, so this
+# end below it on every seed, so three seeds settle them), then the 300-label Mean Teacher rows,
+# and last the two diagnostics: MultiAugs single (multiaugs_w025) and SSPCM without its score
+# filter. Supervised, PoseCons and PoseDual come from the committed long-size runs
+# (bench/results/ssl_synthetic_cpu_long_runs.json), which are restored and skipped. Every finished run is recorded and skipped on the next start, so this
 # can be stopped and restarted at any time. On 2 cores one MultiAugs dual step costs 2.25 PoseDual
 # steps and one SSPCM step 1.74 (bench/results/method_cost_cpu.md); measured alone on 2 cores, a
 # MultiAugs dual run takes about 48 minutes, SSPCM 42 and MultiAugs single 25.

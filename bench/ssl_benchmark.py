@@ -419,6 +419,14 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
     def row(rs):
         return "ensemble" if rs and "ensemble" in rs[0][key] else "net1"
 
+    def finish(fig, axes, legend: Dict) -> None:
+        axes[0].set_ylabel(f"{metric}, synthetic {where}")
+        for ax in axes:
+            ax.grid(alpha=0.3)
+            ax.legend(**legend)
+        fig.tight_layout()
+        save_figure(fig, path, dpi=110)
+
     shown = [m for m in methods if any(r["method"] == m for r in records)]
     if len(labels) == 1:
         fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(shown)), 4.5))
@@ -439,11 +447,7 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
                                              == "ensemble" else "") for m in shown],
                            rotation=20, ha="right", fontsize=8)
         ax.set_title(f"{labels[0]} labeled {units}: AP per seed (black: mean)", fontsize=10)
-        ax.set_ylabel(f"{metric}, synthetic {where}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        save_figure(fig, path, dpi=110)
+        finish(fig, [ax], dict(fontsize=8))
         return
 
     # Several label counts: the paper's rows in one panel and the methods after it in another,
@@ -496,12 +500,9 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
         ax.xaxis.set_minor_locator(plt.NullLocator())  # no 2x10^2 ticks between the counts
         ax.set_title(title + "\nmean ± std over seeds (n = seeds)", fontsize=9)
         ax.set_xlabel(f"labeled {units}")
-        ax.grid(alpha=0.3)
-        # the legend under its panel, where it hides no point
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), borderaxespad=0)
-    axes[0][0].set_ylabel(f"{metric}, synthetic {where}")
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
+    # the legend under its panel, where it hides no point
+    finish(fig, list(axes[0]), dict(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                                    borderaxespad=0))
 
 
 def plot_collapse(records: List[Dict], labels: int, path: str) -> None:
