@@ -2,16 +2,17 @@
 # The methods after PoseDual at the long size (7,600 steps a run) of the synthetic SSL benchmark on
 # CPU, answers first: MultiAugs dual, SSPCM and MultiAugs single at 100 labels, seed 0, then seeds
 # 1-2 (each with the diagnostic MultiAugs dual whose four-path consistency sum is weighted as one
-# term, multiaugs_dual_w025: the evidence for why the released weighting falls behind), then
-# Mean Teacher, PoseDual + Mean Teacher and the multi-path method, then 300 labels, then seeds
-# 3-4 at 100 labels for SSPCM, the row level with PoseDual after three seeds (the MultiAugs rows
-# end below it on every seed, so three seeds settle them), then the 300-label Mean Teacher rows,
-# and last the two diagnostics: MultiAugs single (multiaugs_w025) and SSPCM without its score
-# filter. Supervised, PoseCons and PoseDual come from the committed long-size runs
-# (bench/results/ssl_synthetic_cpu_long_runs.json), which are restored and skipped. Every finished run is recorded and skipped on the next start, so this
-# can be stopped and restarted at any time. On 2 cores one MultiAugs dual step costs 2.25 PoseDual
-# steps and one SSPCM step 1.74 (bench/results/method_cost_cpu.md); measured alone on 2 cores, a
-# MultiAugs dual run takes about 48 minutes, SSPCM 42 and MultiAugs single 25.
+# term, multiaugs_dual_w025: the evidence for why the released weighting falls behind), then Mean
+# Teacher, PoseDual + Mean Teacher and the multi-path method, then 300 labels, then seeds 3-4 at 100
+# labels for SSPCM, the row level with PoseDual after three seeds (the MultiAugs rows end below it
+# on every seed, so three seeds settle them), then the 300-label Mean Teacher rows, and last the two
+# diagnostics: MultiAugs single (multiaugs_w025) and SSPCM without its score filter. Supervised,
+# PoseCons and PoseDual come from the committed long-size runs
+# (bench/results/ssl_synthetic_cpu_long_runs.json), which are restored and skipped. Every finished
+# run is recorded and skipped on the next start, so this can be stopped and restarted at any time.
+# On 2 cores one MultiAugs dual step costs 2.25 PoseDual steps and one SSPCM step 1.74
+# (bench/results/method_cost_cpu.md); measured alone on 2 cores, a MultiAugs dual run takes about 48
+# minutes, SSPCM 42 and MultiAugs single 25.
 #
 # LANES=2 bash bench/run_ssl_after_posedual.sh runs two copies side by side, one thread each: a run
 # in training is locked, so each copy takes the next free run (on 2 cores about 1.6x the runs per
