@@ -5,11 +5,12 @@
 # term, multiaugs_dual_w025: the evidence for why the released weighting falls behind), then Mean
 # Teacher, PoseDual + Mean Teacher and the multi-path method, then 300 labels, then seeds 3-4 at 100
 # labels for SSPCM, the row level with PoseDual after three seeds (the MultiAugs rows end below it
-# on every seed, so three seeds settle them), then the 300-label Mean Teacher rows, and last the two
-# diagnostics: MultiAugs single (multiaugs_w025) and SSPCM without its score filter. Supervised,
-# PoseCons and PoseDual come from the committed long-size runs
-# (bench/results/ssl_synthetic_cpu_long_runs.json), which are restored and skipped. Every finished
-# run is recorded and skipped on the next start, so this can be stopped and restarted at any time.
+# on every seed, so three seeds settle them), then the 300-label Mean Teacher rows, and last the
+# diagnostics: seeds 3-4 of multiaugs_dual_w025, MultiAugs single weighted the same way
+# (multiaugs_w025) and SSPCM without its score filter. Supervised, PoseCons and PoseDual come from
+# the committed long-size runs (bench/results/ssl_synthetic_cpu_long_runs.json), which are restored
+# and skipped. Every finished run is recorded and skipped on the next start, so this can be stopped
+# and restarted at any time.
 # On 2 cores one MultiAugs dual step costs 2.25 PoseDual steps and one SSPCM step 1.74
 # (bench/results/method_cost_cpu.md); measured alone on 2 cores, a MultiAugs dual run takes about 48
 # minutes, SSPCM 42 and MultiAugs single 25.
@@ -42,8 +43,12 @@ python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 --methods $
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 3 4 --methods sspcm "$@"  # level with PoseDual
 python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 \
     --methods mean_teacher posedual_mt multi_path "$@"
-# The diagnostics come after every ranked row. MultiAugs single ends below PoseCons: its four summed
-# paths weighted as one term, as the dual diagnostic
+# The diagnostics come after every ranked row. The MultiAugs dual diagnostic is the one row above
+# PoseDual's ensemble after three seeds: seeds 3-4, as for the ranked rows above it
+python bench/ssl_benchmark.py --size long --labels 100 --seeds 3 4 \
+    --methods multiaugs_dual_w025 "$@"
+# MultiAugs single ends below PoseCons: its four summed paths weighted as one term, as the dual
+# diagnostic
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 --methods multiaugs_w025 "$@"
 # SSPCM's teachers end below PoseDual's nets: the same runs without the score filter
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 --methods sspcm_nofilter "$@"
