@@ -2,6 +2,7 @@
 checkout); every test keeps its files under its temporary folder."""
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -90,3 +91,22 @@ def script_env() -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "lib"), env.get("PYTHONPATH", "")])
     return env
+
+
+def tree_digest(root: str) -> dict:
+    """SHA-256 of every file below ``root``, by path relative to it: two trees are byte-identical
+    when their digests are equal."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def video_frames(path: str) -> list:
+    """Every frame of a video file (BGR arrays), read with the library's own reader."""
+    from semipose.inference import frames
+
+    return [frame for _, frame, _ in frames(path)]

@@ -205,11 +205,14 @@ def test_draw_pose_fades_low_confidence_joints():
 @pytest.mark.parametrize("case, needle", [
     ("no_model", "model file"), ("bad_boxes", "not valid JSON"), ("dict_boxes", "a list"),
     ("two_inputs", "exactly one"), ("no_detector_weights", "--detector-weights"),
-    ("missing_detector_weights", "not found"), ("bad_net", "offers")])
+    ("missing_detector_weights", "not found"), ("bad_net", "offers"),
+    ("bad_video", "cannot open video")])
 def test_user_errors_are_one_line(case, needle, data_root, sup_file, tmp_path, capsys):
     image = os.path.join(_val(data_root), sorted(os.listdir(_val(data_root)))[0])
     bad = tmp_path / "boxes.json"
     bad.write_text('{"image_id": 1}' if case == "dict_boxes" else "[{")
+    bad_video = tmp_path / "clip.mp4"
+    bad_video.write_bytes(b"not a video" * 10)
     args = {"no_model": ["--model-file", str(tmp_path / "none.pth"), "--image", image],
             "bad_boxes": ["--image", image, "--boxes", str(bad)],
             "dict_boxes": ["--image", image, "--boxes", str(bad)],
@@ -218,7 +221,8 @@ def test_user_errors_are_one_line(case, needle, data_root, sup_file, tmp_path, c
             "missing_detector_weights": ["--image", image, "--detector",
                                          "fasterrcnn_resnet50_fpn", "--detector-weights",
                                          str(tmp_path / "det.pth")],
-            "bad_net": ["--image", image, "--net", "net2"]}[case]
+            "bad_net": ["--image", image, "--net", "net2"],
+            "bad_video": ["--video", str(bad_video)]}[case]
     if "--model-file" not in args:
         args = ["--model-file", sup_file] + args
     code = _run("--cfg", SUPERVISED, "--out", str(tmp_path / "o"), *args,
@@ -228,6 +232,8 @@ def test_user_errors_are_one_line(case, needle, data_root, sup_file, tmp_path, c
     assert needle in err
     if case in ("bad_boxes", "dict_boxes"):
         assert str(bad) in err
+    if case == "bad_video":  # names the file; the unlabeled-folder advice is for training only
+        assert str(bad_video) in err and "unlabeled" not in err
 
 
 def test_annotation_and_id_helpers(data_root):

@@ -214,15 +214,14 @@ def test_posedual_cross_supervision(real):
         torch.testing.assert_close(p.grad, q.grad)
 
 
-def test_posedual_cutout_centres_on_other_net_with_derived_stride():
-    # stride-2 stand-ins on 128x96 images: heatmaps 64x48; a hard-coded stride of 4 would put
-    # net1's joint (48, 56)*4 outside the image
+def assert_cuts_centre_on_other_net(build):
+    """``build(nets)`` makes a two-net method with one joint cut per view; each student's cut must
+    sit where the *other* net sees the joints. Stride-2 stand-ins on 128x96 images give 64x48
+    heatmaps, so a hard-coded stride of 4 would put net 1's joint (48, 56)*4 outside the image."""
     hm1, hm2 = torch.zeros(J, 64, 48), torch.zeros(J, 64, 48)
     hm1[:, 10, 8] = 1  # net1's joints at pixel (16, 20)
     hm2[:, 56, 40] = 1  # net2's joints at pixel (80, 112)
-    method = PoseDual({"net1": FixedNet(hm1), "net2": FixedNet(hm2)},
-                      hard=HardView(ops=("cutout",), joint_num=3, affine=False,
-                                    cutout_mode="corrected", seed=2))
+    method = build({"net1": FixedNet(hm1), "net2": FixedNet(hm2)})
     batch = make_batch(n=3, h=128, w=96)
     batch["unlabeled"]["image"] = torch.ones(3, 3, 128, 96)
     batch["labeled"]["target"] = torch.zeros(3, J, 64, 48)
@@ -235,6 +234,12 @@ def test_posedual_cutout_centres_on_other_net_with_derived_stride():
     c1, c2 = centroid(debug["hard_images"]), centroid(debug["hard_images_2"])
     assert (c1 - torch.tensor([80.0, 112.0])).norm() < 25  # student 1 cut where net2 sees joints
     assert (c2 - torch.tensor([16.0, 20.0])).norm() < 25
+
+
+def test_posedual_cutout_centres_on_other_net_with_derived_stride():
+    assert_cuts_centre_on_other_net(
+        lambda nets: PoseDual(nets, hard=HardView(ops=("cutout",), joint_num=3, affine=False,
+                                                  cutout_mode="corrected", seed=2)))
 
 
 def test_posedual_sup_weight_scales_supervised_terms_only():

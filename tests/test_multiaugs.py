@@ -21,7 +21,8 @@ from semipose.transforms.batch import hard_affine_theta, joint_cutout, warp
 from semipose.transforms.multiaugs import jccm, joco, keypoint_cut_occlusion, random_cutout
 from semipose.utils.dist import DistInfo
 from conftest import make_synthetic, synthetic_cfg, tiny
-from test_methods import J, FixedNet, PoolNet, TinyNet, make_batch, record_then_replay
+from test_methods import (PoolNet, TinyNet, assert_cuts_centre_on_other_net, make_batch,
+                          record_then_replay)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTH = os.path.join(ROOT, "experiments", "synthetic")
@@ -154,25 +155,10 @@ def test_dual_cross_targets_and_per_path_terms_by_hand():
 
 
 def test_dual_views_centre_on_the_other_nets_joints():
-    # stride-2 stand-ins on 128x96 crops: net 1 sees joints at pixel (16, 20), net 2 at (80, 112)
-    hm1, hm2 = torch.zeros(J, 64, 48), torch.zeros(J, 64, 48)
-    hm1[:, 10, 8] = 1
-    hm2[:, 56, 40] = 1
-    method = MultiAugsDual({"net1": FixedNet(hm1), "net2": FixedNet(hm2)}, paths=["jc"],
-                           hard=HardView(affine=False, op_counts={"jc": 3},
-                                         op_mode="corrected", seed=2))
-    batch = make_batch(n=3, h=128, w=96)
-    batch["unlabeled"]["image"] = torch.ones(3, 3, 128, 96)
-    batch["labeled"]["target"] = torch.zeros(3, J, 64, 48)
-    debug = method.training_step(batch).debug
-
-    def centroid(img):
-        yx = (img[:, 0] == 0).nonzero()[:, 1:].float()
-        return yx.mean(0).flip(0)  # (x, y)
-
-    c1, c2 = centroid(debug["hard_images"]), centroid(debug["hard_images_2"])
-    assert (c1 - torch.tensor([80.0, 112.0])).norm() < 25  # student 1 cut where net 2 sees joints
-    assert (c2 - torch.tensor([16.0, 20.0])).norm() < 25
+    assert_cuts_centre_on_other_net(
+        lambda nets: MultiAugsDual(nets, paths=["jc"],
+                                   hard=HardView(affine=False, op_counts={"jc": 3},
+                                                 op_mode="corrected", seed=2)))
 
 
 # ------------------------------------------------------------------------ the "mean" row

@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 import sys
-from typing import List, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -27,7 +27,7 @@ from semipose.data.meta import dataset_meta
 from semipose.data.synthetic import generate
 from semipose.data.synthetic_quadruped import META as QUADRUPED
 
-from conftest import ROOT, script_env, tiny
+from conftest import ROOT, script_env, tiny, video_frames
 
 POSEDUAL = os.path.join(ROOT, "experiments", "custom", "posedual.yaml")
 SCRIPTS = os.path.join(ROOT, "pose_estimation")
@@ -50,18 +50,6 @@ def run(args: Sequence[str], cwd: str) -> str:
     return proc.stdout
 
 
-def read_frames(path: str) -> List[np.ndarray]:
-    cap = cv2.VideoCapture(path)
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
-
-
 def distance_to_segments(points: np.ndarray, segments: np.ndarray) -> np.ndarray:
     """Distance of each point [N, 2] to the nearest segment [E, 2, 2]."""
     a, b = segments[None, :, 0], segments[None, :, 1]
@@ -79,7 +67,7 @@ def test_own_keypoints_end_to_end(tmp_path):
                    formats=("custom", "dlc"), num_train=12, num_val=4, num_unlabeled=0,
                    videos=1, clip_frames=CLIP_FRAMES, show_progress=False)
     clip = os.path.join(gen["videos"], "clip00.mp4")
-    clip_frames = read_frames(clip)
+    clip_frames = video_frames(clip)
     assert len(clip_frames) == CLIP_FRAMES
     assert clip_frames[0].shape == (240, 320, 3)
 
@@ -171,7 +159,7 @@ def test_own_keypoints_end_to_end(tmp_path):
     out = run([os.path.join(SCRIPTS, "demo.py"), "--cfg", POSEDUAL, "--no-progress", *opts,
                "--model-file", model, "--video", clip, "--out", demo, "--kpt-thre=-1"], cwd=tmp)
     assert f"{CLIP_FRAMES} frames, {CLIP_FRAMES} persons ({meta.name} joints)" in out
-    drawn = read_frames(os.path.join(demo, "clip00_pose.mp4"))
+    drawn = video_frames(os.path.join(demo, "clip00_pose.mp4"))
     assert len(drawn) == CLIP_FRAMES
     limb_bgr = np.array(LIMB_RGB[::-1])
     for k, (before, after) in enumerate(zip(clip_frames, drawn)):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import math
@@ -22,6 +21,8 @@ from semipose.data.synthetic_body import Draws, build_person, sample_person
 from semipose.data.synthetic_render import render_scene
 from semipose.data.synthetic_scene import sample_scene
 
+from conftest import tree_digest
+
 SIZES = dict(num_train=12, num_val=6, num_unlabeled=6)
 SEED = 3  # its 6 val images hold 14 people, 3 of them missed by the simulated detector (~10 % rate)
 U = {n: i for i, n in enumerate(UNION.names)}
@@ -30,16 +31,6 @@ U = {n: i for i, n in enumerate(UNION.names)}
 def _quiet_coco(path: str) -> CocoApi:
     with contextlib.redirect_stdout(io.StringIO()):
         return CocoApi(path)
-
-
-def _digest(root: str) -> dict:
-    out = {}
-    for d, _, files in os.walk(root):
-        for f in files:
-            p = os.path.join(d, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -189,11 +180,11 @@ def test_same_seed_same_bytes_other_seed_differs(data, tmp_path):
     root, _ = data
     again = str(tmp_path / "again")
     generate(again, seed=SEED, show_progress=False, formats=("coco", "mpii", "aic"), workers=2, **SIZES)
-    ref = _digest(root)
-    assert _digest(again) == ref
+    ref = tree_digest(root)
+    assert tree_digest(again) == ref
     other = str(tmp_path / "other")
     generate(other, seed=SEED + 1, show_progress=False, formats=("coco",), **SIZES)
-    got = _digest(other)
+    got = tree_digest(other)
     coco_files = [k for k in ref if k.startswith("coco")]
     assert set(got) == set(coco_files)
     assert all(got[k] != ref[k] for k in coco_files if k.endswith(".jpg"))

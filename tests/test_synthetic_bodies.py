@@ -3,7 +3,6 @@ DeepLabCut project, unlabeled clips, determinism; the people generator is tests/
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 
@@ -20,6 +19,8 @@ from semipose.data.synthetic_custom import (VideoWriterError, dlc_image_path, re
 from semipose.errors import ConfigError
 from semipose.utils.streams import stream_rng, stream_seed
 
+from conftest import tree_digest, video_frames
+
 SEED = 4
 SIZES = dict(num_train=12, num_val=6, num_unlabeled=2)
 CLIP_FRAMES = 12
@@ -27,16 +28,6 @@ J = quad.META.num_joints
 FLIP = np.arange(J)
 for _a, _b in quad.META.flip_pairs:
     FLIP[_a], FLIP[_b] = _b, _a
-
-
-def _digest(root: str) -> dict:
-    out = {}
-    for d, _, files in os.walk(root):
-        for f in files:
-            p = os.path.join(d, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
 
 
 def _json(path):
@@ -198,12 +189,12 @@ def test_same_seed_same_bytes_other_seed_differs(data, tmp_path):
     root, paths = data
     again = str(tmp_path / "again")
     _generate(again, videos=int("videos" in paths), workers=2)
-    ref = _digest(root)
-    assert _digest(again) == ref
+    ref = tree_digest(root)
+    assert tree_digest(again) == ref
     assert "dlc/CollectedData_synthetic.csv" in ref and "dataset.yaml" in ref
     other = str(tmp_path / "other")
     generate(other, seed=SEED + 1, show_progress=False, body="quadruped", preset="light", **SIZES)
-    got = _digest(other)
+    got = tree_digest(other)
     jpgs = [k for k in got if k.endswith(".jpg")]
     assert len(jpgs) == sum(SIZES.values())
     assert all(got[k] != ref[k] for k in jpgs)
@@ -278,18 +269,6 @@ def test_write_dlc_csv(tmp_path):
 
 
 # ------------------------------------------------------------------------------ clips
-def _read_video(path):
-    cap = cv2.VideoCapture(path)
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
-
-
 @pytest.mark.parametrize("ext", [".mp4", ".avi"])
 def test_clip_frames_size_and_determinism(tmp_path, ext):
     path = str(tmp_path / f"walk{ext}")
@@ -297,7 +276,7 @@ def test_clip_frames_size_and_determinism(tmp_path, ext):
         clip = render_clip(path, seed=2, num_frames=20, size=(160, 120), preset="light")
     except VideoWriterError as err:
         pytest.skip(f"this OpenCV build has no {ext} writer: {err}")
-    frames = _read_video(path)
+    frames = video_frames(path)
     assert len(frames) == clip["num_frames"] == 20
     assert all(f.shape == (120, 160, 3) for f in frames)
     assert clip["joints"].shape == (20, J, 2) and clip["vis"].shape == (20, J)
@@ -313,7 +292,7 @@ def test_clip_frames_size_and_determinism(tmp_path, ext):
     with open(path, "rb") as a, open(again, "rb") as b:
         assert a.read() == b.read()
     render_clip(again, seed=3, num_frames=20, size=(160, 120), preset="light")
-    assert np.abs(_read_video(again)[0].astype(int) - frames[0]).mean() > 5
+    assert np.abs(video_frames(again)[0].astype(int) - frames[0]).mean() > 5
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temporary file left
 
 
@@ -321,7 +300,7 @@ def test_generated_clip(data):
     _, paths = data
     if "videos" not in paths:
         pytest.skip("this OpenCV build has no .mp4 writer (mp4v)")
-    frames = _read_video(os.path.join(paths["videos"], "clip00.mp4"))
+    frames = video_frames(os.path.join(paths["videos"], "clip00.mp4"))
     assert len(frames) == CLIP_FRAMES and frames[0].shape == (240, 320, 3)
 
 
@@ -356,7 +335,7 @@ def test_cli(tmp_path, capsys):
     assert len(_json(paths["train"])["images"]) == 2 and "unlabeled" not in paths
     assert os.path.isfile(os.path.join(paths["videos"], "clip00.avi"))
     assert len(_read_dlc(paths["dlc_csv"])[1]) == 3
-    assert len(_read_video(os.path.join(paths["videos"], "clip00.avi"))) == 3
+    assert len(video_frames(os.path.join(paths["videos"], "clip00.avi"))) == 3
 
 
 def test_streams_of_the_quadruped_are_their_own():

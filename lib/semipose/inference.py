@@ -19,6 +19,7 @@ import torch
 from yacs.config import CfgNode
 
 from .data.keypoints import JointSet, model_space_of_cfg, to_native
+from .data.video_frames import open_video
 from .errors import ConfigError, DataError, MissingFileError, WeightsError
 from .evaluation.predict import forward_heatmaps
 from .transforms.affine import box_to_center_scale, get_affine_transform, sanitize_box
@@ -333,9 +334,7 @@ def coco_results(image_id: Any, kpts: np.ndarray, boxes: BoxList, estimator: Pos
 
 def frames(path: str) -> Iterable[Tuple[int, np.ndarray, float]]:
     """(index, BGR frame, fps) of a video file."""
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        raise DataError(f"cannot open video {path} (a codec OpenCV can read is needed)")
+    cap = open_video(path, unlabeled=False)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     try:
         k = 0

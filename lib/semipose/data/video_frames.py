@@ -143,20 +143,23 @@ def _manifest_valid(manifest: Optional[Dict[str, Any]], stat: Dict[str, int],
         return False
 
 
-def _open_video(path: str) -> "cv2.VideoCapture":
+def open_video(path: str, unlabeled: bool = True) -> "cv2.VideoCapture":
+    """An opened capture of ``path``, or a DataError saying how to mend the file (and, for a video
+    of the unlabeled folder, that moving it out also works)."""
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         cap.release()
+        fix = " or move it out of the unlabeled folder" if unlabeled else ""
         raise DataError(f"cannot open video '{path}' with OpenCV (corrupt file, or a codec this "
                         f"OpenCV build lacks): re-encode it (e.g. ffmpeg -i IN -c:v libx264 "
-                        f"OUT.mp4) or move it out of the unlabeled folder")
+                        f"OUT.mp4){fix}")
     return cap
 
 
 def _reported_frames(path: str) -> int:
     """The frame count the container states (0 when it does not); opening the video here also
     reports a broken one before any long extraction starts."""
-    cap = _open_video(path)
+    cap = open_video(path)
     try:
         return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
     finally:
@@ -165,7 +168,7 @@ def _reported_frames(path: str) -> int:
 
 def _count_frames(path: str) -> int:
     """Frames of a video by reading through it (when the container does not state the count)."""
-    cap = _open_video(path)
+    cap = open_video(path)
     n = 0
     try:
         while cap.grab():
@@ -189,7 +192,7 @@ def _decode(path: str, keep: Callable[[int], bool], last: Optional[int], out_dir
     """Read the video in order and cache the frames ``keep`` accepts, stopping after frame
     ``last`` (None: read to the end). Sequential reading keeps frame indices exact (seeking is
     not frame-exact for every codec). Returns (frames read, indices written, (width, height))."""
-    cap = _open_video(path)
+    cap = open_video(path)
     written: List[int] = []
     size = (0, 0)
     index = 0
