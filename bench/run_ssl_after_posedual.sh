@@ -3,14 +3,15 @@
 # CPU, answers first: MultiAugs dual, SSPCM and MultiAugs single at 100 labels, seed 0, then seeds
 # 1-2 (each with the diagnostic MultiAugs dual whose four-path consistency sum is weighted as one
 # term, multiaugs_dual_w025: the evidence for why the released weighting falls behind), then Mean
-# Teacher, PoseDual + Mean Teacher and the multi-path method, then 300 labels, then seeds 3-4 at 100
-# labels for SSPCM, the row level with PoseDual after three seeds (the MultiAugs rows end below it
-# on every seed, so three seeds settle them), then the 300-label Mean Teacher rows, and last the
-# diagnostics: seeds 3-4 of multiaugs_dual_w025, MultiAugs single weighted the same way
-# (multiaugs_w025) and SSPCM without its score filter. Supervised, PoseCons and PoseDual come from
-# the committed long-size runs (bench/results/ssl_synthetic_cpu_long_runs.json), which are restored
-# and skipped. Every finished run is recorded and skipped on the next start, so this can be stopped
-# and restarted at any time.
+# Teacher and PoseDual + Mean Teacher, then 300 labels, then seeds 3-4 at 100 labels for SSPCM,
+# the row level with PoseDual after three seeds (the MultiAugs rows end below it on every seed, so
+# three seeds settle them), then the 300-label Mean Teacher rows, then multi-path with its boxes
+# scaled to the crop (multi_path_s) at both label counts, and last the diagnostics: seeds 3-4 of
+# multiaugs_dual_w025, MultiAugs single weighted the same way (multiaugs_w025), SSPCM without its
+# score filter and multi-path at the reference pixel sizes. Supervised, PoseCons and PoseDual come
+# from the committed long-size runs (bench/results/ssl_synthetic_cpu_long_runs.json), which are
+# restored and skipped. Every finished run is recorded and skipped on the next start, so this can
+# be stopped and restarted at any time.
 # On 2 cores one MultiAugs dual step costs 2.25 PoseDual steps and one SSPCM step 1.74
 # (bench/results/method_cost_cpu.md); measured alone on 2 cores, a MultiAugs dual run takes about 48
 # minutes, SSPCM 42 and MultiAugs single 25.
@@ -38,11 +39,15 @@ python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 --methods $NEW 
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 1 --methods $NEW multiaugs_dual_w025 "$@"
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 2 --methods $NEW multiaugs_dual_w025 "$@"
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 \
-    --methods mean_teacher posedual_mt multi_path "$@"
+    --methods mean_teacher posedual_mt "$@"
 python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 --methods $NEW "$@"
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 3 4 --methods sspcm "$@"  # level with PoseDual
 python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 \
-    --methods mean_teacher posedual_mt multi_path "$@"
+    --methods mean_teacher posedual_mt "$@"
+# multi-path with its boxes scaled to the crop as the other methods' (multi_path_s); the rows at
+# the reference pixel sizes (multi_path) stay as a diagnostic below
+python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 --methods multi_path_s "$@"
+python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 --methods multi_path_s "$@"
 # The diagnostics come after every ranked row. The MultiAugs dual diagnostic is the one row above
 # PoseDual's ensemble after three seeds: seeds 3-4, as for the ranked rows above it
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 3 4 \
@@ -52,3 +57,5 @@ python bench/ssl_benchmark.py --size long --labels 100 --seeds 3 4 \
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 --methods multiaugs_w025 "$@"
 # SSPCM's teachers end below PoseDual's nets: the same runs without the score filter
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 --methods sspcm_nofilter "$@"
+# multi-path at the reference pixel sizes (its first runs, kept for the size comparison)
+python bench/ssl_benchmark.py --size long --labels 100 300 --seeds 0 1 2 --methods multi_path "$@"

@@ -85,7 +85,13 @@ METHODS: Dict[str, tuple] = {
     # methods after the paper (extra rows; e.g. --methods mean_teacher posedual_mt multi_path)
     "mean_teacher": ("Mean Teacher", ["MODEL.NAME", "mean_teacher"]),
     "posedual_mt": ("PoseDual + Mean Teacher", ["MODEL.NAME", "pose_dual_mt"]),
-    "multi_path": ("Multi-path (occlusion+cutout, cutout+cutmix)", ["MODEL.NAME", "pose_multi"]),
+    # multi-path's cutout and cut-occlusion boxes are Joint Cutout's (made for 256x192 crops): at
+    # the reference pixel sizes its ten boxes a path cover most of a 96x64 crop, so the ranked row
+    # gets the same geometric scale as Joint Cutout, MultiAugs and SSPCM (multi_path_s)
+    "multi_path": ("Multi-path (occlusion+cutout, cutout+cutmix), reference pixel sizes",
+                   ["MODEL.NAME", "pose_multi"]),
+    "multi_path_s": ("Multi-path (occlusion+cutout, cutout+cutmix; sizes x 0.354)",
+                     ["MODEL.NAME", "pose_multi", "SSL.HARD.CUTOUT_SCALE", "0.354"]),
     "posecons_conf": ("PoseCons + confidence mask 0.2",
                       ["MODEL.NAME", "pose_cons", "CONS_CONF_THRE", "0.2"]),
     # diagnostic of PoseDual < PoseCons: each PoseDual net with PoseCons' 1:1 balance of its
