@@ -135,7 +135,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--methods", nargs="+", choices=list(METHODS),
                    default=["supervised", "posecons", "posedual", "mean_teacher", "posedual_mt",
-                            "multi_path", "multiaugs", "multiaugs_dual", "sspcm"])
+                            "multi_path", "multi_path_s", "multiaugs", "multiaugs_dual",
+                            "sspcm"])
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     p.add_argument("--steps", type=int, default=4, help="timed steps per method and round")
     p.add_argument("--warmup", type=int, default=2)
