@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import os
 import subprocess
@@ -383,12 +384,17 @@ def table(records: List[Dict], labels: Sequence[int], methods: Sequence[str],
 
 def step_costs(device: str) -> Dict[str, float]:
     """Each method's training-step time relative to PoseDual's, measured in one process by
-    bench/bench_method_cost.py on this kind of device (empty when not measured)."""
-    path = os.path.join(ROOT, "bench", "results", f"method_cost_{device.split(':')[0]}.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return {m: v["cost"] for m, v in json.load(f)["methods"].items()}
+    bench/bench_method_cost.py on this kind of device (empty when not measured): from
+    ``method_cost_<device>.json``, and for a method it lacks from a later, smaller measurement
+    ``method_cost_<device>_<what>.json`` (each ratio is against PoseDual in its own run)."""
+    stem = os.path.join(ROOT, "bench", "results", f"method_cost_{device.split(':')[0]}")
+    out: Dict[str, float] = {}
+    for path in [stem + ".json"] + sorted(glob.glob(stem + "_*.json")):
+        if os.path.exists(path):
+            with open(path) as f:
+                for m, v in json.load(f)["methods"].items():
+                    out.setdefault(m, v["cost"])
+    return out
 
 
 def gain_table(records: List[Dict], labels: Sequence[int], methods: Sequence[str],

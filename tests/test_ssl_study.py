@@ -301,6 +301,21 @@ def test_every_later_method_is_compared_with_posedual():
     assert not paper & set(bench.AFTER_PAPER)
 
 
+def test_step_costs_fill_missing_methods_from_later_measurements(tmp_path, monkeypatch):
+    """The main cost file wins; a later, smaller file only adds the methods it lacks."""
+    bench = _load_bench()
+    results = tmp_path / "bench" / "results"
+    results.mkdir(parents=True)
+    (results / "method_cost_cpu.json").write_text(
+        json.dumps({"methods": {"posedual": {"cost": 1.0}, "multi_path": {"cost": 0.64}}}))
+    (results / "method_cost_cpu_sizes.json").write_text(
+        json.dumps({"methods": {"posedual": {"cost": 1.0}, "multi_path": {"cost": 0.67},
+                                "multi_path_s": {"cost": 0.67}}}))
+    monkeypatch.setattr(bench, "ROOT", str(tmp_path))
+    assert bench.step_costs("cpu") == {"posedual": 1.0, "multi_path": 0.64, "multi_path_s": 0.67}
+    assert bench.step_costs("cuda:0") == {}
+
+
 def test_consistency_rampup_weight():
     m = PoseCons(TinyNet(), hard=HardView(seed=1), cons=Consistency(rampup_epochs=2.0))
     expected = {0.0: math.exp(-5), 1.0: math.exp(-5 * 0.25), 2.0: 1.0, 7.5: 1.0}
