@@ -6,7 +6,8 @@
 # Teacher and PoseDual + Mean Teacher, then 300 labels, then seeds 3-4 at 100 labels for SSPCM,
 # the row level with PoseDual after three seeds (the MultiAugs rows end below it on every seed, so
 # three seeds settle them), then the 300-label Mean Teacher rows, then multi-path with its boxes
-# scaled to the crop (multi_path_s) at both label counts, and last the diagnostics: seeds 3-4 of
+# scaled to the crop (multi_path_s) at both label counts (and seeds 3-4 at 100 labels, where its
+# first seeds came level with PoseDual), and last the diagnostics: seeds 3-4 of
 # multiaugs_dual_w025, MultiAugs single weighted the same way (multiaugs_w025), SSPCM without its
 # score filter and multi-path at the reference pixel sizes. Supervised, PoseCons and PoseDual come
 # from the committed long-size runs (bench/results/ssl_synthetic_cpu_long_runs.json), which are
@@ -48,6 +49,7 @@ python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 \
 # the reference pixel sizes (multi_path) stay as a diagnostic below
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 --methods multi_path_s "$@"
 python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 --methods multi_path_s "$@"
+python bench/ssl_benchmark.py --size long --labels 100 --seeds 3 4 --methods multi_path_s "$@"
 # The diagnostics come after every ranked row. The MultiAugs dual diagnostic is the one row above
 # PoseDual's ensemble after three seeds: seeds 3-4, as for the ranked rows above it
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 3 4 \
