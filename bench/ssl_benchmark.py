@@ -422,11 +422,16 @@ def plot_ap(records: List[Dict], labels: Sequence[int], methods: Sequence[str], 
     where = "held-out test set" if key == "test_ap" else "val set, last epoch"
     tab10 = plt.get_cmap("tab10")
 
-    def colors(i: int):  # past ten methods the colours repeat, with another marker and line
-        return tab10(i % 10)
+    # tab10 without its grey, which would pass for the grey PoseDual reference; past nine methods
+    # the colours repeat, with another marker and line
+    palette = [tab10(c) for c in range(10) if c != 7]
+
+    def colors(i: int):
+        return palette[i % len(palette)]
 
     def style(i: int) -> Dict[str, str]:
-        return dict(marker="os^D"[i // 10 % 4], linestyle="-" if i < 10 else "--")
+        n = len(palette)
+        return dict(marker="os^D"[i // n % 4], linestyle="-" if i < n else "--")
 
     def row(rs):
         return "ensemble" if rs and "ensemble" in rs[0][key] else "net1"
