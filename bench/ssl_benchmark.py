@@ -87,8 +87,8 @@ METHODS: Dict[str, tuple] = {
     "mean_teacher": ("Mean Teacher", ["MODEL.NAME", "mean_teacher"]),
     "posedual_mt": ("PoseDual + Mean Teacher", ["MODEL.NAME", "pose_dual_mt"]),
     # multi-path's cutout and cut-occlusion boxes are Joint Cutout's (made for 256x192 crops): at
-    # the reference pixel sizes its ten boxes a path cover most of a 96x64 crop, so the ranked row
-    # gets the same geometric scale as Joint Cutout, MultiAugs and SSPCM (multi_path_s)
+    # the reference pixel sizes five of them cover ~30% of a 96x64 crop and its first path draws
+    # ten, so the ranked row gets the same geometric scale as Joint Cutout, MultiAugs and SSPCM
     "multi_path": ("Multi-path (occlusion+cutout, cutout+cutmix), reference pixel sizes",
                    ["MODEL.NAME", "pose_multi"]),
     "multi_path_s": ("Multi-path (occlusion+cutout, cutout+cutmix; sizes x 0.354)",
