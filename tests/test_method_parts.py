@@ -119,3 +119,48 @@ def test_mixing_op_mixes_the_consistency_target_and_weights_too():
     assert torch.equal(out.debug["teacher_warped"], target) and not torch.equal(target, t)
     expected = JointsMSELoss()(out.debug["student_heatmaps"], target, weight)
     torch.testing.assert_close(out.terms["loss_cons"], expected)
+
+
+# ------------------------------------------------------------------ pixel sizes against the crop
+# An op declared pixel-sized (what it draws does not matter to the advice).
+register_hard_op("pixel_box", pixel_sizes=True)(lambda view, hv, gen: view)
+
+
+def test_crop_scale_advice_warns_for_boxes_sized_for_a_larger_crop():
+    from torch import nn
+    from semipose.methods.parts import crop_scale_advice
+    views = nn.ModuleList([HardView(("cutout",), 5), HardView(("cutmix",))])
+    msg = crop_scale_advice(views, [64, 96])
+    assert msg is not None
+    # sqrt(64 * 96 / (192 * 256)) = 0.354; at scale 1 the boxes take (1 / 0.354)^2 = 8x the share
+    for part in ("is 1 on a 96x64 crop", "['cutout']", "8.0x", "SSL.HARD.CUTOUT_SCALE 0.354"):
+        assert part in msg, (part, msg)
+    assert crop_scale_advice(views, [192, 256]) is None  # the reference crop
+    assert crop_scale_advice(views, [288, 384]) is None  # a larger crop: smaller boxes, no warning
+    # the tolerance: 1.5 x 0.354 = 0.530
+    assert crop_scale_advice(nn.ModuleList([HardView(("cutout",), 5, cutout_scale=0.52)]),
+                             [64, 96]) is None
+    assert crop_scale_advice(nn.ModuleList([HardView(("cutout",), 5, cutout_scale=0.54)]),
+                             [64, 96]) is not None
+    # no boxes drawn (0 joints), only fractional ops, or a registered pixel-sized op
+    assert crop_scale_advice(nn.ModuleList([HardView(("cutout",), 0)]), [64, 96]) is None
+    assert crop_scale_advice(nn.ModuleList([HardView(("cutmix", "mixup", "invert_image"))]),
+                             [64, 96]) is None
+    msg = crop_scale_advice(nn.ModuleList([HardView(("invert_image", "pixel_box"))]), [64, 64])
+    assert msg is not None and "['pixel_box']" in msg and "CUTOUT_SCALE 0.289" in msg
+    # the multi-path config at scale 1: the case the warning is for (docs/benchmarks.md)
+    cfg = load_cfg(MULTI_PATH, ["SSL.HARD.CUTOUT_SCALE", "1.0"])
+    msg = crop_scale_advice(build_method(cfg, [TinyNet()]), cfg.MODEL.IMAGE_SIZE)
+    assert msg is not None and "['cutout', 'occlusion']" in msg
+    assert crop_scale_advice(build_method(load_cfg(MULTI_PATH), [TinyNet()]), [64, 96]) is None
+
+
+def test_trainer_logs_the_crop_scale_warning(caplog):
+    import logging
+    from semipose.engine.model_setup import build_method_for
+    from semipose.utils.dist import DistInfo
+    cfg = load_cfg(MULTI_PATH, ["SSL.HARD.CUTOUT_SCALE", "1.0", "MODEL.EXTRA.NUM_LAYERS", "18"])
+    with caplog.at_level(logging.WARNING, logger="crop_scale"):
+        build_method_for(cfg, DistInfo(), logging.getLogger("crop_scale"))
+    assert [r.levelno for r in caplog.records if "CUTOUT_SCALE 0.354" in r.message] == \
+        [logging.WARNING]

@@ -31,6 +31,10 @@ def build_method_for(cfg: CfgNode, info: DistInfo, log: logging.Logger
                      ) -> Tuple[nn.Module, nn.Module]:
     """(method, model to call): the model is the method, or its DDP wrapper."""
     from ..methods import build_method
+    from ..methods.parts import crop_scale_advice
     nets = build_nets(cfg, bool(cfg.MODEL.INIT_WEIGHTS), log)
     method = build_method(cfg, nets, seed=stream_seed("hard_view", seed=cfg.SEED, rank=info.rank))
+    advice = crop_scale_advice(method, cfg.MODEL.IMAGE_SIZE)
+    if advice:
+        log.warning(advice)
     return place_method(method, cfg, info, log)

@@ -10,7 +10,7 @@ replay its draws.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Sequence, Set, Tuple, Union
 
 import torch
 
@@ -52,14 +52,20 @@ class View:
 # An op: (view, its hard view's settings, the draw source) -> the changed view.
 HardOp = Callable[[View, "HardView", Source], View]
 HARD_OPS: Dict[str, HardOp] = {}
+# The ops whose boxes, holes or jitter are in pixels of a 256x192 crop, scaled by the hard view's
+# cutout_scale: a smaller crop needs a scale below 1 (HardView.crop_scale_advice says which).
+PIXEL_SIZED_OPS: Set[str] = set()
 
 
-def register_hard_op(name: str) -> Callable[[HardOp], HardOp]:
-    """Function decorator: make ``name`` usable in a hard view's ops (and in SSL.MULTI.PATHS)."""
+def register_hard_op(name: str, pixel_sizes: bool = False) -> Callable[[HardOp], HardOp]:
+    """Function decorator: make ``name`` usable in a hard view's ops (and in SSL.MULTI.PATHS).
+    ``pixel_sizes``: the op's sizes are pixels of a 256x192 crop times the view's cutout_scale."""
     def deco(fn: HardOp) -> HardOp:
         if name in HARD_OPS and HARD_OPS[name] is not fn:
             raise ValueError(f"hard-view op {name!r} is already registered")
         HARD_OPS[name] = fn
+        if pixel_sizes:
+            PIXEL_SIZED_OPS.add(name)
         return fn
     return deco
 
@@ -73,7 +79,7 @@ def teacher_joints_px(teacher: torch.Tensor, images: torch.Tensor) -> torch.Tens
                         coords[..., 1] * (images.shape[2] / teacher.shape[2])], -1)
 
 
-@register_hard_op("cutout")
+@register_hard_op("cutout", pixel_sizes=True)
 def _cutout(view: View, hv: "HardView", gen: Source) -> View:
     """Joint Cutout: zeroed boxes around the teacher's joints; the target is unchanged."""
     view.image = joint_cutout(view.image, view.joints_px(), hv.joint_num, gen, hv.cutout_mode,
@@ -81,7 +87,7 @@ def _cutout(view: View, hv: "HardView", gen: Source) -> View:
     return view
 
 
-@register_hard_op("occlusion")
+@register_hard_op("occlusion", pixel_sizes=True)
 def _occlusion(view: View, hv: "HardView", gen: Source) -> View:
     """Joint cut-occlusion: the boxes filled from a partner crop; the target is unchanged."""
     view.image = joint_cut_occlusion(view.image, view.joints_px(), hv.joint_num, gen,
@@ -108,7 +114,7 @@ register_hard_op("none")(lambda view, hv, gen: view)
 # The ops of MultiAugs / SSPCM as released (transforms/multiaugs.py): counts from the hard
 # view's ``op_counts``, mode from its ``op_mode``, pixel sizes times its ``cutout_scale``. None
 # of them changes the target or the joint weights (they occlude; no joint moves).
-@register_hard_op("jc")
+@register_hard_op("jc", pixel_sizes=True)
 def _jc(view: View, hv: "HardView", gen: Source) -> View:
     """Joint Cutout with the 'jc' count and the op mode (MultiAugs' JC path)."""
     view.image = joint_cutout(view.image, view.joints_px(), hv.op_counts["jc"], gen, hv.op_mode,
@@ -116,7 +122,7 @@ def _jc(view: View, hv: "HardView", gen: Source) -> View:
     return view
 
 
-@register_hard_op("jo")
+@register_hard_op("jo", pixel_sizes=True)
 def _jo(view: View, hv: "HardView", gen: Source) -> View:
     """Keypoint cut-occlusion (JO / SSCO), 'jo' pastes."""
     view.image = keypoint_cut_occlusion(view.image, view.joints_px(), gen, hv.op_mode,
@@ -124,14 +130,14 @@ def _jo(view: View, hv: "HardView", gen: Source) -> View:
     return view
 
 
-@register_hard_op("co")
+@register_hard_op("co", pixel_sizes=True)
 def _co(view: View, hv: "HardView", gen: Source) -> View:
     """Cutout (CO): 'co' random holes set to zero."""
     view.image = random_cutout(view.image, gen, hv.op_mode, hv.op_counts["co"], hv.cutout_scale)
     return view
 
 
-@register_hard_op("cm")
+@register_hard_op("cm", pixel_sizes=True)
 def _cm(view: View, hv: "HardView", gen: Source) -> View:
     """Hole CutMix (CM): 'cm' holes filled from a partner crop; targets not mixed."""
     view.image = cutmix_holes(view.image, gen, hv.op_mode, hv.op_counts["cm"], hv.cutout_scale)
@@ -145,7 +151,7 @@ def _mu(view: View, hv: "HardView", gen: Source) -> View:
     return view
 
 
-@register_hard_op("joco")
+@register_hard_op("joco", pixel_sizes=True)
 def _joco(view: View, hv: "HardView", gen: Source) -> View:
     """JOCO: JO ('jo' pastes), then CO ('co' holes)."""
     view.image = joco(view.image, view.joints_px(), gen, hv.op_mode, hv.op_counts["jo"],
@@ -153,7 +159,7 @@ def _joco(view: View, hv: "HardView", gen: Source) -> View:
     return view
 
 
-@register_hard_op("jccm")
+@register_hard_op("jccm", pixel_sizes=True)
 def _jccm(view: View, hv: "HardView", gen: Source) -> View:
     """JCCM: Joint Cutout ('jc' boxes), then CM ('cm' holes: 5 for MultiAugs dual)."""
     view.image = jccm(view.image, view.joints_px(), gen, hv.op_mode, hv.op_counts["jc"],

@@ -32,7 +32,8 @@ from ..transforms.batch import CUTOUT_MODES, compose_theta, hard_affine_theta, i
 from ..transforms.draws import Recorder, Source, Tape
 from ..transforms.multiaugs import check_mode
 # The op table lives in hard_ops.py; its names are re-exported here, where a method finds its parts.
-from .hard_ops import HARD_OPS, HardOp, View, parse_ops, register_hard_op, teacher_joints_px  # noqa: F401
+from .hard_ops import (HARD_OPS, PIXEL_SIZED_OPS, HardOp, View, parse_ops,  # noqa: F401
+                       register_hard_op, teacher_joints_px)
 
 TEACHER_VIEWS = ("easy", "hard")
 # Per-op counts of the MultiAugs / SSPCM ops (HardView's op_counts): Joint Cutout boxes, JO
@@ -164,6 +165,11 @@ class HardView(nn.Module):
                    teacher_view=h.TEACHER_VIEW, joint_mask=joint_mask,
                    seed=cfg.SEED if seed is None else seed)
 
+    def pixel_ops(self) -> Tuple[str, ...]:
+        """This view's ops whose sizes are pixels of a 256x192 crop (boxes actually drawn)."""
+        no_boxes = ("cutout", "occlusion") if self.joint_num == 0 else ()
+        return tuple(op for op in self.ops if op in PIXEL_SIZED_OPS and op not in no_boxes)
+
     def with_ops(self, ops: Sequence[str], joint_num: int) -> "HardView":
         """A view with other ops and box count that shares this one's settings (op counts and
         op mode included), joint mask and random stream (MultiAugs-style paths: one stream for
@@ -231,6 +237,32 @@ class HardView(nn.Module):
         student frame x(theta p) is reached by sampling the teacher at theta_t^-1 theta p.
         """
         return theta if theta_t is None else compose_theta(invert_theta(theta_t), theta)
+
+
+# The crop the ops' pixel sizes were made for (the reference's 256x192, as [w, h]), and how much
+# larger than their share of that crop the boxes may be before a run is warned.
+REFERENCE_CROP = (192, 256)
+CROP_SCALE_TOLERANCE = 1.5
+
+
+def crop_scale_advice(method: nn.Module, image_size: Sequence[int]) -> Optional[str]:
+    """A warning when ``method``'s hard views draw boxes sized for 256x192 crops on a much
+    smaller crop (MODEL.IMAGE_SIZE [w, h]) without SSL.HARD.CUTOUT_SCALE bringing them down, or
+    None. The scale that keeps the boxes' share of the crop is sqrt(w h / (192 * 256)); above
+    1.5 times that, boxes cover over 2.25x their reference share (five Joint Cutout boxes at
+    scale 1 cover about 30% of a 96x64 crop, and the student cannot match its target)."""
+    w, h = (int(v) for v in image_size)
+    fit = math.sqrt(w * h / (REFERENCE_CROP[0] * REFERENCE_CROP[1]))
+    views = [m for m in method.modules() if isinstance(m, HardView) and m.pixel_ops()]
+    big = [v for v in views if v.cutout_scale > CROP_SCALE_TOLERANCE * fit]
+    if not big:
+        return None
+    ops = sorted({op for v in big for op in v.pixel_ops()})
+    scale = max(v.cutout_scale for v in big)
+    return (f"SSL.HARD.CUTOUT_SCALE (CUTOUT_SCALE) is {scale:g} on a {h}x{w} crop "
+            f"(MODEL.IMAGE_SIZE [{w}, {h}]): the hard-view ops {ops} draw boxes sized for "
+            f"256x192 crops, which here cover {(scale / fit) ** 2:.1f}x their share of the crop. "
+            f"Set SSL.HARD.CUTOUT_SCALE {fit:.3f} to keep the reference share.")
 
 
 # ------------------------------------------------------------------------------- consistency
