@@ -53,7 +53,7 @@ class View:
 HardOp = Callable[[View, "HardView", Source], View]
 HARD_OPS: Dict[str, HardOp] = {}
 # The ops whose boxes, holes or jitter are in pixels of a 256x192 crop, scaled by the hard view's
-# cutout_scale: a smaller crop needs a scale below 1 (HardView.crop_scale_advice says which).
+# cutout_scale: a smaller crop needs a scale below 1 (parts.crop_scale_advice says which).
 PIXEL_SIZED_OPS: Set[str] = set()
 
 
