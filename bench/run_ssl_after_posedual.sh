@@ -8,7 +8,8 @@
 # three seeds settle them), then the 300-label Mean Teacher rows, then multi-path with its boxes
 # scaled to the crop (multi_path_s) at both label counts (and seeds 3-4 at 100 labels, where its
 # first seeds came level with PoseDual), and last the diagnostics: seeds 3-4 of
-# multiaugs_dual_w025, MultiAugs single weighted the same way (multiaugs_w025), SSPCM without its
+# multiaugs_dual_w025, multi-path's two paths weighted as one term at 300 labels
+# (multi_path_s_w05), MultiAugs single weighted the same way (multiaugs_w025), SSPCM without its
 # score filter and multi-path at the reference pixel sizes. Supervised, PoseCons and PoseDual come
 # from the committed long-size runs (bench/results/ssl_synthetic_cpu_long_runs.json), which are
 # restored and skipped. Every finished run is recorded and skipped on the next start, so this can
@@ -54,6 +55,9 @@ python bench/ssl_benchmark.py --size long --labels 100 --seeds 3 4 --methods mul
 # PoseDual's ensemble after three seeds: seeds 3-4, as for the ranked rows above it
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 3 4 \
     --methods multiaugs_dual_w025 "$@"
+# multi-path with scaled boxes is level with Supervised at 300 labels: its two summed paths
+# weighted as one term, by the rule of the MultiAugs diagnostics
+python bench/ssl_benchmark.py --size long --labels 300 --seeds 0 1 2 --methods multi_path_s_w05 "$@"
 # MultiAugs single ends below PoseCons: its four summed paths weighted as one term, as the dual
 # diagnostic
 python bench/ssl_benchmark.py --size long --labels 100 --seeds 0 1 2 --methods multiaugs_w025 "$@"

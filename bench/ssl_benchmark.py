@@ -122,6 +122,11 @@ METHODS: Dict[str, tuple] = {
     "multiaugs_w025": ("MultiAugs single, SSL.CONS.WEIGHT 0.25 (the 4 paths' sum as one term)",
                        ["MODEL.NAME", "multiaugs", "SSL.HARD.CUTOUT_SCALE", "0.354",
                         "SSL.CONS.WEIGHT", "0.25"]),
+    # the same rule for multi-path, whose gain at 100 labels is gone at 300 (its consistency
+    # loss ends ~4x PoseCons'): its two summed paths weighted as one term
+    "multi_path_s_w05": ("Multi-path (sizes x 0.354), SSL.CONS.WEIGHT 0.5 (the 2 paths' sum as "
+                         "one term)", ["MODEL.NAME", "pose_multi", "SSL.HARD.CUTOUT_SCALE", "0.354",
+                                       "SSL.CONS.WEIGHT", "0.5"]),
     # diagnostic of SSPCM's teachers ending below PoseDual's nets: they are a PoseDual pair whose
     # consistency terms also pass the score filter; this row turns the filter off
     "sspcm_nofilter": ("SSPCM, SSL.SSPCM.SCORE_FILTER False (diagnostic)",

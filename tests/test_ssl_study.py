@@ -359,3 +359,21 @@ def test_label_count_plot_keeps_every_method_apart(tmp_path, monkeypatch):
     figures.clear()
     bench.plot_ap(records, [100, 300], list(bench.TABLE_METHODS), str(tmp_path / "ap.png"))
     assert len(figures[0].axes) == 1
+
+
+def test_every_benchmark_row_is_a_valid_config():
+    """Each row's overrides load on the benchmark's base config (a typo in a key or value would
+    otherwise surface only when the runner reaches that row, hours in), and no row draws boxes
+    too large for the benchmark's crop except the rows kept to show that case."""
+    from torch import nn
+    from semipose.methods.parts import crop_scale_advice
+    from semipose.methods.registry import resolve_cfg
+    bench = _load_bench()
+    too_large = []
+    for key, (_, overrides) in bench.METHODS.items():
+        cfg = load_cfg(os.path.join(ROOT, bench.BASE_CFG), list(overrides))
+        method, _ = resolve_cfg(cfg)
+        built = method.from_cfg(cfg, [nn.Identity() for _ in method.net_names])
+        if crop_scale_advice(built, cfg.MODEL.IMAGE_SIZE):
+            too_large.append(key)
+    assert sorted(too_large) == ["multi_path", "posecons_jc", "posedual_jc"]
