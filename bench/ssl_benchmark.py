@@ -387,11 +387,17 @@ def table(records: List[Dict], labels: Sequence[int], methods: Sequence[str],
     return method_rows(records, labels, methods, key, cell, cost)
 
 
+# Rows that only change a loss weight run the same step as another row: its cost is theirs.
+SAME_STEP = {"multiaugs_dual_w025": "multiaugs_dual", "multiaugs_w025": "multiaugs",
+             "multi_path_s_w05": "multi_path_s"}
+
+
 def step_costs(device: str) -> Dict[str, float]:
     """Each method's training-step time relative to PoseDual's, measured in one process by
     bench/bench_method_cost.py on this kind of device (empty when not measured): from
     ``method_cost_<device>.json``, and for a method it lacks from a later, smaller measurement
-    ``method_cost_<device>_<what>.json`` (each ratio is against PoseDual in its own run)."""
+    ``method_cost_<device>_<what>.json`` (each ratio is against PoseDual in its own run); the
+    ``SAME_STEP`` rows take the cost of the row whose step they run."""
     stem = os.path.join(ROOT, "bench", "results", f"method_cost_{device.split(':')[0]}")
     out: Dict[str, float] = {}
     for path in [stem + ".json"] + sorted(glob.glob(stem + "_*.json")):
@@ -399,6 +405,9 @@ def step_costs(device: str) -> Dict[str, float]:
             with open(path) as f:
                 for m, v in json.load(f)["methods"].items():
                     out.setdefault(m, v["cost"])
+    for row, same in SAME_STEP.items():
+        if same in out:
+            out.setdefault(row, out[same])
     return out
 
 

@@ -312,8 +312,17 @@ def test_step_costs_fill_missing_methods_from_later_measurements(tmp_path, monke
         json.dumps({"methods": {"posedual": {"cost": 1.0}, "multi_path": {"cost": 0.67},
                                 "multi_path_s": {"cost": 0.67}}}))
     monkeypatch.setattr(bench, "ROOT", str(tmp_path))
-    assert bench.step_costs("cpu") == {"posedual": 1.0, "multi_path": 0.64, "multi_path_s": 0.67}
+    # a row that only reweights a loss runs the step of the row it reweights
+    assert bench.step_costs("cpu") == {"posedual": 1.0, "multi_path": 0.64, "multi_path_s": 0.67,
+                                       "multi_path_s_w05": 0.67}
     assert bench.step_costs("cuda:0") == {}
+    def overrides(row):  # ["KEY", "value", ...] -> {KEY: value}
+        opts = bench.METHODS[row][1]
+        return dict(zip(opts[::2], opts[1::2]))
+
+    for row, same in bench.SAME_STEP.items():  # each pair differs in the consistency weight only
+        a, b = overrides(row), overrides(same)
+        assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == {"SSL.CONS.WEIGHT"}
 
 
 def test_consistency_rampup_weight():
