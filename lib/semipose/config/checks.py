@@ -65,7 +65,7 @@ def validate(cfg: CN, source: str) -> None:
     rows = method.eval_rows()  # what this method's validation reports
     _check(cfg.TEST.BEST_METRIC in rows, f"TEST.BEST_METRIC is {cfg.TEST.BEST_METRIC!r}, which "
            f"MODEL.NAME {cfg.MODEL.NAME!r} does not report; choose one of {list(rows)}", source)
-    _check_method(method, cfg, source)
+    _check_method(cfg, source)
     for key in POSITIVE:
         _check(get_key(cfg, key) > 0, f"{key} is {get_key(cfg, key)!r}; it must be > 0", source)
     for key in NON_NEGATIVE:
@@ -95,13 +95,13 @@ def validate(cfg: CN, source: str) -> None:
     _check_sizes(cfg, backbone.stride(cfg.MODEL.EXTRA), source)
 
 
-def _check_method(method: type, cfg: CN, source: str) -> None:
+def _check_method(cfg: CN, source: str) -> None:
     """The method's options (the SSL section and its own keys), checked by building the method
     around placeholder nets: the checks are the ones its parts run when a run builds it, written
     once, in methods/parts.py and the method's file."""
-    from torch import nn
+    from ..methods.registry import placeholder_method
     try:
-        method.from_cfg(cfg, [nn.Identity() for _ in method.net_names])
+        placeholder_method(cfg)
     except ConfigError as exc:  # a bad value; a bug in a constructor keeps its traceback
         raise ConfigError(f"{exc} (config {source})") from exc
 

@@ -47,6 +47,14 @@ def resolve_cfg(cfg) -> Tuple[type, str]:
     return resolve(cfg.MODEL.NAME, cfg.MODEL.get("BACKBONE", "resnet"))
 
 
+def placeholder_method(cfg):
+    """The configured method built around placeholder nets (``nn.Identity``): its parts, with
+    the checks they run, without building a network (config checks, inspecting the parts)."""
+    from torch import nn
+    method, _ = resolve_cfg(cfg)
+    return method.from_cfg(cfg, [nn.Identity() for _ in method.net_names])
+
+
 def method_class(name: str) -> Type:
     """Method class of a MODEL.NAME value."""
     return resolve(name)[0]
