@@ -10,7 +10,8 @@ import torch
 from semipose.config import get_defaults, load_cfg
 from semipose.losses import JointsMSELoss
 from semipose.methods import MultiPath, PoseCons, build_method
-from semipose.methods.parts import Consistency, HardView, View, register_hard_op
+from semipose.methods.parts import (Consistency, HardView, View, crop_scale_advice,
+                                    register_hard_op)
 from semipose.transforms.batch import warp
 from semipose.transforms.draws import Source
 from test_methods import J, TinyNet, make_batch
@@ -128,7 +129,6 @@ register_hard_op("pixel_box", pixel_sizes=True)(lambda view, hv, gen: view)
 
 def test_crop_scale_advice_warns_for_boxes_sized_for_a_larger_crop():
     from torch import nn
-    from semipose.methods.parts import crop_scale_advice
     views = nn.ModuleList([HardView(("cutout",), 5), HardView(("cutmix",))])
     msg = crop_scale_advice(views, [64, 96])
     assert msg is not None
